@@ -1,0 +1,129 @@
+"""The `drover` command: seed-compatible flags plus package-only, dry-run and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+from drover import __version__
+from drover.core import Drover, RunOptions
+from drover.errors import DroverError
+from drover.io import format_file_size
+from drover.models import DeployResult
+from drover.settings import load_settings
+
+logger = logging.getLogger("drover")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="drover",
+        description="Deploy a Python package to an AWS Lambda function and its requirements layer.",
+    )
+    parser.add_argument("stage", metavar="STAGE", help="stage name in the settings file")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
+    parser.add_argument("--install-path", type=Path, default=Path("install"),
+                        help="package directory to deploy (e.g. from pip install --target); default: install")
+    parser.add_argument("--interactive", action="store_true", help="ask before each change")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
+    verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("--package-only", action="store_true", help="build the archives; no AWS calls")
+    parser.add_argument("--archive-dir", type=Path, help="keep function.zip and requirements.zip here")
+    parser.add_argument("--dry-run", action="store_true", help="read live state and report changes; write nothing")
+    parser.add_argument("--publish", action="store_true", default=None, help="publish a version after the update")
+    parser.add_argument("--alias", help="point this alias at the published version (implies --publish)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout; text goes to stderr")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    human = sys.stderr if args.json else sys.stdout
+    _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
+    try:
+        result = run(args)
+    except DroverError as error:
+        return _fail(error, error.exit_code, args.verbose)
+    except KeyboardInterrupt:
+        print("drover: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # an unexpected bug still gets one line unless -v
+        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ")
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json"), sort_keys=True))
+    if not args.quiet:
+        print(render_text(result), file=human)
+    return 0
+
+
+def run(args: argparse.Namespace) -> DeployResult:
+    settings = load_settings(args.settings_file)
+    options = RunOptions(
+        archive_dir=args.archive_dir,
+        package_only=args.package_only,
+        dry_run=args.dry_run,
+        publish=args.publish,
+        alias=args.alias,
+    )
+    drover = Drover(settings, args.stage, args.interactive, options=options, confirm=_ask)
+    return drover.update(args.install_path)
+
+
+def render_text(result: DeployResult) -> str:
+    lines = []
+    for kind, size, count, path in (
+        ("function", result.function_size, result.function_file_count, result.function_archive),
+        ("requirements", result.requirements_size, result.requirements_file_count, result.requirements_archive),
+    ):
+        if size is not None:
+            where = f" at {path}" if path else ""
+            lines.append(f"{kind.capitalize()} archive: {format_file_size(size)}, {count} files{where}")
+    for action in result.actions:
+        state = "done" if action.done else "would do"
+        lines.append(f"{state}: {action.action} {action.target} ({action.reason})")
+    if result.function_arn:
+        lines.append(f"Function {result.function_name!r} ARN: {result.function_arn}")
+    if result.mode == "deploy" and not result.actions:
+        lines.append(f"Function {result.function_name!r} is up to date; nothing to do")
+    return "\n".join(lines)
+
+
+def _ask(question: str) -> bool:
+    try:
+        return input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+    except EOFError:
+        return False
+
+
+def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    warning_handler = logging.StreamHandler(sys.stderr)
+    warning_handler.setLevel(logging.WARNING)
+    warning_handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    handler.addFilter(lambda record: record.levelno < logging.WARNING)
+    logger.handlers[:] = [handler, warning_handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+
+
+def _fail(error: BaseException, code: int, verbose: bool, prefix: str = "") -> int:
+    if verbose:
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"drover: error: {prefix}{message}", file=sys.stderr)
+    return code

@@ -1,0 +1,149 @@
+"""The Drover workflow: package, compare with the live function, apply only what differs."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from drover.archive import ArchiveInfo, write_zip
+from drover.errors import SettingsError
+from drover.io import format_file_size
+from drover.models import ALIAS_PATTERN, DeployResult, Settings, Stage
+from drover.packaging import PackagePlan, Partition, plan_package
+
+logger = logging.getLogger("drover")
+
+FUNCTION_ARCHIVE = "function.zip"
+REQUIREMENTS_ARCHIVE = "requirements.zip"
+
+
+@dataclass
+class RunOptions:
+    """How a run behaves beyond what drover.yml says."""
+
+    working_directory: Path = field(default_factory=Path.cwd)
+    archive_dir: Path | None = None
+    package_only: bool = False
+    dry_run: bool = False
+    publish: bool | None = None
+    alias: str | None = None
+    workers: int | None = None
+
+
+class Timings(dict[str, float]):
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = round(self.get(name, 0.0) + time.perf_counter() - start, 3)
+
+
+class Drover:
+    """Publish and update a Lambda function and its requirements layer from a package directory."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        stage: str,
+        interactive: bool = False,
+        *,
+        options: RunOptions | None = None,
+        confirm: Callable[[str], bool] | None = None,
+    ) -> None:
+        if stage not in settings.stages:
+            known = ", ".join(sorted(settings.stages)) or "none"
+            raise SettingsError(f"unknown stage {stage!r} — stages defined: {known}")
+        self.stage_name = stage
+        self.options = options or RunOptions()
+        self.stage = _apply_overrides(settings.stages[stage], self.options)
+        self.interactive = interactive
+        self.confirm = confirm or (lambda question: True)
+        self.timings = Timings()
+
+    def package(self, install_path: Path) -> tuple[PackagePlan, DeployResult]:
+        """Walk, partition and hash; no archive is written."""
+        with self.timings.phase("package"):
+            plan = plan_package(self.stage, install_path, self.options.working_directory, self.options.workers)
+        logger.info("Requirements digest: %s", plan.requirements.digest)
+        logger.info("Function digest: %s", plan.function.digest)
+        return plan, self._result(plan, "package-only")
+
+    def update(self, install_path: Path) -> DeployResult:
+        if self.options.package_only:
+            return self.build(install_path)
+        from drover.workflow import deploy  # deploy pulls in boto3; package-only runs never import it
+
+        plan, result = self.package(install_path)
+        result.mode = "dry-run" if self.options.dry_run else "deploy"
+        with self._archive_directory() as directory:
+            deploy(self, plan, result, directory)
+        result.timings = dict(self.timings)
+        return result
+
+    def build(self, install_path: Path) -> DeployResult:
+        """Package-only: build both archives (the requirements one when non-empty) and report them."""
+        plan, result = self.package(install_path)
+        with self._archive_directory() as directory:
+            function_archive = self.write_archive(plan.function, directory / FUNCTION_ARCHIVE)
+            record_archive(result, function_archive, plan.function, self.options.archive_dir is not None)
+            if plan.requirements:
+                requirements_archive = self.write_archive(plan.requirements, directory / REQUIREMENTS_ARCHIVE)
+                record_archive(result, requirements_archive, plan.requirements, self.options.archive_dir is not None)
+        result.timings = dict(self.timings)
+        return result
+
+    def write_archive(self, partition: Partition, path: Path) -> ArchiveInfo:
+        with self.timings.phase("archive"):
+            archive = write_zip(path, partition.files, self.options.workers)
+        logger.info("Built %s archive: %s, %d files", partition.kind, format_file_size(archive.size), archive.file_count)
+        return archive
+
+    @contextmanager
+    def _archive_directory(self) -> Iterator[Path]:
+        if self.options.archive_dir is not None:
+            self.options.archive_dir.mkdir(parents=True, exist_ok=True)
+            yield self.options.archive_dir
+        else:
+            with tempfile.TemporaryDirectory(prefix="drover-") as directory:
+                yield Path(directory)
+
+    def _result(self, plan: PackagePlan, mode: str) -> DeployResult:
+        return DeployResult(
+            stage=self.stage_name,
+            mode=mode,  # type: ignore[arg-type]
+            function_name=self.stage.function_name,
+            region_name=self.stage.region_name,
+            function_digest=plan.function.digest,
+            requirements_digest=plan.requirements.digest,
+            function_file_count=plan.function.file_count,
+            requirements_file_count=plan.requirements.file_count,
+            function_unzipped_size=plan.function.unzipped_size,
+            requirements_unzipped_size=plan.requirements.unzipped_size,
+        )
+
+
+def record_archive(result: DeployResult, archive: ArchiveInfo, partition: Partition, keep_path: bool) -> None:
+    path = str(archive.path) if keep_path else None
+    if partition.kind == "function":
+        result.function_archive, result.function_size = path, archive.size
+    else:
+        result.requirements_archive, result.requirements_size = path, archive.size
+
+
+def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:
+    updates: dict[str, object] = {}
+    if options.publish is not None:
+        updates["publish"] = options.publish
+    if options.alias:
+        if not ALIAS_PATTERN.match(options.alias):
+            raise SettingsError(f"alias {options.alias!r} is not a valid alias name (letters, digits, - and _, not only digits)")
+        updates["alias"] = options.alias
+        updates["publish"] = True
+    return stage.model_copy(update=updates) if updates else stage

@@ -1,0 +1,222 @@
+"""Settings and result models: pure data, validated with pydantic v2."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+MAX_LAYERS = 5
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+RUNTIME_PATTERN = re.compile(r"^python3\.(\d{1,2})$")
+FUNCTION_NAME_PATTERN = re.compile(
+    r"^(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$"
+)
+LAYER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,140}$")
+LAYER_VERSION_ARN_PATTERN = re.compile(
+    r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"layer:(?P<name>[a-zA-Z0-9_-]{1,140}):(?P<version>[1-9]\d*)$"
+)
+ALIAS_PATTERN = re.compile(r"^(?!\d+$)[a-zA-Z0-9_-]{1,128}$")
+BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+DEFAULT_EXCLUDE_PATTERN = r"(^|/)__pycache__(/|$)"
+
+Architecture = Literal["x86_64", "arm64"]
+
+
+def compile_pattern(value: Any) -> re.Pattern[str]:
+    if isinstance(value, re.Pattern):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regular expression string, got {type(value).__name__} {value!r}")
+    try:
+        return re.compile(value)
+    except re.error as error:
+        raise ValueError(f"invalid regular expression {value!r}: {error}") from None
+
+
+Regex = Annotated[re.Pattern[str], BeforeValidator(compile_pattern)]
+
+
+def _check_pattern(value: str, pattern: re.Pattern[str], what: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{value!r} is not a valid {what}")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+
+class S3BucketPath(_Model):
+    region_name: str
+    bucket_name: str
+    prefix: str = ""
+
+    @field_validator("region_name")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_pattern(value, REGION_PATTERN, "AWS region name (e.g. us-east-1)")
+
+    @field_validator("bucket_name")
+    @classmethod
+    def _bucket(cls, value: str) -> str:
+        return _check_pattern(value, BUCKET_NAME_PATTERN, "S3 bucket name")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return value.strip("/")
+
+
+class S3BucketFileVersion(_Model):
+    bucket_name: str
+    key: str
+    version_id: str | None = None
+
+
+class Stage(_Model):
+    region_name: str
+    function_name: str
+    compatible_runtime: str
+    function_file_patterns: list[Regex] = Field(default_factory=list)
+    function_extra_paths: list[Path] = Field(default_factory=list)
+    package_exclude_patterns: list[Regex] = Field(
+        default_factory=lambda: [re.compile(DEFAULT_EXCLUDE_PATTERN)]
+    )
+    requirements_layer_name: str | None = None
+    supplemental_layer_arns: list[str] = Field(default_factory=list)
+    upload_bucket: S3BucketPath | None = None
+    architecture: Architecture | None = None
+    publish: bool = False
+    alias: str | None = None
+    keep_layer_versions: int | None = Field(default=None, ge=1)
+    exclude_runtime_packages: bool = False
+
+    @field_validator("region_name")
+    @classmethod
+    def _region(cls, value: str) -> str:
+        return _check_pattern(value, REGION_PATTERN, "AWS region name (e.g. us-east-1)")
+
+    @field_validator("function_name")
+    @classmethod
+    def _function_name(cls, value: str) -> str:
+        return _check_pattern(value, FUNCTION_NAME_PATTERN, "Lambda function name (letters, digits, - and _)")
+
+    @field_validator("compatible_runtime")
+    @classmethod
+    def _runtime(cls, value: str) -> str:
+        return _check_pattern(value, RUNTIME_PATTERN, "Python runtime (e.g. python3.12)")
+
+    @field_validator("requirements_layer_name")
+    @classmethod
+    def _layer_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_pattern(value, LAYER_NAME_PATTERN, "layer name (letters, digits, - and _)")
+
+    @field_validator("supplemental_layer_arns")
+    @classmethod
+    def _layer_arns(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _check_pattern(value, LAYER_VERSION_ARN_PATTERN, "layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION)")
+        duplicates = sorted({value for value in values if values.count(value) > 1})
+        if duplicates:
+            raise ValueError(f"layer ARN listed twice: {duplicates[0]}")
+        return values
+
+    @field_validator("alias")
+    @classmethod
+    def _alias(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return _check_pattern(value, ALIAS_PATTERN, "alias name (letters, digits, - and _, not only digits)")
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Stage:
+        if self.requirements_layer_name is None:
+            layer_name = f"{self.short_function_name}-requirements"
+            object.__setattr__(self, "requirements_layer_name", layer_name[:140])
+        if self.alias is not None and not self.publish:
+            object.__setattr__(self, "publish", True)
+        for arn in self.supplemental_layer_arns:
+            layer_region = LAYER_VERSION_ARN_PATTERN.match(arn)["region"]  # type: ignore[index]
+            if layer_region != self.region_name:
+                raise ValueError(
+                    f"supplemental layer {arn} is in region {layer_region}, but the function is in "
+                    f"{self.region_name}; Lambda only attaches layers from the function's region"
+                )
+        if len(self.supplemental_layer_arns) + 1 > MAX_LAYERS:
+            raise ValueError(
+                f"{len(self.supplemental_layer_arns)} supplemental layers plus the requirements layer "
+                f"exceed Lambda's limit of {MAX_LAYERS} layers per function"
+            )
+        if self.upload_bucket is not None and self.upload_bucket.region_name != self.region_name:
+            raise ValueError(
+                f"upload_bucket {self.upload_bucket.bucket_name} is in region {self.upload_bucket.region_name}, "
+                f"but the function is in {self.region_name}; Lambda reads code only from a bucket in its own region"
+            )
+        return self
+
+    @property
+    def short_function_name(self) -> str:
+        return self.function_name.rsplit(":", 1)[-1]
+
+    @property
+    def layer_name(self) -> str:
+        assert self.requirements_layer_name is not None
+        return self.requirements_layer_name
+
+    @property
+    def python_version(self) -> str:
+        return self.compatible_runtime.removeprefix("python")
+
+
+class Settings(_Model):
+    stages: dict[str, Stage]
+
+
+class DeployAction(BaseModel):
+    """One change drover made (or, in a dry run, would make) and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action: str
+    target: str
+    reason: str
+    done: bool
+
+
+class DeployResult(BaseModel):
+    """What a run did; adapters render it as text, JSON or step outputs."""
+
+    model_config = ConfigDict(frozen=False)
+
+    stage: str
+    mode: Literal["package-only", "dry-run", "deploy"]
+    function_name: str
+    region_name: str
+    function_digest: str | None
+    requirements_digest: str | None
+    function_file_count: int
+    requirements_file_count: int
+    function_unzipped_size: int
+    requirements_unzipped_size: int
+    function_archive: str | None = None
+    requirements_archive: str | None = None
+    function_size: int | None = None
+    requirements_size: int | None = None
+    function_arn: str | None = None
+    requirements_layer_arn: str | None = None
+    code_sha256: str | None = None
+    function_updated: bool = False
+    requirements_updated: bool = False
+    configuration_updated: bool = False
+    version: str | None = None
+    alias_arn: str | None = None
+    bytes_uploaded: int = 0
+    actions: list[DeployAction] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    timings: dict[str, float] = Field(default_factory=dict)

@@ -1,0 +1,231 @@
+"""Load drover.yml into validated settings; every problem is one SettingsError line."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from drover.errors import SettingsError
+from drover.models import S3BucketPath, Settings, Stage
+
+MAX_EXPANDED_NODES = 10_000
+Location = tuple[int, int]
+NodePath = tuple[str | int, ...]
+
+
+def load_settings(settings_file: Path) -> Settings:
+    document = _read_document(settings_file)
+    return _validate(settings_file, document)
+
+
+def load_stage(settings_file: Path, stage_name: str) -> Stage:
+    """Load the settings file and return one stage, naming the stages that exist when it is unknown."""
+    settings = load_settings(settings_file)
+    try:
+        return settings.stages[stage_name]
+    except KeyError:
+        known = ", ".join(sorted(settings.stages)) or "none"
+        raise SettingsError(
+            f"{settings_file}: unknown stage {stage_name!r} — stages defined: {known}", file=settings_file
+        ) from None
+
+
+class _Document:
+    def __init__(self, data: Any, root: yaml.Node) -> None:
+        self.data = data
+        self.root = root
+
+    def location(self, path: NodePath) -> Location | None:
+        """The (line, column), 1-based, of the deepest node found along a key path."""
+        node: yaml.Node = self.root
+        mark = node.start_mark
+        for index, part in enumerate(path):
+            key_node, child = _child(node, part)
+            if child is None:
+                break
+            is_last = index == len(path) - 1
+            mark = (key_node if is_last and key_node is not None else child).start_mark
+            node = child
+        return mark.line + 1, mark.column + 1
+
+
+def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node | None, yaml.Node | None]:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return key, value
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return None, node.value[part]
+    return None, None
+
+
+def _read_document(settings_file: Path) -> _Document:
+    try:
+        text = settings_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SettingsError(
+            f"{settings_file}: settings file not found — create it or pass --settings-file", file=settings_file
+        ) from None
+    except IsADirectoryError:
+        raise SettingsError(f"{settings_file}: is a directory, not a settings file", file=settings_file) from None
+    except UnicodeDecodeError as error:
+        raise SettingsError(f"{settings_file}: not UTF-8 text ({error.reason})", file=settings_file) from None
+    except OSError as error:
+        raise SettingsError(
+            f"{settings_file}: cannot read settings file: {error.strerror}", file=settings_file
+        ) from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            raise SettingsError(
+                f"{settings_file}: file is empty — it needs a 'stages' mapping (see the README)", file=settings_file
+            )
+        _check_node_graph(settings_file, root)
+        data = loader.construct_document(root)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        problem = " ".join(part for part in (error.context, error.problem) if part)
+        raise SettingsError(
+            f"{settings_file}:{line}:{column}: YAML syntax error: {problem}",
+            file=settings_file,
+            line=line,
+            column=column,
+        ) from None
+    except yaml.YAMLError as error:
+        raise SettingsError(f"{settings_file}: YAML error: {error}", file=settings_file) from None
+    finally:
+        loader.dispose()
+    return _Document(data, root)
+
+
+def _check_node_graph(settings_file: Path, root: yaml.Node) -> None:
+    """Reject alias bombs (shared nodes expanding exponentially) and duplicate mapping keys."""
+    sizes: dict[int, int] = {}
+
+    def expanded_size(node: yaml.Node) -> int:
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = MAX_EXPANDED_NODES + 1  # a node reached again while expanding itself
+        children: Iterable[yaml.Node]
+        if isinstance(node, yaml.MappingNode):
+            _reject_duplicate_keys(settings_file, node)
+            children = [part for pair in node.value for part in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = ()
+        total = 1
+        for child in children:
+            total += expanded_size(child)
+            if total > MAX_EXPANDED_NODES:
+                break
+        sizes[id(node)] = total
+        return total
+
+    if expanded_size(root) > MAX_EXPANDED_NODES:
+        raise SettingsError(
+            f"{settings_file}: YAML expands to more than {MAX_EXPANDED_NODES} nodes through anchors and aliases "
+            "(an alias bomb?) — write the values out instead",
+            file=settings_file,
+        )
+
+
+def _reject_duplicate_keys(settings_file: Path, node: yaml.MappingNode) -> None:
+    seen: set[str] = set()
+    for key, _ in node.value:
+        if isinstance(key, yaml.ScalarNode) and key.value != "<<":
+            if key.value in seen:
+                line, column = key.start_mark.line + 1, key.start_mark.column + 1
+                raise SettingsError(
+                    f"{settings_file}:{line}:{column}: key {key.value!r} is defined twice — keep one",
+                    file=settings_file,
+                    line=line,
+                    column=column,
+                )
+            seen.add(key.value)
+
+
+def _validate(settings_file: Path, document: _Document) -> Settings:
+    data = document.data
+    if not isinstance(data, dict):
+        raise SettingsError(
+            f"{settings_file}: the top level must be a mapping with a 'stages' key, not {_describe_type(data)}",
+            file=settings_file,
+            line=1,
+            column=1,
+        )
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as error:
+        raise _settings_error(settings_file, document, error) from None
+
+
+def _settings_error(settings_file: Path, document: _Document, error: ValidationError) -> SettingsError:
+    detail = error.errors(include_url=False)[0]
+    path: NodePath = tuple(detail["loc"])
+    location = document.location(path)
+    line, column = location if location else (None, None)
+    where = f"{settings_file}:{line}:{column}" if line else str(settings_file)
+    return SettingsError(
+        f"{where}: {_describe_path(path)}: {_describe_problem(detail, path)}",
+        file=settings_file,
+        line=line,
+        column=column,
+    )
+
+
+def _describe_path(path: NodePath) -> str:
+    if len(path) >= 2 and path[0] == "stages":
+        stage, rest = path[1], path[2:]
+        keys = ".".join(str(part) for part in rest if isinstance(part, str))
+        indexes = "".join(f"[{part}]" for part in rest if isinstance(part, int))
+        return f"stage {stage!r}: key {keys + indexes!r}" if keys else f"stage {stage!r}"
+    return f"key {'.'.join(str(part) for part in path)!r}" if path else "top level"
+
+
+def _describe_problem(detail: Any, path: NodePath) -> str:
+    kind = detail["type"]
+    value = detail.get("input")
+    if kind == "missing":
+        return "required key is missing — add it"
+    if kind == "extra_forbidden":
+        return f"unknown key{_suggestion(path)}"
+    message = str(detail["msg"]).removeprefix("Value error, ")
+    if kind in {"value_error", "assertion_error"}:
+        return message
+    return f"{message[0].lower()}{message[1:]} (got {_describe_type(value)} {_short_repr(value)})"
+
+
+def _suggestion(path: NodePath) -> str:
+    key = str(path[-1])
+    valid = _valid_keys(path[:-1])
+    matches = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if matches:
+        return f" — did you mean {matches[0]!r}?"
+    return f" — valid keys: {', '.join(valid)}"
+
+
+def _valid_keys(parent: NodePath) -> Sequence[str]:
+    if not parent:
+        return list(Settings.model_fields)
+    if parent[-1] == "upload_bucket":
+        return list(S3BucketPath.model_fields)
+    return list(Stage.model_fields)
+
+
+def _describe_type(value: Any) -> str:
+    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number",
+             bool: "a boolean", type(None): "nothing (null)"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -35,7 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
     parser.add_argument("--install-path", type=Path, default=Path("install"),
                         help="package directory to deploy (e.g. from pip install --target); default: install")
-    parser.add_argument("--interactive", action="store_true", help="ask before each change")
+    parser.add_argument("--install-source", type=Path, metavar="PATH",
+                        help="project directory to install into --install-path before packaging")
+    parser.add_argument("--requirements", type=Path, metavar="FILE",
+                        help="requirements file to install into --install-path before packaging")
+    parser.add_argument("--interactive", action="store_true", help="ask before applying changes")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
@@ -76,6 +80,9 @@ def run(args: argparse.Namespace) -> DeployResult:
         dry_run=args.dry_run,
         publish=args.publish,
         alias=args.alias,
+        install_source=args.install_source,
+        requirements=args.requirements,
+        verbose=args.verbose,
     )
     drover = Drover(settings, args.stage, args.interactive, options=options, confirm=_ask)
     return drover.update(args.install_path)

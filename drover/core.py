@@ -9,15 +9,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drover.archive import ArchiveInfo, write_zip
 from drover.errors import SettingsError
 from drover.io import format_file_size
-from drover.models import ALIAS_PATTERN, DeployResult, Settings, Stage
+from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, Settings, Stage
 from drover.packaging import PackagePlan, Partition, plan_package
+
+if TYPE_CHECKING:
+    from drover.deploy import AwsClients
 
 logger = logging.getLogger("drover")
 
+DEFAULT_ARCHITECTURE = "x86_64"
 FUNCTION_ARCHIVE = "function.zip"
 REQUIREMENTS_ARCHIVE = "requirements.zip"
 
@@ -33,6 +38,11 @@ class RunOptions:
     publish: bool | None = None
     alias: str | None = None
     workers: int | None = None
+    aws: AwsClients | None = None
+    install_source: Path | None = None
+    requirements: Path | None = None
+    verbose: bool = False
+    direct_upload_limit: int = DIRECT_UPLOAD_LIMIT
 
 
 class Timings(dict[str, float]):
@@ -66,6 +76,7 @@ class Drover:
         self.interactive = interactive
         self.confirm = confirm or (lambda question: True)
         self.timings = Timings()
+        self.install_result: object | None = None
 
     def package(self, install_path: Path) -> tuple[PackagePlan, DeployResult]:
         """Walk, partition and hash; no archive is written."""
@@ -76,19 +87,23 @@ class Drover:
         return plan, self._result(plan, "package-only")
 
     def update(self, install_path: Path) -> DeployResult:
+        """Install (when asked), package, and make the live function run exactly this package."""
         if self.options.package_only:
             return self.build(install_path)
-        from drover.workflow import deploy  # deploy pulls in boto3; package-only runs never import it
+        from drover import workflow  # pulls in boto3; package-only runs never import it
 
+        target, live = workflow.connect(self)
+        self.install(install_path, self.stage.architecture or live.architecture)
         plan, result = self.package(install_path)
         result.mode = "dry-run" if self.options.dry_run else "deploy"
         with self._archive_directory() as directory:
-            deploy(self, plan, result, directory)
+            workflow.deploy(self, target, live, plan, result, directory)
         result.timings = dict(self.timings)
         return result
 
     def build(self, install_path: Path) -> DeployResult:
         """Package-only: build both archives (the requirements one when non-empty) and report them."""
+        self.install(install_path, self.stage.architecture or DEFAULT_ARCHITECTURE)
         plan, result = self.package(install_path)
         with self._archive_directory() as directory:
             function_archive = self.write_archive(plan.function, directory / FUNCTION_ARCHIVE)
@@ -98,6 +113,24 @@ class Drover:
                 record_archive(result, requirements_archive, plan.requirements, self.options.archive_dir is not None)
         result.timings = dict(self.timings)
         return result
+
+    def install(self, install_path: Path, architecture: str) -> None:
+        """pip/uv install the install source and requirements into install_path, when either is given."""
+        if self.options.install_source is None and self.options.requirements is None:
+            return
+        from drover.install import InstallRequest, install
+
+        request = InstallRequest(
+            target=install_path,
+            source=self.options.install_source,
+            requirements=self.options.requirements,
+            runtime=self.stage.compatible_runtime,
+            architecture=architecture,
+            exclude_runtime_packages=self.stage.exclude_runtime_packages,
+            verbose=self.options.verbose,
+        )
+        with self.timings.phase("install"):
+            self.install_result = install(request)
 
     def write_archive(self, partition: Partition, path: Path) -> ArchiveInfo:
         with self.timings.phase("archive"):

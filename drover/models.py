@@ -8,7 +8,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+# Lambda limits (AWS docs): layers per function, unzipped function + layers, zipped direct upload.
 MAX_LAYERS = 5
+UNZIPPED_LIMIT = 262_144_000
+DIRECT_UPLOAD_LIMIT = 52_428_800
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 RUNTIME_PATTERN = re.compile(r"^python3\.(\d{1,2})$")
 FUNCTION_NAME_PATTERN = re.compile(

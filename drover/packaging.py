@@ -19,14 +19,13 @@ from pathlib import Path
 from re import Pattern
 
 from drover.errors import PackagingError
-from drover.models import Stage
+from drover.models import UNZIPPED_LIMIT, Stage
 
 LAYER_PREFIX = "python/"
 MANIFEST_HEADER = b"drover-manifest-v1\n"
 READ_SIZE = 1 << 20
 FILE_MODE = 0o644
 EXECUTABLE_MODE = 0o755
-UNZIPPED_LIMIT = 262_144_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,12 +126,17 @@ def extra_path_files(stage: Stage, working_directory: Path) -> list[PackageFile]
             )
         if not source.exists():
             raise PackagingError(f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory})")
+        # named as given (normalized), not after a symlink's target: a linked "instance" stays "instance/"
+        base = Path(os.path.abspath(source)).name
         if source.is_dir():
-            base = source.resolve().name
             for relative_name, file_source, executable in walk_files(source, stage.package_exclude_patterns):
                 files.append(PackageFile(f"{base}/{relative_name}", file_source, executable))
+        elif source.is_file():
+            files.append(PackageFile(base, source.resolve(), _is_executable(source.stat().st_mode)))
         else:
-            files.append(PackageFile(source.resolve().name, source.resolve(), _is_executable(source.stat().st_mode)))
+            raise PackagingError(
+                f"function_extra_paths: {str(extra_path)!r} is not a regular file or directory (a FIFO or device?)"
+            )
     return files
 
 
@@ -160,15 +164,22 @@ def _walk_directory(
     for entry in entries:
         relative_name = prefix + _utf8_name(directory, entry.name)
         path = Path(entry.path)
-        info = _stat(path, real_root) if entry.is_symlink() else entry.stat(follow_symlinks=False)
+        excluded = any(pattern.search(relative_name) for pattern in exclude_patterns)
+        if entry.is_symlink():
+            if excluded:
+                continue  # an excluded link is never followed, so it may dangle or point anywhere
+            info = _stat(path, real_root)
+        else:
+            info = entry.stat(follow_symlinks=False)
         if stat.S_ISDIR(info.st_mode):
             real_path = os.path.realpath(path)
             if real_path in ancestors:
                 raise PackagingError(f"{path}: symlink loop (points back to {real_path}) — remove the link")
             yield from _walk_directory(path, relative_name + "/", real_root, exclude_patterns, ancestors | {real_path})
+        elif excluded:
+            continue
         elif stat.S_ISREG(info.st_mode):
-            if not any(pattern.search(relative_name) for pattern in exclude_patterns):
-                yield relative_name, path, _is_executable(info.st_mode)
+            yield relative_name, path, _is_executable(info.st_mode)
         else:
             raise PackagingError(f"{path}: not a regular file or directory (a socket, FIFO or device?) — remove it")
 

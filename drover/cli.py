@@ -31,15 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Deploy a Python package to an AWS Lambda function and its requirements layer.",
     )
     parser.add_argument("stage", metavar="STAGE", help="stage name in the settings file")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
-    parser.add_argument("--install-path", type=Path, default=Path("install"),
-                        help="package directory to deploy (e.g. from pip install --target); default: install")
+    parser.add_argument("--install-path", type=Path, default=Path(),
+                        help="package directory to deploy (e.g. from pip install --target); default: working directory")
     parser.add_argument("--install-source", type=Path, metavar="PATH",
                         help="project directory to install into --install-path before packaging")
     parser.add_argument("--requirements", type=Path, metavar="FILE",
                         help="requirements file to install into --install-path before packaging")
-    parser.add_argument("--interactive", action="store_true", help="ask before applying changes")
+    interactive = parser.add_mutually_exclusive_group()
+    interactive.add_argument("--interactive", action="store_true", default=None,
+                             help="progress output for a terminal (default when stdin is a TTY)")
+    interactive.add_argument("--non-interactive", dest="interactive", action="store_false",
+                             help="plain line output for CI logs")
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
@@ -84,7 +88,8 @@ def run(args: argparse.Namespace) -> DeployResult:
         requirements=args.requirements,
         verbose=args.verbose,
     )
-    drover = Drover(settings, args.stage, args.interactive, options=options, confirm=_ask)
+    interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
+    drover = Drover(settings, args.stage, interactive, options=options)
     return drover.update(args.install_path)
 
 
@@ -105,13 +110,6 @@ def render_text(result: DeployResult) -> str:
     if result.mode == "deploy" and not result.actions:
         lines.append(f"Function {result.function_name!r} is up to date; nothing to do")
     return "\n".join(lines)
-
-
-def _ask(question: str) -> bool:
-    try:
-        return input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
-    except EOFError:
-        return False
 
 
 def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:

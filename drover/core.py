@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +65,6 @@ class Drover:
         interactive: bool = False,
         *,
         options: RunOptions | None = None,
-        confirm: Callable[[str], bool] | None = None,
     ) -> None:
         if stage not in settings.stages:
             known = ", ".join(sorted(settings.stages)) or "none"
@@ -74,7 +73,6 @@ class Drover:
         self.options = options or RunOptions()
         self.stage = _apply_overrides(settings.stages[stage], self.options)
         self.interactive = interactive
-        self.confirm = confirm or (lambda question: True)
         self.timings = Timings()
         self.install_result: object | None = None
 

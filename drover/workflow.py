@@ -98,8 +98,6 @@ def deploy(
         result.requirements_layer_arn = decisions.layer_arn
         result.code_sha256 = live.code_sha256
         return
-    if actions and drover.interactive and not drover.confirm(_question(live.name, actions)):
-        raise UpdateError(f"cancelled at the prompt; nothing was changed on {live.name}")
     with drover.timings.phase("deploy"):
         live = _apply(drover, target, plan, decisions, live, result, limit)
     result.requirements_layer_arn = decisions.layer_arn
@@ -315,8 +313,3 @@ def _publish(target: LambdaTarget, live: LiveFunction, result: DeployResult) -> 
 
 def _done(result: DeployResult, action: str, target: str, reason: str) -> None:
     result.actions.append(DeployAction(action=action, target=target, reason=reason, done=True))
-
-
-def _question(name: str, actions: list[DeployAction]) -> str:
-    listed = "; ".join(f"{action.action} ({action.reason})" for action in actions)
-    return f"Apply to {name}: {listed}?"

@@ -44,12 +44,17 @@ class _Document:
         """The (line, column), 1-based, of the deepest node found along a key path."""
         node: yaml.Node = self.root
         mark = node.start_mark
+        anchor: yaml.Node | None = None  # the key (or sequence item) of the deepest node found
         for index, part in enumerate(path):
             key_node, child = _child(node, part)
             if child is None:
+                # a missing key: point at the key that holds the mapping it is missing from
+                if anchor is not None:
+                    mark = anchor.start_mark
                 break
             is_last = index == len(path) - 1
             mark = (key_node if is_last and key_node is not None else child).start_mark
+            anchor = key_node if key_node is not None else child
             node = child
         return mark.line + 1, mark.column + 1
 
@@ -100,6 +105,10 @@ def _read_document(settings_file: Path) -> _Document:
         ) from None
     except yaml.YAMLError as error:
         raise SettingsError(f"{settings_file}: YAML error: {error}", file=settings_file) from None
+    except RecursionError:
+        raise SettingsError(
+            f"{settings_file}: YAML is nested too deeply to read — flatten it", file=settings_file
+        ) from None
     finally:
         loader.dispose()
     return _Document(data, root)
@@ -168,7 +177,10 @@ def _validate(settings_file: Path, document: _Document) -> Settings:
 
 
 def _settings_error(settings_file: Path, document: _Document, error: ValidationError) -> SettingsError:
-    detail = error.errors(include_url=False)[0]
+    details = error.errors(include_url=False)
+    # a misspelt key also makes the key it was meant to be "missing"; the unknown key (with its
+    # suggestion) is the actual mistake, so report it first
+    detail = next((item for item in details if item["type"] == "extra_forbidden"), details[0])
     path: NodePath = tuple(detail["loc"])
     location = document.location(path)
     line, column = location if location else (None, None)

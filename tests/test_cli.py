@@ -1,0 +1,291 @@
+"""The `drover` command end to end (python -m drover in a child process), in --package-only mode."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import drover
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "basic_lambda"
+JSON_KEYS = {
+    "stage",
+    "function_digest",
+    "requirements_digest",
+    "function_archive",
+    "requirements_archive",
+    "function_size",
+    "requirements_size",
+    "function_file_count",
+    "requirements_file_count",
+}
+GENERATED_SETTINGS = """\
+stages:
+  dev:
+    region_name: us-east-1
+    function_name: generated
+    compatible_runtime: python3.12
+    function_file_patterns: ['^app/']
+"""
+
+
+def run_drover(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "drover", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def parse_json_stdout(result: subprocess.CompletedProcess[str]) -> dict:
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.endswith("\n"), result.stdout
+    document = json.loads(result.stdout)
+    assert isinstance(document, dict)
+    return document
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    assert result.returncode == code, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("drover: error: ")
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.fixture
+def example(tmp_path) -> Path:
+    """A copy of examples/basic_lambda plus install/, as `pip install --target install` would leave it."""
+    project = tmp_path / "example"
+    shutil.copytree(EXAMPLE, project)
+    shutil.copytree(EXAMPLE / "basic_lambda" / "basic_lambda", tmp_path / "install" / "basic_lambda")
+    return project
+
+
+@pytest.fixture
+def generated(tmp_path, make_tree) -> Path:
+    """A generated project with function files and requirements (a fake dependency)."""
+    project = tmp_path / "generated"
+    make_tree(
+        project / "install",
+        {
+            "app/__init__.py": b"",
+            "app/main.py": b"import requests_like\n\ndef handler(event, context):\n    return 1\n",
+            "requests_like/__init__.py": b"VERSION = '1.0'\n" * 100,
+            "requests_like/__pycache__/__init__.cpython-312.pyc": b"\0" * 32,
+            "requests_like-1.0.dist-info/METADATA": b"Name: requests_like\n",
+            "bin/tool": (b"#!/bin/sh\n", 0o755),
+        },
+    )
+    (project / "drover.yml").write_text(GENERATED_SETTINGS)
+    return project
+
+
+def test_package_only_json_on_the_example(example, tmp_path, valid_zip):
+    archives = tmp_path / "archives"
+
+    result = run_drover(
+        "--settings-file",
+        "drover.yml",
+        "--install-path",
+        tmp_path / "install",
+        "--package-only",
+        "--json",
+        "--archive-dir",
+        archives,
+        "staging",
+        cwd=example,
+    )
+
+    document = parse_json_stdout(result)
+    assert set(document) >= JSON_KEYS
+    assert document["stage"] == "staging"
+    assert re.fullmatch(r"[0-9a-f]{64}", document["function_digest"])
+    assert document["requirements_digest"] is None
+    assert document["requirements_archive"] is None
+    assert document["requirements_size"] is None
+    assert document["requirements_file_count"] == 0
+    assert document["function_file_count"] == 2
+    function_zip = Path(document["function_archive"])
+    assert function_zip.resolve() == (archives / "function.zip").resolve()
+    assert document["function_size"] == function_zip.stat().st_size
+    assert sorted(path.name for path in archives.iterdir()) == ["function.zip"]
+    with valid_zip(function_zip) as opened:
+        assert opened.namelist() == ["basic_lambda/__init__.py", "instance/config.json"]
+        assert opened.read("instance/config.json") == (EXAMPLE / "instance" / "config.json").read_bytes()
+    assert "Requirements digest: None" in result.stderr.splitlines()
+    assert f"Function digest: {document['function_digest']}" in result.stderr.splitlines()
+
+
+def test_text_mode_prints_the_seed_digest_lines_on_stdout(example, tmp_path):
+    json_result = run_drover("--install-path", tmp_path / "install", "--package-only", "--json", "staging", cwd=example)
+    digest = parse_json_stdout(json_result)["function_digest"]
+
+    result = run_drover("--install-path", tmp_path / "install", "--package-only", "staging", cwd=example)
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["Requirements digest: None", f"Function digest: {digest}"]
+    assert "Requirements digest" not in result.stderr
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(result.stdout)
+
+
+def test_package_only_json_on_a_generated_tree_with_requirements(generated, tmp_path, valid_zip):
+    archives = tmp_path / "archives"
+
+    result = run_drover(
+        "--install-path", "install", "--package-only", "--json", "--archive-dir", archives, "dev", cwd=generated
+    )
+
+    document = parse_json_stdout(result)
+    assert set(document) >= JSON_KEYS
+    assert re.fullmatch(r"[0-9a-f]{64}", document["requirements_digest"])
+    assert document["requirements_digest"] != document["function_digest"]
+    assert (document["function_file_count"], document["requirements_file_count"]) == (2, 3)
+    assert sorted(path.name for path in archives.iterdir()) == ["function.zip", "requirements.zip"]
+    with valid_zip(Path(document["function_archive"])) as opened:
+        assert opened.namelist() == ["app/__init__.py", "app/main.py"]
+        assert opened.read("app/main.py") == (generated / "install" / "app" / "main.py").read_bytes()
+    requirements_zip = Path(document["requirements_archive"])
+    assert document["requirements_size"] == requirements_zip.stat().st_size
+    with valid_zip(requirements_zip) as opened:
+        assert opened.namelist() == [
+            "python/bin/tool",
+            "python/requests_like-1.0.dist-info/METADATA",
+            "python/requests_like/__init__.py",
+        ]
+        assert opened.getinfo("python/bin/tool").external_attr >> 16 == 0o100755
+    assert f"Requirements digest: {document['requirements_digest']}" in result.stderr.splitlines()
+
+
+def test_without_archive_dir_paths_are_null_but_sizes_are_reported(generated):
+    result = run_drover("--install-path", "install", "--package-only", "--json", "dev", cwd=generated)
+
+    document = parse_json_stdout(result)
+    assert document["function_archive"] is None
+    assert document["requirements_archive"] is None
+    assert document["function_size"] > 0
+    assert document["requirements_size"] > 0
+    assert sorted(path.name for path in generated.iterdir()) == ["drover.yml", "install"]  # nothing left behind
+
+
+def test_same_command_twice_gives_identical_archives(generated, tmp_path):
+    outputs = []
+    for run in ("first", "second"):
+        result = run_drover(
+            "--install-path",
+            "install",
+            "--package-only",
+            "--json",
+            "--archive-dir",
+            tmp_path / run,
+            "dev",
+            cwd=generated,
+        )
+        outputs.append(parse_json_stdout(result))
+
+    for name in ("function.zip", "requirements.zip"):
+        assert (tmp_path / "first" / name).read_bytes() == (tmp_path / "second" / name).read_bytes()
+    assert outputs[0]["function_digest"] == outputs[1]["function_digest"]
+    assert outputs[0]["requirements_digest"] == outputs[1]["requirements_digest"]
+
+
+def test_archives_match_across_copies_of_the_tree(generated, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(generated, copy)  # new inodes, new mtimes, other absolute path
+    results = [
+        run_drover("--install-path", "install", "--package-only", "--json", "--archive-dir", "out", "dev", cwd=root)
+        for root in (generated, copy)
+    ]
+
+    first, second = (parse_json_stdout(result) for result in results)
+
+    assert (generated / "out" / "function.zip").read_bytes() == (copy / "out" / "function.zip").read_bytes()
+    assert first["function_digest"] == second["function_digest"]
+
+
+def test_bad_settings_exit_2_with_one_error_line(generated):
+    (generated / "drover.yml").write_text(
+        GENERATED_SETTINGS.replace("compatible_runtime: python3.12", "compatible_runtime: python2.7")
+    )
+
+    result = run_drover("--install-path", "install", "--package-only", "--json", "dev", cwd=generated)
+
+    line = assert_one_error_line(result)
+    assert "drover.yml:5:5:" in line
+    assert "compatible_runtime" in line
+
+
+def test_yaml_syntax_error_exits_2_with_one_error_line(generated):
+    (generated / "drover.yml").write_text("stages:\n  dev: [\n")
+
+    line = assert_one_error_line(run_drover("--install-path", "install", "--package-only", "dev", cwd=generated))
+
+    assert "YAML syntax error" in line
+
+
+def test_missing_settings_file_exits_2(generated):
+    line = assert_one_error_line(
+        run_drover("--settings-file", "nope.yml", "--install-path", "install", "--package-only", "dev", cwd=generated)
+    )
+
+    assert "nope.yml" in line
+
+
+def test_unknown_stage_exits_2_naming_the_stages(generated):
+    line = assert_one_error_line(run_drover("--install-path", "install", "--package-only", "prod", cwd=generated))
+
+    assert "unknown stage 'prod'" in line
+    assert "dev" in line
+
+
+def test_missing_install_path_exits_2(generated):
+    line = assert_one_error_line(
+        run_drover("--install-path", "missing", "--package-only", "--json", "dev", cwd=generated)
+    )
+
+    assert "missing" in line
+
+
+def test_packaging_error_exits_2(generated):
+    (generated / "install" / "app" / "escape.py").symlink_to("/etc/hostname")
+
+    line = assert_one_error_line(run_drover("--install-path", "install", "--package-only", "dev", cwd=generated))
+
+    assert "escape.py" in line
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--package-only"],
+        ["--no-such-flag", "dev"],
+        ["--verbose", "--quiet", "dev"],
+        ["dev", "extra-positional"],
+    ],
+    ids=["no-stage", "unknown-flag", "exclusive-flags", "extra-argument"],
+)
+def test_bad_usage_exits_2_with_one_line(generated, args):
+    assert_one_error_line(run_drover(*args, cwd=generated))
+
+
+def test_version_prints_the_package_version(tmp_path):
+    result = run_drover("--version", cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"drover {drover.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+.*", drover.__version__)
+
+
+def test_quiet_json_still_prints_the_json_object(generated):
+    result = run_drover("--install-path", "install", "--package-only", "--json", "--quiet", "dev", cwd=generated)
+
+    assert parse_json_stdout(result)["stage"] == "dev"
+    assert result.stderr == ""

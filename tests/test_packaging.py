@@ -1,0 +1,480 @@
+"""Walking, partitioning and digesting an install path (pure filesystem, no AWS)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+from drover import PackagingError, packaging
+from drover.packaging import PackagePlan, plan_package
+
+BASE_TREE = {
+    "app/__init__.py": b"from .handler import handler\n",
+    "app/handler.py": b"def handler(event, context):\n    return event\n",
+    "lib/__init__.py": b"",
+    "lib/util.py": b"VALUE = 1\n",
+    "bin/tool": (b"#!/bin/sh\necho hi\n", 0o755),
+}
+
+
+def names(plan: PackagePlan, kind: str) -> list[str]:
+    return [hashed.file.archive_name for hashed in getattr(plan, kind).files]
+
+
+def digests(plan: PackagePlan) -> dict[str, str | None]:
+    return {"function": plan.function.digest, "requirements": plan.requirements.digest}
+
+
+# --- partition and excludes ---------------------------------------------------------------------
+
+
+def test_files_matching_function_patterns_form_the_function_partition(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", BASE_TREE)
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert names(plan, "function") == ["app/__init__.py", "app/handler.py"]
+    assert names(plan, "requirements") == ["python/bin/tool", "python/lib/__init__.py", "python/lib/util.py"]
+
+
+def test_function_patterns_search_anywhere_in_the_relative_posix_path(tmp_path, make_tree, stage):
+    root = make_tree(
+        tmp_path / "install",
+        {"pkg/sub/handler.py": b"h", "lib/app.py": b"a", "handler.pyc": b"c", "pkg/other.py": b"o"},
+    )
+
+    plan = plan_package(stage(function_file_patterns=[r"pkg/sub/", r"handler\.py$"]), root, tmp_path)
+
+    assert names(plan, "function") == ["pkg/sub/handler.py"]
+    assert names(plan, "requirements") == ["python/handler.pyc", "python/lib/app.py", "python/pkg/other.py"]
+
+
+def test_anchored_pattern_does_not_match_deeper_paths(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a", "lib/app.py": b"b"})
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert names(plan, "function") == ["app.py"]
+    assert names(plan, "requirements") == ["python/lib/app.py"]
+
+
+def test_pycache_is_excluded_by_default_from_both_partitions(tmp_path, make_tree, stage):
+    root = make_tree(
+        tmp_path / "install",
+        {
+            "app/handler.py": b"h",
+            "app/__pycache__/handler.cpython-312.pyc": b"c",
+            "lib/util.py": b"u",
+            "lib/__pycache__/util.cpython-312.pyc": b"c",
+        },
+    )
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert names(plan, "function") == ["app/handler.py"]
+    assert names(plan, "requirements") == ["python/lib/util.py"]
+
+
+def test_custom_exclude_patterns_match_the_relative_name_and_replace_the_default(tmp_path, make_tree, stage):
+    root = make_tree(
+        tmp_path / "install",
+        {
+            "app/handler.py": b"h",
+            "app/handler_test.py": b"t",
+            "tests/test_lib.py": b"t",
+            "lib/util.py": b"u",
+            "lib/__pycache__/util.cpython-312.pyc": b"c",
+        },
+    )
+
+    plan = plan_package(stage(package_exclude_patterns=[r"_test\.py$", r"^tests/"]), root, tmp_path)
+
+    assert names(plan, "function") == ["app/handler.py"]
+    assert names(plan, "requirements") == ["python/lib/__pycache__/util.cpython-312.pyc", "python/lib/util.py"]
+
+
+def test_excluded_symlinks_are_not_followed(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    (root / "bin").mkdir()
+    (root / "bin" / "python").symlink_to("/usr/bin/python3")
+    (root / "bin" / "gone").symlink_to("missing")
+
+    plan = plan_package(stage(package_exclude_patterns=["^bin/"]), root, tmp_path)
+
+    assert names(plan, "function") == ["app.py"]
+    assert names(plan, "requirements") == []
+
+
+def test_partitions_count_files_and_unzipped_bytes(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"12345", "lib/a.py": b"123", "lib/b.py": b""})
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert (plan.function.file_count, plan.function.unzipped_size) == (1, 5)
+    assert (plan.requirements.file_count, plan.requirements.unzipped_size) == (2, 3)
+
+
+def test_empty_requirements_partition_has_digest_none(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app/handler.py": b"h", "app/__pycache__/x.pyc": b"c"})
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert plan.requirements.digest is None
+    assert not plan.requirements
+    assert plan.function.digest is not None and len(plan.function.digest) == 64
+
+
+def test_empty_function_partition_is_an_error_naming_the_patterns(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"lib/util.py": b"u"})
+
+    with pytest.raises(PackagingError, match="function_file_patterns") as caught:
+        plan_package(stage(function_file_patterns=["^handler", "main_py"]), root, tmp_path)
+
+    assert "('^handler', 'main_py')" in str(caught.value)
+
+
+def test_missing_install_path_is_an_error(tmp_path, stage):
+    with pytest.raises(PackagingError, match="does not exist"):
+        plan_package(stage(), tmp_path / "install", tmp_path)
+
+
+def test_install_path_that_is_a_file_is_an_error(tmp_path, stage):
+    (tmp_path / "install").write_bytes(b"")
+
+    with pytest.raises(PackagingError, match="not a directory"):
+        plan_package(stage(), tmp_path / "install", tmp_path)
+
+
+def make_socket_file(path: Path) -> Path:
+    """A UNIX socket file: not a regular file, and (unlike a FIFO) reading it fails instead of blocking,
+    so a regression makes the test fail rather than hang."""
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+    return path
+
+
+def test_socket_in_the_install_path_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_socket_file(root / "lib.sock")
+
+    with pytest.raises(PackagingError, match="not a regular file"):
+        plan_package(stage(), root, tmp_path)
+
+
+def test_non_utf8_file_name_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    with open(os.path.join(bytes(root), b"bad\xff.py"), "wb") as stream:
+        stream.write(b"x")
+
+    with pytest.raises(PackagingError, match="not valid UTF-8"):
+        plan_package(stage(), root, tmp_path)
+
+
+def test_file_larger_than_lambda_unzipped_limit_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    (root / "lib").mkdir()
+    with open(root / "lib" / "big.bin", "wb") as stream:
+        stream.truncate(262_144_001)  # sparse: no disk space used
+
+    with pytest.raises(PackagingError, match=r"big\.bin: 262144001 bytes is larger than"):
+        plan_package(stage(), root, tmp_path)
+
+
+def test_partitions_together_over_the_unzipped_limit_are_an_error(tmp_path, make_tree, stage, monkeypatch):
+    monkeypatch.setattr(packaging, "UNZIPPED_LIMIT", 100)
+    root = make_tree(tmp_path / "install", {"app.py": b"a" * 60, "lib/util.py": b"u" * 60})
+
+    with pytest.raises(PackagingError, match=r"function \(60 bytes\) and requirements \(60 bytes\)"):
+        plan_package(stage(), root, tmp_path)
+
+
+# --- function_extra_paths -------------------------------------------------------------------------
+
+
+def test_extra_directory_is_stored_under_its_own_name(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "cwd", {"instance/config.json": b"{}", "instance/sub/x.txt": b"x"})
+
+    plan = plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
+
+    assert names(plan, "function") == ["app.py", "instance/config.json", "instance/sub/x.txt"]
+
+
+def test_extra_file_is_stored_under_its_file_name_with_its_executable_bit(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "cwd", {"conf/settings.json": b"{}", "scripts/run.sh": (b"#!/bin/sh\n", 0o755)})
+
+    plan = plan_package(stage(function_extra_paths=["conf/settings.json", "scripts/run.sh"]), root, tmp_path / "cwd")
+
+    stored = {hashed.file.archive_name: hashed.file.executable for hashed in plan.function.files}
+    assert stored == {"app.py": False, "settings.json": False, "run.sh": True}
+
+
+def test_extra_paths_are_relative_to_the_given_working_directory_not_the_process_cwd(
+    tmp_path, make_tree, stage, monkeypatch
+):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "cwd", {"instance/config.json": b"right"})
+    make_tree(tmp_path / "elsewhere", {"instance/config.json": b"wrong", "instance/other.json": b"wrong"})
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+    plan = plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
+
+    assert names(plan, "function") == ["app.py", "instance/config.json"]
+    assert plan.function.files[1].file.source.read_bytes() == b"right"
+
+
+def test_absolute_extra_path_may_be_anywhere(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    outside = make_tree(tmp_path / "shared", {"assets/logo.svg": b"<svg/>"})
+    (tmp_path / "cwd").mkdir()
+
+    plan = plan_package(stage(function_extra_paths=[str(outside / "assets")]), root, tmp_path / "cwd")
+
+    assert names(plan, "function") == ["app.py", "assets/logo.svg"]
+
+
+def test_symlinked_extra_directory_keeps_the_name_given_in_settings(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    cwd = make_tree(tmp_path / "cwd", {"configs/prod/config.json": b"{}"})
+    (cwd / "instance").symlink_to("configs/prod")
+
+    plan = plan_package(stage(function_extra_paths=["instance"]), root, cwd)
+
+    assert names(plan, "function") == ["app.py", "instance/config.json"]
+
+
+def test_excludes_apply_inside_extra_directories(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "cwd", {"instance/config.json": b"{}", "instance/__pycache__/c.pyc": b"c"})
+
+    plan = plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
+
+    assert names(plan, "function") == ["app.py", "instance/config.json"]
+
+
+def test_extra_paths_alone_can_fill_the_function_partition(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"lib/util.py": b"u"})
+    make_tree(tmp_path / "cwd", {"handler.py": b"h"})
+
+    plan = plan_package(stage(function_file_patterns=[], function_extra_paths=["handler.py"]), root, tmp_path / "cwd")
+
+    assert names(plan, "function") == ["handler.py"]
+
+
+@pytest.mark.parametrize("extra", ["../outside", "instance/../../outside"])
+def test_relative_extra_path_escaping_the_working_directory_is_an_error(tmp_path, make_tree, stage, extra):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "outside", {"secret.txt": b"s"})
+    make_tree(tmp_path / "cwd", {"instance/config.json": b"{}"})
+
+    with pytest.raises(PackagingError, match="outside the working directory"):
+        plan_package(stage(function_extra_paths=[extra]), root, tmp_path / "cwd")
+
+
+def test_missing_extra_path_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    (tmp_path / "cwd").mkdir()
+
+    with pytest.raises(PackagingError, match="'instance' does not exist"):
+        plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
+
+
+@pytest.mark.parametrize("kind", ["socket", "device"])
+def test_extra_path_that_is_not_a_file_or_directory_is_an_error(tmp_path, make_tree, stage, kind):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    (tmp_path / "cwd").mkdir()
+    extra = "/dev/null" if kind == "device" else make_socket_file(tmp_path / "cwd" / "sock").name
+
+    with pytest.raises(PackagingError, match="not a regular file or directory"):
+        plan_package(stage(function_extra_paths=[extra]), root, tmp_path / "cwd")
+
+
+def test_extra_directory_colliding_with_a_function_file_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app/handler.py": b"a"})
+    make_tree(tmp_path / "cwd", {"app/handler.py": b"b"})
+
+    with pytest.raises(PackagingError, match=r"'app/handler\.py'"):
+        plan_package(stage(function_extra_paths=["app"]), root, tmp_path / "cwd")
+
+
+def test_two_extra_files_with_the_same_name_are_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "cwd", {"a/config.json": b"1", "b/config.json": b"2"})
+
+    with pytest.raises(PackagingError, match=r"both be stored as 'config\.json'"):
+        plan_package(stage(function_extra_paths=["a/config.json", "b/config.json"]), root, tmp_path / "cwd")
+
+
+# --- symlinks -------------------------------------------------------------------------------------
+
+
+def test_symlink_inside_the_install_path_is_stored_as_its_target_content(tmp_path, make_tree, stage, sha256):
+    root = make_tree(tmp_path / "install", {"lib/real.py": b"REAL = True\n"})
+    (root / "app").mkdir()
+    (root / "app" / "link.py").symlink_to("../lib/real.py")
+    (root / "app" / "linked_dir").symlink_to("../lib")
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert names(plan, "function") == ["app/link.py", "app/linked_dir/real.py"]
+    assert {hashed.sha256 for hashed in plan.function.files} == {sha256(b"REAL = True\n")}
+    assert names(plan, "requirements") == ["python/lib/real.py"]
+
+
+def test_symlink_pointing_outside_the_install_path_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "outside", {"secret.py": b"s"})
+    (root / "secret.py").symlink_to(tmp_path / "outside" / "secret.py")
+
+    with pytest.raises(PackagingError, match="points outside"):
+        plan_package(stage(), root, tmp_path)
+
+
+def test_directory_symlink_pointing_outside_the_install_path_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "outside", {"secret.py": b"s"})
+    (root / "vendor").symlink_to("../outside")
+
+    with pytest.raises(PackagingError, match="points outside"):
+        plan_package(stage(), root, tmp_path)
+
+
+def test_dangling_symlink_is_an_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    (root / "gone.py").symlink_to("missing.py")
+
+    with pytest.raises(PackagingError, match=r"broken symlink \(missing.py\)"):
+        plan_package(stage(), root, tmp_path)
+
+
+@pytest.mark.parametrize("target", ["..", "../..", "."], ids=["parent", "install-root", "itself"])
+def test_directory_symlink_to_an_ancestor_is_a_loop_error(tmp_path, make_tree, stage, target):
+    root = make_tree(tmp_path / "install", {"app/pkg/handler.py": b"a"})
+    (root / "app" / "pkg" / "loop").symlink_to(target)
+
+    with pytest.raises(PackagingError, match="symlink loop"):
+        plan_package(stage(), root, tmp_path)
+
+
+def test_self_referencing_symlink_is_a_loop_error(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    (root / "self").symlink_to("self")
+
+    with pytest.raises(PackagingError, match="symlink loop"):
+        plan_package(stage(), root, tmp_path)
+
+
+# --- digest sensitivity ---------------------------------------------------------------------------
+
+
+def write(relative: str, content: bytes):
+    def change(root: Path, make_tree) -> None:
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(content)
+
+    return change
+
+
+def rename(old: str, new: str):
+    def change(root: Path, make_tree) -> None:
+        (root / new).parent.mkdir(parents=True, exist_ok=True)
+        (root / old).rename(root / new)
+
+    return change
+
+
+def chmod(relative: str, mode: int):
+    def change(root: Path, make_tree) -> None:
+        os.chmod(root / relative, mode)
+
+    return change
+
+
+def nothing(root: Path, make_tree) -> None:
+    """The tree is only at another absolute location."""
+
+
+def touch_everything(root: Path, make_tree) -> None:
+    for path in root.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    os.utime(root / "app" / "handler.py", (2_000_000_000, 2_000_000_000))
+
+
+def rebuild_in_reverse_order(root: Path, make_tree) -> None:
+    shutil.rmtree(root)
+    make_tree(root, dict(reversed(BASE_TREE.items())))
+
+
+def restrictive_umask_modes(root: Path, make_tree) -> None:
+    """As if built under umask 077: 0o600 files, 0o700 executables (still executable)."""
+    for path in root.rglob("*"):
+        if path.is_file():
+            os.chmod(path, 0o700 if os.stat(path).st_mode & 0o111 else 0o600)
+
+
+DIGEST_CASES = [
+    pytest.param(
+        write("app/handler.py", b"def handler(e, c):\n    return 1\n"), {}, {"function"}, id="function-content"
+    ),
+    pytest.param(write("lib/util.py", b"VALUE = 2\n"), {}, {"requirements"}, id="requirements-content"),
+    pytest.param(write("app/__init__.py", b"\n"), {}, {"function"}, id="empty-file-gets-content"),
+    pytest.param(rename("app/handler.py", "app/handlers.py"), {}, {"function"}, id="function-rename"),
+    pytest.param(rename("lib/util.py", "lib/utils.py"), {}, {"requirements"}, id="requirements-rename"),
+    pytest.param(rename("lib/util.py", "app/util.py"), {}, {"function", "requirements"}, id="move-to-function"),
+    pytest.param(
+        nothing,
+        {"function_file_patterns": ["^app", "^lib/util"]},
+        {"function", "requirements"},
+        id="pattern-moves-file",
+    ),
+    pytest.param(write("app/extra.py", b""), {}, {"function"}, id="function-file-added"),
+    pytest.param(write("lib/extra.py", b""), {}, {"requirements"}, id="requirements-file-added"),
+    pytest.param(chmod("app/handler.py", 0o755), {}, {"function"}, id="function-chmod-plus-x"),
+    pytest.param(chmod("lib/util.py", 0o744), {}, {"requirements"}, id="requirements-chmod-user-x"),
+    pytest.param(chmod("bin/tool", 0o644), {}, {"requirements"}, id="requirements-chmod-minus-x"),
+    pytest.param(nothing, {}, set(), id="other-absolute-location"),
+    pytest.param(touch_everything, {}, set(), id="mtimes"),
+    pytest.param(rebuild_in_reverse_order, {}, set(), id="creation-order"),
+    pytest.param(restrictive_umask_modes, {}, set(), id="umask-non-exec-bits"),
+    pytest.param(chmod("lib/util.py", 0o600), {}, set(), id="0o600-vs-0o644"),
+    pytest.param(write("app/__pycache__/handler.cpython-312.pyc", b"c"), {}, set(), id="excluded-file-added"),
+]
+
+
+@pytest.mark.parametrize(("change", "overrides", "flipped"), DIGEST_CASES)
+def test_digest_sensitivity(tmp_path, make_tree, stage, change, overrides, flipped):
+    reference = plan_package(stage(), make_tree(tmp_path / "a" / "install", BASE_TREE), tmp_path)
+    other_root = make_tree(tmp_path / "elsewhere" / "b" / "install", BASE_TREE)
+    change(other_root, make_tree)
+
+    changed = plan_package(stage(**overrides), other_root, tmp_path)
+
+    differs = {kind for kind in ("function", "requirements") if digests(reference)[kind] != digests(changed)[kind]}
+    assert differs == flipped
+
+
+def test_digest_does_not_depend_on_directory_listing_order_or_workers(tmp_path, make_tree, stage, monkeypatch):
+    root = make_tree(tmp_path / "install", BASE_TREE)
+    reference = plan_package(stage(), root, tmp_path, workers=1)
+    real_scandir = os.scandir
+    monkeypatch.setattr(packaging.os, "scandir", lambda path: list(reversed(list(real_scandir(path)))))
+
+    shuffled = plan_package(stage(), root, tmp_path, workers=4)
+
+    assert digests(shuffled) == digests(reference)
+    assert names(shuffled, "function") == names(reference, "function")
+    assert names(shuffled, "requirements") == names(reference, "requirements")
+
+
+def test_digest_is_a_sha256_hex_over_a_sorted_manifest(tmp_path, make_tree, stage, sha256):
+    root = make_tree(tmp_path / "install", {"app.py": b"a", "app_run": (b"r", 0o755)})
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    manifest = f"app.py\x00644\x00{sha256(b'a')}\napp_run\x00755\x00{sha256(b'r')}\n".encode()
+    assert plan.function.digest == sha256(packaging.MANIFEST_HEADER + manifest)

@@ -17,7 +17,7 @@ import stat
 import struct
 import tempfile
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,19 +40,23 @@ VERSION_DEFAULT, VERSION_ZIP64 = 20, 45
 U16_MAX, U32_MAX = 0xFFFF, 0xFFFFFFFF
 
 
+BATCH_BYTES = 1 << 20
+BATCH_FILES = 64
+
+
 @dataclass(frozen=True)
 class ArchiveInfo:
     path: Path
     size: int
     code_sha256: str
     file_count: int
+    files: tuple[HashedFile, ...] = ()
 
 
 @dataclass
 class _Compressed:
-    file: PackageFile
+    hashed: HashedFile
     crc: int
-    size: int
     method: int
     payload: bytes | None
     spool: Path | None
@@ -64,67 +68,85 @@ def write_zip(
     files: Sequence[HashedFile | PackageFile],
     workers: int | None = None,
 ) -> ArchiveInfo:
-    """Write files (in the given order) to path; a HashedFile's bytes are checked against its hash."""
+    """Write files (in the given order) to path, atomically.
+
+    Each file is read once: its SHA-256 is computed while it is compressed and returned in
+    ArchiveInfo.files; a HashedFile whose bytes no longer match its hash is a PackagingError.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
     spool_dir = Path(tempfile.mkdtemp(prefix=".drover-", dir=path.parent))
     try:
-        with open(path, "wb") as stream:
+        with open(partial, "wb") as stream:
             writer = _ZipWriter(stream)
             with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-                pending: deque[tuple[int, Future[_Compressed]]] = deque()
+                pending: deque[tuple[int, Future[list[_Compressed]]]] = deque()
                 in_flight = 0
-                for item in files:
-                    cost = min(_size_hint(item), WHOLE_BUFFER_LIMIT)
+                for batch, cost in _batches(files):
                     while pending and in_flight + cost > IN_FLIGHT_BYTES:
                         done_cost, future = pending.popleft()
-                        writer.add(future.result())
+                        writer.add_all(future.result())
                         in_flight -= done_cost
-                    pending.append((cost, pool.submit(_compress, item, spool_dir)))
+                    pending.append((cost, pool.submit(_compress_batch, batch, spool_dir)))
                     in_flight += cost
                 while pending:
-                    writer.add(pending.popleft()[1].result())
+                    writer.add_all(pending.popleft()[1].result())
             writer.finish()
-        return ArchiveInfo(path, writer.offset, base64.b64encode(writer.digest.digest()).decode(), len(writer.entries))
+        os.replace(partial, path)
     except BaseException:
-        path.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)
         raise
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
+    return ArchiveInfo(path, writer.offset, base64.b64encode(writer.digest.digest()).decode(), len(writer.entries),
+                       tuple(writer.hashed))
 
 
-def _size_hint(item: HashedFile | PackageFile) -> int:
-    if isinstance(item, HashedFile):
-        return item.size
-    try:
-        return item.source.stat().st_size
-    except OSError:
-        return 0
+def _batches(files: Sequence[HashedFile | PackageFile]) -> Iterator[tuple[list[HashedFile | PackageFile], int]]:
+    """Group consecutive small files so one task amortizes the thread-pool overhead; large files go alone."""
+    batch: list[HashedFile | PackageFile] = []
+    batch_bytes = 0
+    for item in files:
+        cost = min(_package_file(item).size, WHOLE_BUFFER_LIMIT)
+        if batch and (batch_bytes + cost > BATCH_BYTES or len(batch) >= BATCH_FILES):
+            yield batch, batch_bytes
+            batch, batch_bytes = [], 0
+        batch.append(item)
+        batch_bytes += cost
+    if batch:
+        yield batch, batch_bytes
+
+
+def _package_file(item: HashedFile | PackageFile) -> PackageFile:
+    return item.file if isinstance(item, HashedFile) else item
+
+
+def _compress_batch(batch: Sequence[HashedFile | PackageFile], spool_dir: Path) -> list[_Compressed]:
+    return [_compress(item, spool_dir) for item in batch]
 
 
 def _compress(item: HashedFile | PackageFile, spool_dir: Path) -> _Compressed:
-    package_file = item.file if isinstance(item, HashedFile) else item
-    if _size_hint(item) > WHOLE_BUFFER_LIMIT:
-        result = _compress_streaming(package_file, spool_dir)
-        sha256 = result[1]
-        compressed = result[0]
+    package_file = _package_file(item)
+    if package_file.size > WHOLE_BUFFER_LIMIT:
+        compressed = _compress_streaming(package_file, spool_dir)
     else:
-        compressed, sha256 = _compress_whole(package_file)
-    if isinstance(item, HashedFile) and sha256 != item.sha256:
+        compressed = _compress_whole(package_file)
+    if isinstance(item, HashedFile) and compressed.hashed.sha256 != item.sha256:
         raise PackagingError(f"{package_file.source} changed while drover was packaging it — rerun drover")
     return compressed
 
 
-def _compress_whole(package_file: PackageFile) -> tuple[_Compressed, str]:
+def _compress_whole(package_file: PackageFile) -> _Compressed:
     chunks: list[bytes] = []
-    _, sha256 = read_digest(package_file.source, chunks.append)
-    data = b"".join(chunks)
+    size, sha256 = read_digest(package_file.source, chunks.append)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     crc = deflate.crc32(data)
     packed = deflate.deflate_compress(data, COMPRESSION_LEVEL)
     method, payload = (DEFLATED, packed) if len(packed) < len(data) else (STORED, data)
-    return _Compressed(package_file, crc, len(data), method, payload, None, len(payload)), sha256
+    return _Compressed(HashedFile(package_file, size, sha256), crc, method, payload, None, len(payload))
 
 
-def _compress_streaming(package_file: PackageFile, spool_dir: Path) -> tuple[_Compressed, str]:
+def _compress_streaming(package_file: PackageFile, spool_dir: Path) -> _Compressed:
     compressor = zlib_ng.compressobj(COMPRESSION_LEVEL, zlib_ng.DEFLATED, -15, 9)
     crc = 0
     descriptor, spool_name = tempfile.mkstemp(dir=spool_dir)
@@ -138,8 +160,7 @@ def _compress_streaming(package_file: PackageFile, spool_dir: Path) -> tuple[_Co
         size, sha256 = read_digest(package_file.source, consume)
         spool.write(compressor.flush())
         compressed_size = spool.tell()
-    spool_path = Path(spool_name)
-    return _Compressed(package_file, crc, size, DEFLATED, None, spool_path, compressed_size), sha256
+    return _Compressed(HashedFile(package_file, size, sha256), crc, DEFLATED, None, Path(spool_name), compressed_size)
 
 
 @dataclass(frozen=True)
@@ -160,27 +181,35 @@ class _ZipWriter:
         self.offset = 0
         self.digest = hashlib.sha256()
         self.entries: list[_CentralEntry] = []
+        self.hashed: list[HashedFile] = []
 
     def write(self, data: bytes) -> None:
         self.stream.write(data)
         self.digest.update(data)
         self.offset += len(data)
 
+    def add_all(self, entries: Sequence[_Compressed]) -> None:
+        for entry in entries:
+            self.add(entry)
+
     def add(self, entry: _Compressed) -> None:
-        name = entry.file.archive_name
+        self.hashed.append(entry.hashed)
+        package_file = entry.hashed.file
+        size = entry.hashed.size
+        name = package_file.archive_name
         if name.startswith("/") or ".." in name.split("/"):
             raise PackagingError(f"refusing unsafe archive name {name!r}")
         encoded = name.encode("utf-8")
         flags = 0 if encoded.isascii() else UTF8_FLAG
-        if entry.size > U32_MAX or entry.compressed_size > U32_MAX:
-            raise PackagingError(f"{entry.file.source}: files over 4 GiB cannot be archived for Lambda")
+        if size > U32_MAX or entry.compressed_size > U32_MAX:
+            raise PackagingError(f"{package_file.source}: files over 4 GiB cannot be archived for Lambda")
         self.entries.append(
-            _CentralEntry(encoded, flags, entry.method, entry.crc, entry.compressed_size, entry.size,
-                          stat.S_IFREG | entry.file.mode, self.offset)
+            _CentralEntry(encoded, flags, entry.method, entry.crc, entry.compressed_size, size,
+                          stat.S_IFREG | package_file.mode, self.offset)
         )
         self.write(
             struct.pack("<IHHHHHIIIHH", 0x04034B50, VERSION_DEFAULT, flags, entry.method, DOS_TIME, DOS_DATE,
-                        entry.crc, entry.compressed_size, entry.size, len(encoded), 0)
+                        entry.crc, entry.compressed_size, size, len(encoded), 0)
             + encoded
         )
         if entry.payload is not None:

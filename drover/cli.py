@@ -15,7 +15,7 @@ from drover.core import Drover, RunOptions
 from drover.errors import DroverError
 from drover.io import format_file_size
 from drover.models import DeployResult
-from drover.settings import load_settings
+from drover.settings import load_settings, select_stage
 
 logger = logging.getLogger("drover")
 
@@ -78,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> DeployResult:
     settings = load_settings(args.settings_file)
+    select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
     options = RunOptions(
         archive_dir=args.archive_dir,
         package_only=args.package_only,

@@ -5,17 +5,27 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drover.archive import ArchiveInfo, write_zip
-from drover.errors import SettingsError
+from drover.errors import PackagingError, SettingsError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, Settings, Stage
-from drover.packaging import PackagePlan, Partition, plan_package
+from drover.packaging import (
+    HashedFile,
+    PackageFile,
+    PackageLayout,
+    PackagePlan,
+    Partition,
+    hash_layout,
+    layout_package,
+    unzipped_limit_problem,
+)
+from drover.settings import select_stage
 
 if TYPE_CHECKING:
     from drover.deploy import AwsClients
@@ -66,23 +76,27 @@ class Drover:
         *,
         options: RunOptions | None = None,
     ) -> None:
-        if stage not in settings.stages:
-            known = ", ".join(sorted(settings.stages)) or "none"
-            raise SettingsError(f"unknown stage {stage!r} — stages defined: {known}")
         self.stage_name = stage
         self.options = options or RunOptions()
-        self.stage = _apply_overrides(settings.stages[stage], self.options)
+        self.stage = _apply_overrides(select_stage(settings, stage), self.options)
         self.interactive = interactive
         self.timings = Timings()
         self.install_result: object | None = None
 
+    def layout(self, install_path: Path) -> PackageLayout:
+        """Walk and partition the files (an archive dir inside the install path is left out)."""
+        skip = [self.options.archive_dir] if self.options.archive_dir is not None else []
+        return layout_package(self.stage, install_path, self.options.working_directory, skip)
+
     def package(self, install_path: Path) -> tuple[PackagePlan, DeployResult]:
-        """Walk, partition and hash; no archive is written."""
+        """Walk, partition and hash every byte; no archive is written. Size limits are checked before any read."""
         with self.timings.phase("package"):
-            plan = plan_package(self.stage, install_path, self.options.working_directory, self.options.workers)
-        logger.info("Requirements digest: %s", plan.requirements.digest)
-        logger.info("Function digest: %s", plan.function.digest)
-        return plan, self._result(plan, "package-only")
+            layout = self.layout(install_path)
+            problem = unzipped_limit_problem(layout)
+            if problem:
+                raise PackagingError(problem)
+            plan = hash_layout(layout, self.options.workers)
+        return plan, self._result(plan, "deploy")
 
     def update(self, install_path: Path) -> DeployResult:
         """Install (when asked), package, and make the live function run exactly this package."""
@@ -100,15 +114,30 @@ class Drover:
         return result
 
     def build(self, install_path: Path) -> DeployResult:
-        """Package-only: build both archives (the requirements one when non-empty) and report them."""
+        """Package-only: build both archives (the requirements one when non-empty) and report them.
+
+        Each file is read once: the archive writer hashes what it compresses, and the digests come
+        from those hashes.
+        """
         self.install(install_path, self.stage.architecture or DEFAULT_ARCHITECTURE)
-        plan, result = self.package(install_path)
+        with self.timings.phase("package"):
+            layout = self.layout(install_path)
+        problem = unzipped_limit_problem(layout)
+        if problem:
+            logger.warning("%s (a deploy would stop here)", problem)
+        archives: list[tuple[ArchiveInfo, str]] = []
         with self._archive_directory() as directory:
-            function_archive = self.write_archive(plan.function, directory / FUNCTION_ARCHIVE)
-            record_archive(result, function_archive, plan.function, self.options.archive_dir is not None)
-            if plan.requirements:
-                requirements_archive = self.write_archive(plan.requirements, directory / REQUIREMENTS_ARCHIVE)
-                record_archive(result, requirements_archive, plan.requirements, self.options.archive_dir is not None)
+            for kind, files, name in (("function", layout.function, FUNCTION_ARCHIVE),
+                                      ("requirements", layout.requirements, REQUIREMENTS_ARCHIVE)):
+                if files:
+                    archives.append((self.write_archive(kind, files, directory / name), kind))
+            partitions = {kind: Partition(kind, archive.files) for archive, kind in archives}
+            plan = PackagePlan(partitions["function"], partitions.get("requirements", Partition("requirements", ())))
+            result = self._result(plan, "package-only")
+            for archive, kind in archives:
+                record_archive(result, archive, partitions[kind], self.options.archive_dir is not None)
+        if problem:
+            result.warnings.append(problem)
         result.timings = dict(self.timings)
         return result
 
@@ -130,10 +159,10 @@ class Drover:
         with self.timings.phase("install"):
             self.install_result = install(request)
 
-    def write_archive(self, partition: Partition, path: Path) -> ArchiveInfo:
+    def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo:
         with self.timings.phase("archive"):
-            archive = write_zip(path, partition.files, self.options.workers)
-        logger.info("Built %s archive: %s, %d files", partition.kind, format_file_size(archive.size), archive.file_count)
+            archive = write_zip(path, files, self.options.workers)
+        logger.debug("Built %s archive: %s, %d files", kind, format_file_size(archive.size), archive.file_count)
         return archive
 
     @contextmanager
@@ -146,6 +175,8 @@ class Drover:
                 yield Path(directory)
 
     def _result(self, plan: PackagePlan, mode: str) -> DeployResult:
+        logger.info("Requirements digest: %s", plan.requirements.digest)
+        logger.info("Function digest: %s", plan.function.digest)
         return DeployResult(
             stage=self.stage_name,
             mode=mode,  # type: ignore[arg-type]
@@ -161,7 +192,7 @@ class Drover:
 
 
 def record_archive(result: DeployResult, archive: ArchiveInfo, partition: Partition, keep_path: bool) -> None:
-    path = str(archive.path) if keep_path else None
+    path = str(archive.path.resolve()) if keep_path else None
     if partition.kind == "function":
         result.function_archive, result.function_size = path, archive.size
     else:

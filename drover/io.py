@@ -62,9 +62,9 @@ def get_relative_file_names(
 
 def write_archive(archive_file_name: Path, archive_mappings: Iterable[ArchiveMapping]) -> None:
     """Write a reproducible zip of the mappings, sorted by archive name."""
-    files = [
-        PackageFile(mapping.archive_file_name.as_posix(), mapping.source_file_name,
-                    bool(mapping.source_file_name.stat().st_mode & 0o111))
-        for mapping in archive_mappings
-    ]
+    files = []
+    for mapping in archive_mappings:
+        info = mapping.source_file_name.stat()
+        files.append(PackageFile(mapping.archive_file_name.as_posix(), str(mapping.source_file_name),
+                                 bool(info.st_mode & 0o111), info.st_size))
     write_zip(archive_file_name, sorted(files, key=lambda package_file: package_file.archive_name))

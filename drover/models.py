@@ -24,7 +24,7 @@ LAYER_VERSION_ARN_PATTERN = re.compile(
 )
 ALIAS_PATTERN = re.compile(r"^(?!\d+$)[a-zA-Z0-9_-]{1,128}$")
 BUCKET_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-DEFAULT_EXCLUDE_PATTERN = r"(^|/)__pycache__(/|$)"
+DEFAULT_EXCLUDE_PATTERN = r".*__pycache__.*"  # drover 0.7.1's default, matched with re.match
 
 Architecture = Literal["x86_64", "arm64"]
 

@@ -31,8 +31,9 @@ EXECUTABLE_MODE = 0o755
 @dataclass(frozen=True, slots=True)
 class PackageFile:
     archive_name: str
-    source: Path
+    source: str
     executable: bool
+    size: int
 
     @property
     def mode(self) -> int:
@@ -73,6 +74,18 @@ class PackagePlan:
     requirements: Partition
 
 
+@dataclass(frozen=True)
+class PackageLayout:
+    """The files of each archive, walked and partitioned but not read yet."""
+
+    function: tuple[PackageFile, ...]
+    requirements: tuple[PackageFile, ...]
+
+    @property
+    def unzipped_size(self) -> int:
+        return sum(package_file.size for package_file in (*self.function, *self.requirements))
+
+
 def manifest_digest(files: Sequence[HashedFile]) -> str | None:
     if not files:
         return None
@@ -85,7 +98,14 @@ def manifest_digest(files: Sequence[HashedFile]) -> str | None:
 
 def plan_package(stage: Stage, install_path: Path, working_directory: Path, workers: int | None = None) -> PackagePlan:
     """Walk the install path and the extra paths, partition the files and hash every byte."""
-    function_files, requirement_files = partition_files(stage, install_path)
+    return hash_layout(layout_package(stage, install_path, working_directory), workers)
+
+
+def layout_package(
+    stage: Stage, install_path: Path, working_directory: Path, skip: Sequence[Path] = ()
+) -> PackageLayout:
+    """Partition the install path (minus any skip directories) and the extra paths into the two archives."""
+    function_files, requirement_files = partition_files(stage, install_path, skip)
     function_files += extra_path_files(stage, working_directory)
     _reject_duplicate_names(function_files)
     if not function_files:
@@ -94,23 +114,47 @@ def plan_package(stage: Stage, install_path: Path, working_directory: Path, work
             f"{install_path}: no file matches function_file_patterns ({patterns}) and no "
             "function_extra_paths were given — the function archive would be empty; fix the patterns"
         )
-    hashed = hash_files(function_files + requirement_files, workers)
-    function_hashed = tuple(sorted(hashed[: len(function_files)], key=_archive_name))
-    requirement_hashed = tuple(sorted(hashed[len(function_files) :], key=_archive_name))
-    plan = PackagePlan(Partition("function", function_hashed), Partition("requirements", requirement_hashed))
-    _check_unzipped_limit(plan)
-    return plan
+    return PackageLayout(
+        tuple(sorted(function_files, key=_name)), tuple(sorted(requirement_files, key=_name))
+    )
 
 
-def partition_files(stage: Stage, install_path: Path) -> tuple[list[PackageFile], list[PackageFile]]:
+def hash_layout(layout: PackageLayout, workers: int | None = None) -> PackagePlan:
+    hashed = hash_files([*layout.function, *layout.requirements], workers)
+    count = len(layout.function)
+    return PackagePlan(Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:])))
+
+
+def unzipped_limit_problem(layout: PackageLayout, limit: int = UNZIPPED_LIMIT) -> str | None:
+    """Why the layout cannot fit Lambda's unzipped limit, or None; known from sizes alone, before any read."""
+    largest = max((*layout.function, *layout.requirements), key=lambda package_file: package_file.size)
+    if largest.size > limit:
+        return (
+            f"{largest.source}: {largest.size} bytes is larger than Lambda's {limit}-byte limit for a "
+            "function and its layers unzipped — exclude it with package_exclude_patterns"
+        )
+    if layout.unzipped_size > limit:
+        function_size = sum(package_file.size for package_file in layout.function)
+        return (
+            f"function ({function_size} bytes) and requirements ({layout.unzipped_size - function_size} bytes) "
+            f"unzipped exceed Lambda's {limit}-byte limit — exclude files or split the function"
+        )
+    return None
+
+
+def partition_files(
+    stage: Stage, install_path: Path, skip: Sequence[Path] = ()
+) -> tuple[list[PackageFile], list[PackageFile]]:
     _check_install_path(install_path)
     function_files: list[PackageFile] = []
     requirement_files: list[PackageFile] = []
-    for relative_name, source, executable in walk_files(install_path, stage.package_exclude_patterns):
-        if any(pattern.search(relative_name) for pattern in stage.function_file_patterns):
-            function_files.append(PackageFile(relative_name, source, executable))
+    patterns = stage.function_file_patterns
+    for relative_name, source, info in walk_files(install_path, stage.package_exclude_patterns, skip):
+        executable = _is_executable(info.st_mode)
+        if any(pattern.match(relative_name) for pattern in patterns):
+            function_files.append(PackageFile(relative_name, source, executable, info.st_size))
         else:
-            requirement_files.append(PackageFile(LAYER_PREFIX + relative_name, source, executable))
+            requirement_files.append(PackageFile(LAYER_PREFIX + relative_name, source, executable, info.st_size))
     return function_files, requirement_files
 
 
@@ -121,18 +165,22 @@ def extra_path_files(stage: Stage, working_directory: Path) -> list[PackageFile]
         source = extra_path if extra_path.is_absolute() else working_directory / extra_path
         if not extra_path.is_absolute() and not _is_within(source.resolve(), root):
             raise PackagingError(
-                f"function_extra_paths: {str(extra_path)!r} resolves outside the working directory {working_directory} "
-                "— keep extra paths inside it or give an absolute path"
+                f"function_extra_paths: {str(extra_path)!r} resolves outside the working directory "
+                f"{working_directory} — keep extra paths inside it or give an absolute path"
             )
         if not source.exists():
-            raise PackagingError(f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory})")
+            raise PackagingError(
+                f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory})"
+            )
         # named as given (normalized), not after a symlink's target: a linked "instance" stays "instance/"
         base = Path(os.path.abspath(source)).name
         if source.is_dir():
-            for relative_name, file_source, executable in walk_files(source, stage.package_exclude_patterns):
-                files.append(PackageFile(f"{base}/{relative_name}", file_source, executable))
+            for relative_name, file_source, info in walk_files(source, stage.package_exclude_patterns):
+                files.append(PackageFile(f"{base}/{relative_name}", file_source, _is_executable(info.st_mode),
+                                         info.st_size))
         elif source.is_file():
-            files.append(PackageFile(base, source.resolve(), _is_executable(source.stat().st_mode)))
+            info = source.stat()
+            files.append(PackageFile(base, str(source.resolve()), _is_executable(info.st_mode), info.st_size))
         else:
             raise PackagingError(
                 f"function_extra_paths: {str(extra_path)!r} is not a regular file or directory (a FIFO or device?)"
@@ -140,72 +188,78 @@ def extra_path_files(stage: Stage, working_directory: Path) -> list[PackageFile]
     return files
 
 
-def walk_files(root: Path, exclude_patterns: Sequence[Pattern[str]]) -> Iterator[tuple[str, Path, bool]]:
-    """Yield (relative POSIX name, source path, executable) for every regular file under root.
+def walk_files(
+    root: Path, exclude_patterns: Sequence[Pattern[str]], skip: Sequence[Path] = ()
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Yield (relative POSIX name, source path, stat) for every regular file under root.
 
-    Symlinks are followed when they resolve inside root (stored as the target's content); one that
-    escapes root, dangles or loops is a PackagingError.
+    Exclude patterns are matched (re.match) against the relative POSIX path. Symlinks are followed
+    when they resolve inside root (stored as the target's content); one that escapes root, dangles or
+    loops is a PackagingError. Directories in skip (e.g. an archive dir inside the tree) are left out.
     """
-    real_root = Path(os.path.realpath(root))
-    yield from _walk_directory(root, "", real_root, exclude_patterns, {str(real_root)})
+    real_root = os.path.realpath(root)
+    skipped = {os.path.realpath(path) for path in skip}
+    root_info = os.stat(root)
+    stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
+        (os.fspath(root), "", frozenset({(root_info.st_dev, root_info.st_ino)}))
+    ]
+    while stack:
+        directory, prefix, ancestors = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError as error:
+            raise PackagingError(f"{directory}: cannot list directory: {error.strerror}") from None
+        for entry in entries:
+            relative_name = prefix + entry.name
+            excluded = any(pattern.match(relative_name) for pattern in exclude_patterns)
+            if entry.is_symlink():
+                if excluded:
+                    continue  # an excluded link is never followed, so it may dangle or point anywhere
+                info = _follow_link(entry.path, real_root)
+            else:
+                info = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                identity = (info.st_dev, info.st_ino)
+                if identity in ancestors:
+                    raise PackagingError(
+                        f"{entry.path}: symlink loop (points back to {os.path.realpath(entry.path)}) — remove the link"
+                    )
+                if not skipped or os.path.realpath(entry.path) not in skipped:
+                    stack.append((entry.path, relative_name + "/", ancestors | {identity}))
+            elif excluded:
+                continue
+            elif stat.S_ISREG(info.st_mode):
+                yield _utf8_name(directory, relative_name), entry.path, info
+            else:
+                raise PackagingError(
+                    f"{entry.path}: not a regular file or directory (a socket, FIFO or device?) — remove it"
+                )
 
 
-def _walk_directory(
-    directory: Path,
-    prefix: str,
-    real_root: Path,
-    exclude_patterns: Sequence[Pattern[str]],
-    ancestors: set[str],
-) -> Iterator[tuple[str, Path, bool]]:
+def _follow_link(link: str, real_root: str) -> os.stat_result:
     try:
-        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
-    except OSError as error:
-        raise PackagingError(f"{directory}: cannot list directory: {error.strerror}") from None
-    for entry in entries:
-        relative_name = prefix + _utf8_name(directory, entry.name)
-        path = Path(entry.path)
-        excluded = any(pattern.search(relative_name) for pattern in exclude_patterns)
-        if entry.is_symlink():
-            if excluded:
-                continue  # an excluded link is never followed, so it may dangle or point anywhere
-            info = _stat(path, real_root)
-        else:
-            info = entry.stat(follow_symlinks=False)
-        if stat.S_ISDIR(info.st_mode):
-            real_path = os.path.realpath(path)
-            if real_path in ancestors:
-                raise PackagingError(f"{path}: symlink loop (points back to {real_path}) — remove the link")
-            yield from _walk_directory(path, relative_name + "/", real_root, exclude_patterns, ancestors | {real_path})
-        elif excluded:
-            continue
-        elif stat.S_ISREG(info.st_mode):
-            yield relative_name, path, _is_executable(info.st_mode)
-        else:
-            raise PackagingError(f"{path}: not a regular file or directory (a socket, FIFO or device?) — remove it")
-
-
-def _stat(link: Path, real_root: Path) -> os.stat_result:
-    try:
-        info = link.stat()
+        info = os.stat(link)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise PackagingError(f"{link}: symlink loop — remove the link") from None
-        raise PackagingError(f"{link}: broken symlink ({os.readlink(link)}) — remove it or restore its target") from None
-    target = Path(os.path.realpath(link))
-    if not _is_within(target, real_root):
+        raise PackagingError(
+            f"{link}: broken symlink ({os.readlink(link)}) — remove it or restore its target"
+        ) from None
+    target = os.path.realpath(link)
+    if target != real_root and not target.startswith(real_root.rstrip(os.sep) + os.sep):
         raise PackagingError(
             f"{link}: symlink points outside {real_root} (to {target}) — copy the file in or remove the link"
         )
     return info
 
 
-def _utf8_name(directory: Path, name: str) -> str:
+def _utf8_name(directory: str, relative_name: str) -> str:
     try:
-        name.encode("utf-8")
+        relative_name.encode("utf-8")
     except UnicodeEncodeError:
-        shown = os.fsencode(name)
+        shown = os.fsencode(relative_name)
         raise PackagingError(f"{directory}: file name {shown!r} is not valid UTF-8 — rename it") from None
-    return name
+    return relative_name
 
 
 def _is_within(path: Path, root: Path) -> bool:
@@ -216,8 +270,8 @@ def _is_executable(mode: int) -> bool:
     return bool(mode & 0o111)
 
 
-def _archive_name(hashed: HashedFile) -> str:
-    return hashed.file.archive_name
+def _name(package_file: PackageFile) -> str:
+    return package_file.archive_name
 
 
 def _check_install_path(install_path: Path) -> None:
@@ -228,7 +282,7 @@ def _check_install_path(install_path: Path) -> None:
 
 
 def _reject_duplicate_names(files: Sequence[PackageFile]) -> None:
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}
     for package_file in files:
         if package_file.archive_name in seen:
             raise PackagingError(
@@ -236,22 +290,6 @@ def _reject_duplicate_names(files: Sequence[PackageFile]) -> None:
                 f"{package_file.archive_name!r} in the function archive — rename one or drop an extra path"
             )
         seen[package_file.archive_name] = package_file.source
-
-
-def _check_unzipped_limit(plan: PackagePlan) -> None:
-    for partition in (plan.function, plan.requirements):
-        for hashed in partition.files:
-            if hashed.size > UNZIPPED_LIMIT:
-                raise PackagingError(
-                    f"{hashed.file.source}: {hashed.size} bytes is larger than Lambda's {UNZIPPED_LIMIT}-byte "
-                    "limit for a function and its layers unzipped — exclude it with package_exclude_patterns"
-                )
-    total = plan.function.unzipped_size + plan.requirements.unzipped_size
-    if total > UNZIPPED_LIMIT:
-        raise PackagingError(
-            f"function ({plan.function.unzipped_size} bytes) and requirements ({plan.requirements.unzipped_size} "
-            f"bytes) unzipped exceed Lambda's {UNZIPPED_LIMIT}-byte limit — exclude files or split the function"
-        )
 
 
 def hash_files(files: Sequence[PackageFile], workers: int | None = None) -> list[HashedFile]:
@@ -272,7 +310,7 @@ def _hash_file(package_file: PackageFile) -> HashedFile:
     return HashedFile(package_file, size, sha256)
 
 
-def read_digest(source: Path, consume: Callable[[bytes], None]) -> tuple[int, str]:
+def read_digest(source: str | Path, consume: Callable[[bytes], None]) -> tuple[int, str]:
     """Read a file in large chunks, hand each to consume, return (size, sha256 hex)."""
     digest = hashlib.sha256()
     size = 0

@@ -25,13 +25,17 @@ def load_settings(settings_file: Path) -> Settings:
 
 def load_stage(settings_file: Path, stage_name: str) -> Stage:
     """Load the settings file and return one stage, naming the stages that exist when it is unknown."""
-    settings = load_settings(settings_file)
+    return select_stage(load_settings(settings_file), stage_name, settings_file)
+
+
+def select_stage(settings: Settings, stage_name: str, settings_file: Path | None = None) -> Stage:
     try:
         return settings.stages[stage_name]
     except KeyError:
         known = ", ".join(sorted(settings.stages)) or "none"
+        where = f"{settings_file}: " if settings_file else ""
         raise SettingsError(
-            f"{settings_file}: unknown stage {stage_name!r} — stages defined: {known}", file=settings_file
+            f"{where}unknown stage {stage_name!r} — stages defined: {known}", file=settings_file
         ) from None
 
 

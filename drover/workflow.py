@@ -84,7 +84,9 @@ def deploy(
     limit = drover.options.direct_upload_limit
     with drover.timings.phase("archive"):
         if decisions.publish_layer:
-            decisions.requirements_archive = drover.write_archive(plan.requirements, directory / REQUIREMENTS_ARCHIVE)
+            decisions.requirements_archive = drover.write_archive(
+                "requirements", plan.requirements.files, directory / REQUIREMENTS_ARCHIVE
+            )
             record_archive(result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir is not None)
     _preflight(target, plan, decisions, limit)
     actions = _planned_actions(plan, decisions, live)
@@ -141,7 +143,7 @@ def _decide_code(
     if recorded_digest == plan.function.digest and recorded_sha == live.code_sha256:
         logger.info("Function code unchanged (CodeSha256 %s)", live.code_sha256)
         return
-    archive = drover.write_archive(plan.function, directory / FUNCTION_ARCHIVE)
+    archive = drover.write_archive("function", plan.function.files, directory / FUNCTION_ARCHIVE)
     record_archive(result, archive, plan.function, drover.options.archive_dir is not None)
     decisions.function_archive = archive
     decisions.code_changed = archive.code_sha256 != live.code_sha256

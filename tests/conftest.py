@@ -76,7 +76,10 @@ def write_settings(tmp_path: Path) -> Callable[..., Path]:
 
 def hashed_tree(root: Path, prefix: str = "") -> list[HashedFile]:
     """Every file under root as HashedFiles named prefix + relative POSIX name, sorted by name."""
-    files = [PackageFile(prefix + name, source, executable) for name, source, executable in walk_files(root, ())]
+    files = [
+        PackageFile(prefix + name, source, bool(info.st_mode & 0o111), info.st_size)
+        for name, source, info in walk_files(root, ())
+    ]
     return sorted(hash_files(files), key=lambda hashed: hashed.file.archive_name)
 
 

@@ -93,7 +93,7 @@ def test_unsafe_archive_names_are_refused_and_no_zip_is_left(tmp_path, make_tree
     target = tmp_path / "out" / "bad.zip"
 
     with pytest.raises(PackagingError, match="unsafe archive name"):
-        write_zip(target, [PackageFile(name, root / "file.py", False)])
+        write_zip(target, [PackageFile(name, str(root / "file.py"), False, 1)])
 
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -205,7 +205,7 @@ def test_more_than_65535_entries_use_zip64_and_stay_valid(tmp_path, make_tree, v
     count = 65_540
     sha256 = hashlib.sha256(b"x").hexdigest()
     files = [
-        HashedFile(PackageFile(f"d{index // 1000:02}/f{index:05}.txt", source, False), 1, sha256)
+        HashedFile(PackageFile(f"d{index // 1000:02}/f{index:05}.txt", str(source), False, 1), 1, sha256)
         for index in range(count)
     ]
 
@@ -240,7 +240,7 @@ def test_file_changed_after_hashing_is_an_error_and_leaves_no_zip(
 
 def test_file_rewritten_between_hashing_and_zipping_is_detected(tmp_path, make_tree):
     root = make_tree(tmp_path / "src", {"a.py": b"before"})
-    files = hash_files([PackageFile("a.py", root / "a.py", False)])
+    files = hash_files([PackageFile("a.py", str(root / "a.py"), False, (root / "a.py").stat().st_size)])
     (root / "a.py").write_bytes(b"after!")
 
     with pytest.raises(PackagingError, match="changed while drover was packaging"):
@@ -251,7 +251,7 @@ def test_file_rewritten_between_hashing_and_zipping_is_detected(tmp_path, make_t
 
 def test_package_files_without_hashes_are_archived_too(tmp_path, make_tree, valid_zip):
     root = make_tree(tmp_path / "src", {"a.py": b"a", "run": (b"r", 0o755)})
-    files = [PackageFile("a.py", root / "a.py", False), PackageFile("run", root / "run", True)]
+    files = [PackageFile("a.py", str(root / "a.py"), False, (root / "a.py").stat().st_size), PackageFile("run", str(root / "run"), True, (root / "run").stat().st_size)]
 
     info = write_zip(tmp_path / "nested" / "dir" / "out.zip", files)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from drover import PackagingError, packaging
-from drover.packaging import PackagePlan, plan_package
+from drover.packaging import PackagePlan, layout_package, plan_package, unzipped_limit_problem
 
 BASE_TREE = {
     "app/__init__.py": b"from .handler import handler\n",
@@ -41,16 +42,17 @@ def test_files_matching_function_patterns_form_the_function_partition(tmp_path, 
     assert names(plan, "requirements") == ["python/bin/tool", "python/lib/__init__.py", "python/lib/util.py"]
 
 
-def test_function_patterns_search_anywhere_in_the_relative_posix_path(tmp_path, make_tree, stage):
+def test_function_patterns_match_from_the_start_of_the_relative_posix_path(tmp_path, make_tree, stage):
+    """re.match, as drover 0.7.1: a pattern without ^ is still anchored at the start of the path."""
     root = make_tree(
         tmp_path / "install",
-        {"pkg/sub/handler.py": b"h", "lib/app.py": b"a", "handler.pyc": b"c", "pkg/other.py": b"o"},
+        {"pkg/sub/handler.py": b"h", "lib/pkg/sub/x.py": b"a", "handler.pyc": b"c", "pkg/other.py": b"o"},
     )
 
-    plan = plan_package(stage(function_file_patterns=[r"pkg/sub/", r"handler\.py$"]), root, tmp_path)
+    plan = plan_package(stage(function_file_patterns=[r"pkg/sub/", r".*handler\.py$"]), root, tmp_path)
 
     assert names(plan, "function") == ["pkg/sub/handler.py"]
-    assert names(plan, "requirements") == ["python/handler.pyc", "python/lib/app.py", "python/pkg/other.py"]
+    assert names(plan, "requirements") == ["python/handler.pyc", "python/lib/pkg/sub/x.py", "python/pkg/other.py"]
 
 
 def test_anchored_pattern_does_not_match_deeper_paths(tmp_path, make_tree, stage):
@@ -91,7 +93,7 @@ def test_custom_exclude_patterns_match_the_relative_name_and_replace_the_default
         },
     )
 
-    plan = plan_package(stage(package_exclude_patterns=[r"_test\.py$", r"^tests/"]), root, tmp_path)
+    plan = plan_package(stage(package_exclude_patterns=[r".*_test\.py$", r"tests/"]), root, tmp_path)
 
     assert names(plan, "function") == ["app/handler.py"]
     assert names(plan, "requirements") == ["python/lib/__pycache__/util.cpython-312.pyc", "python/lib/util.py"]
@@ -180,16 +182,23 @@ def test_file_larger_than_lambda_unzipped_limit_is_an_error(tmp_path, make_tree,
     with open(root / "lib" / "big.bin", "wb") as stream:
         stream.truncate(262_144_001)  # sparse: no disk space used
 
-    with pytest.raises(PackagingError, match=r"big\.bin: 262144001 bytes is larger than"):
-        plan_package(stage(), root, tmp_path)
+    problem = unzipped_limit_problem(layout_package(stage(), root, tmp_path))
+
+    assert problem is not None and re.search(r"big\.bin: 262144001 bytes is larger than", problem)
 
 
-def test_partitions_together_over_the_unzipped_limit_are_an_error(tmp_path, make_tree, stage, monkeypatch):
-    monkeypatch.setattr(packaging, "UNZIPPED_LIMIT", 100)
+def test_partitions_together_over_the_unzipped_limit_are_an_error(tmp_path, make_tree, stage):
     root = make_tree(tmp_path / "install", {"app.py": b"a" * 60, "lib/util.py": b"u" * 60})
 
-    with pytest.raises(PackagingError, match=r"function \(60 bytes\) and requirements \(60 bytes\)"):
-        plan_package(stage(), root, tmp_path)
+    problem = unzipped_limit_problem(layout_package(stage(), root, tmp_path), limit=100)
+
+    assert problem is not None and "function (60 bytes) and requirements (60 bytes)" in problem
+
+
+def test_a_layout_within_the_unzipped_limit_has_no_problem(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a" * 60, "lib/util.py": b"u" * 60})
+
+    assert unzipped_limit_problem(layout_package(stage(), root, tmp_path), limit=120) is None
 
 
 # --- function_extra_paths -------------------------------------------------------------------------
@@ -225,7 +234,7 @@ def test_extra_paths_are_relative_to_the_given_working_directory_not_the_process
     plan = plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
 
     assert names(plan, "function") == ["app.py", "instance/config.json"]
-    assert plan.function.files[1].file.source.read_bytes() == b"right"
+    assert Path(plan.function.files[1].file.source).read_bytes() == b"right"
 
 
 def test_absolute_extra_path_may_be_anywhere(tmp_path, make_tree, stage):
@@ -478,3 +487,14 @@ def test_digest_is_a_sha256_hex_over_a_sorted_manifest(tmp_path, make_tree, stag
 
     manifest = f"app.py\x00644\x00{sha256(b'a')}\napp_run\x00755\x00{sha256(b'r')}\n".encode()
     assert plan.function.digest == sha256(packaging.MANIFEST_HEADER + manifest)
+
+
+def test_a_non_utf8_name_in_an_excluded_path_is_ignored(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    (root / "cache").mkdir()
+    with open(os.path.join(os.fsencode(root / "cache"), b"bad\xff.bin"), "wb") as stream:
+        stream.write(b"x")
+
+    plan = plan_package(stage(package_exclude_patterns=["cache/"]), root, tmp_path)
+
+    assert names(plan, "function") == ["app.py"]

@@ -74,14 +74,15 @@ def test_minimal_stage_gets_seed_defaults(write_settings):
         ("pkg/__pycache__/mod.cpython-312.pyc", True),
         ("pkg/sub/__pycache__", True),
         ("pkg/mod.py", False),
-        ("pkg/not__pycache__/mod.py", False),
-        ("pkg/__pycache__x/mod.py", False),
+        ("pkg/mod.pyc", False),
+        ("pycache.py", False),
     ],
 )
-def test_default_exclude_patterns_drop_pycache_directories(write_settings, relative_name, excluded):
+def test_default_exclude_patterns_drop_pycache_as_drover_0_7_1_did(write_settings, relative_name, excluded):
+    """The default is drover 0.7.1's '.*__pycache__.*', matched with re.match against the relative path."""
     stage = load_stage(write_settings(HEADER), "prod")
 
-    assert any(pattern.search(relative_name) for pattern in stage.package_exclude_patterns) is excluded
+    assert any(pattern.match(relative_name) for pattern in stage.package_exclude_patterns) is excluded
 
 
 def test_explicit_exclude_patterns_replace_the_default(write_settings):

@@ -1,0 +1,396 @@
+"""`make bench`: drover-action against drover 0.7.1 on the standard workload, as ratios measured in one run.
+
+Every number is a ratio of two measurements taken in the same run, alternating baseline and ours, so
+machine noise cancels out; nothing here is a pass/fail test. Results: a printed table and
+bench/results.json.
+
+The baseline (drover==0.7.1, which needs pydantic 1.x) lives in its own venv under .cache/bench. Its
+packaging cannot run without AWS through its CLI, so the cold-package measure drives its package step
+through its API (`Drover._get_function_layer_mappings` + `drover.io.write_archive` for both archives);
+the no-op redeploy runs its real CLI against the same local moto server as ours. moto lacks
+`GetLayerVersionByArn`, which would make drover 0.7.1 republish its layer on every run: the baseline
+harness maps that call to `GetLayerVersion` so it can skip too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+CACHE = ROOT / ".cache" / "bench"
+WORKLOAD = CACHE / "workload"
+BASELINE_VENV = CACHE / "drover-0.7.1"
+RESULTS = ROOT / "bench" / "results.json"
+REGION = "us-east-1"
+BUCKET = "drover-bench"
+
+BASELINE_PACKAGE = r"""
+import sys, time
+from pathlib import Path
+import yaml
+from drover import Drover
+from drover.io import write_archive
+from drover.models import Settings
+settings = Settings.parse_obj(yaml.safe_load(open(sys.argv[1])))
+drover = Drover(settings, "bench")
+mappings = drover._get_function_layer_mappings(Path(sys.argv[2]))
+out = Path(sys.argv[3])
+write_archive(out / "requirements.zip", mappings.requirements_mappings)
+write_archive(out / "function.zip", mappings.function_mappings)
+"""
+
+BASELINE_CLI = r"""
+import sys
+import botocore.client
+_original = botocore.client.BaseClient._make_api_call
+def _make_api_call(self, operation_name, api_params):
+    # moto does not implement GetLayerVersionByArn; ask GetLayerVersion the same question
+    if operation_name == "GetLayerVersionByArn":
+        arn = api_params["Arn"]
+        layer, version = arn.rsplit(":", 1)
+        return _original(self, "GetLayerVersion", {"LayerName": layer, "VersionNumber": int(version)})
+    return _original(self, operation_name, api_params)
+botocore.client.BaseClient._make_api_call = _make_api_call
+from drover.cli import main
+sys.argv = ["drover", *sys.argv[1:]]
+main()
+"""
+
+
+@dataclass
+class Run:
+    seconds: float
+    stdout: str
+
+
+def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> Run:
+    start = time.perf_counter()
+    completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if completed.returncode != 0:
+        raise SystemExit(f"command failed ({completed.returncode}): {' '.join(command)}\n{completed.stderr[-2000:]}")
+    return Run(seconds, completed.stdout)
+
+
+def peak_rss_mb(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
+    """Peak RSS of one child, measured by /usr/bin/time -v (RUSAGE_CHILDREN is a running maximum)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
+        subprocess.run(["/usr/bin/time", "-v", "-o", report.name, *command], cwd=cwd, env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for line in Path(report.name).read_text().splitlines():
+            if "Maximum resident set size" in line:
+                return int(line.rsplit(":", 1)[1]) / 1024
+    raise SystemExit("no RSS in /usr/bin/time output")
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def ensure_workload() -> Path:
+    subprocess.run(["bash", str(SHARED / "bench" / "make-workload.sh"), str(WORKLOAD)], check=True,
+                   stdout=subprocess.DEVNULL)
+    return WORKLOAD
+
+
+def ensure_baseline() -> Path:
+    python = BASELINE_VENV / "bin" / "python"
+    if not (BASELINE_VENV / ".complete").exists():
+        shutil.rmtree(BASELINE_VENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(BASELINE_VENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                        "drover==0.7.1", "pydantic<2"], check=True)
+        (BASELINE_VENV / ".complete").touch()
+    return python
+
+
+def baseline_version(python: Path) -> str:
+    return subprocess.run([str(python), "-I", "-c", "import drover, pydantic; print(drover.__version__, pydantic.VERSION)"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def write_settings(path: Path, function_name: str, pattern: str = "^bench_fn.*", bucket: str | None = None) -> Path:
+    upload = f"    upload_bucket:\n      region_name: {REGION}\n      bucket_name: {bucket}\n" if bucket else ""
+    path.write_text(
+        "stages:\n  bench:\n"
+        f"    region_name: {REGION}\n    function_name: {function_name}\n    compatible_runtime: python3.12\n"
+        f"    function_file_patterns:\n      - '{pattern}'\n{upload}"
+    )
+    return path
+
+
+def ours(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "drover", *arguments]
+
+
+def measure_cold_package(baseline: Path, workload: Path, scratch: Path, repetitions: int) -> dict[str, Any]:
+    settings = write_settings(scratch / "package.yml", "bench-fn")
+    install = workload / "install"
+    base_out, our_out = scratch / "base-out", scratch / "our-out"
+    base_times, our_times = [], []
+    env = {**os.environ, "AWS_DEFAULT_REGION": REGION}
+    for _ in range(repetitions):
+        for out in (base_out, our_out):
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir()
+        base_times.append(run([str(baseline), "-I", "-c", BASELINE_PACKAGE, str(settings), str(install), str(base_out)],
+                              cwd=scratch, env=env).seconds)
+        our_times.append(run(ours("--settings-file", str(settings), "--install-path", str(install), "--package-only",
+                                  "--archive-dir", str(our_out), "--quiet", "bench"), cwd=scratch).seconds)
+    our_rss = peak_rss_mb(ours("--settings-file", str(settings), "--install-path", str(install), "--package-only",
+                               "--archive-dir", str(our_out), "--quiet", "bench"), cwd=scratch)
+    base_size = (base_out / "requirements.zip").stat().st_size
+    our_size = (our_out / "requirements.zip").stat().st_size
+    return {
+        "baseline_seconds": median(base_times), "ours_seconds": median(our_times),
+        "speedup": median(base_times) / median(our_times),
+        "baseline_requirements_zip": base_size, "ours_requirements_zip": our_size,
+        "size_ratio": our_size / base_size, "ours_peak_rss_mb": our_rss,
+        "baseline_runs": base_times, "ours_runs": our_times,
+    }
+
+
+class LocalAws:
+    """A moto server on 127.0.0.1 plus the functions each tool deploys to (created as IaC would)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no per-request log lines
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server.start()
+        host, port = self.server._server.server_address  # type: ignore[attr-defined]
+        self.env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
+                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}
+        self.env.pop("AWS_PROFILE", None)
+
+    def create_function(self, name: str) -> None:
+        import io
+        import zipfile
+
+        import boto3
+
+        session = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION)
+        endpoint = self.env["AWS_ENDPOINT_URL"]
+        role = session.client("iam", endpoint_url=endpoint).create_role(
+            RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+        placeholder = io.BytesIO()
+        with zipfile.ZipFile(placeholder, "w") as archive:
+            archive.writestr("placeholder.py", "x = 1\n")
+        session.client("lambda", endpoint_url=endpoint).create_function(
+            FunctionName=name, Runtime="python3.12", Role=role, Handler="bench_fn.handler",
+            Code={"ZipFile": placeholder.getvalue()})
+
+    def create_bucket(self, name: str) -> None:
+        import boto3
+
+        boto3.client("s3", endpoint_url=self.env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
+                     aws_secret_access_key="bench", region_name=REGION).create_bucket(Bucket=name)
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def measure_redeploys(baseline: Path, workload: Path, scratch: Path, repetitions: int) -> dict[str, Any]:
+    aws = LocalAws()
+    try:
+        tree = scratch / "deploy-tree"
+        shutil.copytree(workload / "install", tree / "install", symlinks=True)
+        # drover 0.7.1 cannot deploy without upload_bucket (an unbound variable in its direct-upload path),
+        # so both tools deploy through the same local bucket
+        aws.create_bucket(BUCKET)
+        base_settings = write_settings(tree / "base.yml", "bench-base", bucket=BUCKET)
+        our_settings = write_settings(tree / "ours.yml", "bench-ours", bucket=BUCKET)
+        aws.create_function("bench-base")
+        aws.create_function("bench-ours")
+        base_cli = [str(baseline), "-I", "-c", BASELINE_CLI, "--settings-file", str(base_settings), "--install-path", "install",
+                    "--non-interactive", "bench"]
+        our_cli = ours("--settings-file", str(our_settings), "--install-path", "install", "--json", "--quiet", "bench")
+        run(base_cli, cwd=tree, env=aws.env)  # first deploys: not measured
+        first = json.loads(run(our_cli, cwd=tree, env=aws.env).stdout)
+        base_noop, our_noop, our_results = [], [], []
+        for _ in range(repetitions):
+            base_noop.append(run(base_cli, cwd=tree, env=aws.env).seconds)
+            result = run(our_cli, cwd=tree, env=aws.env)
+            our_noop.append(result.seconds)
+            our_results.append(json.loads(result.stdout))
+        handler = tree / "install" / "bench_fn" / "__init__.py"
+        original = handler.read_text()
+        code_change = []
+        code_results = []
+        for index in range(repetitions):
+            handler.write_text(original + f"\nBENCH_EDIT = {index}\n")
+            result = run(our_cli, cwd=tree, env=aws.env)
+            code_change.append(result.seconds)
+            code_results.append(json.loads(result.stdout))
+        handler.write_text(original)
+        writes = count_noop_writes(our_settings, tree, aws.env)
+    finally:
+        aws.stop()
+    noop_clean = all(r["actions"] == [] and r["bytes_uploaded"] == 0 and r["function_size"] is None
+                     and r["requirements_size"] is None for r in our_results)
+    code_only_clean = all(r["requirements_size"] is None and not r["requirements_updated"] and r["function_updated"]
+                          for r in code_results)
+    return {
+        "first_deploy_actions": [action["action"] for action in first["actions"]],
+        "baseline_noop_seconds": median(base_noop), "ours_noop_seconds": median(our_noop),
+        "noop_ratio": median(our_noop) / median(base_noop),
+        "noop_no_upload_no_archive": noop_clean, "noop_write_calls": writes,
+        "code_change_seconds": median(code_change), "code_change_vs_noop": median(code_change) / median(our_noop),
+        "code_change_requirements_untouched": code_only_clean,
+        "baseline_noop_runs": base_noop, "ours_noop_runs": our_noop, "code_change_runs": code_change,
+    }
+
+
+def count_noop_writes(settings: Path, tree: Path, env: dict[str, str]) -> list[str]:
+    """One more no-op, in-process, with a botocore hook counting every call (reads and writes)."""
+    code = (
+        "import json, sys, boto3\n"
+        "from pathlib import Path\n"
+        "from drover import Drover, RunOptions\n"
+        "from drover.deploy import AwsClients, WRITE_OPERATIONS\n"
+        "from drover.settings import load_settings\n"
+        "calls = []\n"
+        "session = boto3.Session()\n"
+        "session.events.register('before-call.*.*', lambda model, **_: calls.append(model.name))\n"
+        "options = RunOptions(working_directory=Path('.'), aws=AwsClients('us-east-1', session=session))\n"
+        "Drover(load_settings(Path(sys.argv[1])), 'bench', options=options).update(Path('install'))\n"
+        "print(json.dumps([name for name in calls if name in WRITE_OPERATIONS]))\n"
+    )
+    return list(json.loads(run([sys.executable, "-c", code, str(settings)], cwd=tree, env=env).stdout))
+
+
+def measure_digest_vs_read(workload: Path, repetitions: int) -> dict[str, Any]:
+    from drover.models import Stage
+    from drover.packaging import plan_package
+
+    stage = Stage(region_name=REGION, function_name="bench-fn", compatible_runtime="python3.12",
+                  function_file_patterns=["^bench_fn.*"], package_exclude_patterns=[])
+    install = workload / "install"
+    cat = "find . -type f -print0 | xargs -0 cat > /dev/null"
+    read_times, digest_times = [], []
+    subprocess.run(["bash", "-c", cat], cwd=install, check=True)  # warm the page cache
+    for _ in range(repetitions):
+        start = time.perf_counter()
+        subprocess.run(["bash", "-c", cat], cwd=install, check=True)
+        read_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        plan_package(stage, install, workload)
+        digest_times.append(time.perf_counter() - start)
+    return {"raw_read_seconds": median(read_times), "digest_seconds": median(digest_times),
+            "digest_vs_read": median(digest_times) / median(read_times)}
+
+
+def measure_scale(workload: Path, scratch: Path, repetitions: int) -> dict[str, Any]:
+    big = scratch / "x4"
+    for index in range(4):
+        shutil.copytree(workload / "install", big / "install" / f"p{index}", symlinks=True)
+    one = write_settings(scratch / "x1.yml", "bench-fn")
+    four = write_settings(scratch / "x4.yml", "bench-fn", pattern="^p0/bench_fn.*")
+    times1, times4 = [], []
+    for _ in range(repetitions):
+        for out in ("o1", "o4"):
+            shutil.rmtree(scratch / out, ignore_errors=True)
+        times1.append(run(ours("--settings-file", str(one), "--install-path", str(workload / "install"), "--package-only",
+                               "--archive-dir", str(scratch / "o1"), "--quiet", "bench"), cwd=scratch).seconds)
+        times4.append(run(ours("--settings-file", str(four), "--install-path", str(big / "install"), "--package-only",
+                               "--archive-dir", str(scratch / "o4"), "--quiet", "bench"), cwd=scratch).seconds)
+    rss1 = peak_rss_mb(ours("--settings-file", str(one), "--install-path", str(workload / "install"), "--package-only",
+                            "--archive-dir", str(scratch / "o1"), "--quiet", "bench"), cwd=scratch)
+    rss4 = peak_rss_mb(ours("--settings-file", str(four), "--install-path", str(big / "install"), "--package-only",
+                            "--archive-dir", str(scratch / "o4"), "--quiet", "bench"), cwd=scratch)
+    return {"x1_seconds": median(times1), "x4_seconds": median(times4), "time_growth": median(times4) / median(times1),
+            "x1_peak_rss_mb": rss1, "x4_peak_rss_mb": rss4, "rss_growth": rss4 / rss1}
+
+
+def machine_facts(baseline: Path) -> dict[str, Any]:
+    from importlib.metadata import version
+
+    return {
+        "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(), "python": platform.python_version(),
+        "platform": platform.platform(), "baseline": baseline_version(baseline),
+        "libraries": {name: version(name) for name in ("boto3", "pydantic", "deflate", "zlib-ng", "uv", "moto")},
+    }
+
+
+def table(results: dict[str, Any]) -> str:
+    cold, redeploy, digest, scale = results["cold_package"], results["redeploy"], results["digest"], results["scale"]
+    rows = [
+        ("cold package, both archives", f"{cold['baseline_seconds']:.2f} s", f"{cold['ours_seconds']:.2f} s",
+         f"{cold['speedup']:.1f}x faster", ">= 8x"),
+        ("requirements zip size", f"{cold['baseline_requirements_zip']:,} B", f"{cold['ours_requirements_zip']:,} B",
+         f"{cold['size_ratio']:.3f}x", "<= 1.02x"),
+        ("no-op redeploy (moto)", f"{redeploy['baseline_noop_seconds']:.2f} s", f"{redeploy['ours_noop_seconds']:.2f} s",
+         f"{redeploy['noop_ratio']:.2f}x", "<= 1.0x"),
+        ("no-op: writes / archive built", "", f"{len(redeploy['noop_write_calls'])} writes",
+         "none built" if redeploy["noop_no_upload_no_archive"] else "BUILT", "0, none"),
+        ("code-only change vs our no-op", "", f"{redeploy['code_change_seconds']:.2f} s",
+         f"{redeploy['code_change_vs_noop']:.2f}x", "<= 1.3x"),
+        ("digest vs raw read (cat)", f"{digest['raw_read_seconds']:.2f} s", f"{digest['digest_seconds']:.2f} s",
+         f"{digest['digest_vs_read']:.2f}x", "<= 2x"),
+        ("peak RSS, cold package", "", f"{cold['ours_peak_rss_mb']:.0f} MB", "", "< 300 MB"),
+        ("scale x4: time", f"{scale['x1_seconds']:.2f} s", f"{scale['x4_seconds']:.2f} s",
+         f"{scale['time_growth']:.2f}x", "<= 4.4x"),
+        ("scale x4: peak RSS", f"{scale['x1_peak_rss_mb']:.0f} MB", f"{scale['x4_peak_rss_mb']:.0f} MB",
+         f"{scale['rss_growth']:.2f}x", "flat"),
+    ]
+    install = results.get("install")
+    if install:
+        rows.append(("install: pip vs uv (cold caches)", f"{install['pip_seconds']:.1f} s", f"{install['uv_seconds']:.1f} s",
+                     f"{install['speedup']:.1f}x faster", ">= 10x"))
+        rows.append(("install: unchanged skip", "", f"{install['skip_seconds']:.3f} s", "", "<= 0.2 s"))
+    header = ("measure", "drover 0.7.1 / ref", "drover-action", "ratio", "target")
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
+    lines = ["| " + " | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in [header, *rows]]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--skip-install", action="store_true", help="leave out the (slow, network) install measure")
+    args = parser.parse_args()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    workload = ensure_workload()
+    baseline = ensure_baseline()
+    results: dict[str, Any] = {"machine": machine_facts(baseline)}
+    with tempfile.TemporaryDirectory(prefix="drover-bench-", dir=CACHE) as directory:
+        scratch = Path(directory)
+        print("cold package ...", flush=True)
+        results["cold_package"] = measure_cold_package(baseline, workload, scratch, args.repetitions)
+        print("redeploys against moto ...", flush=True)
+        results["redeploy"] = measure_redeploys(baseline, workload, scratch, args.repetitions)
+        print("digest vs raw read ...", flush=True)
+        results["digest"] = measure_digest_vs_read(workload, args.repetitions)
+        print("scale x4 ...", flush=True)
+        results["scale"] = measure_scale(workload, scratch, args.repetitions)
+    if not args.skip_install:
+        print("install pip vs uv ...", flush=True)
+        from install_bench import measure_install  # type: ignore[import-not-found]  # bench/ is on sys.path
+
+        results["install"] = measure_install()
+    results["table"] = table(results)
+    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    print(results["table"])
+    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

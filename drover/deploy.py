@@ -21,6 +21,7 @@ from botocore.config import Config
 from drover.archive import ArchiveInfo
 from drover.errors import PreflightError, UpdateError
 from drover.models import LAYER_VERSION_ARN_PATTERN, S3BucketFileVersion, S3BucketPath, Stage
+from drover.retry import Backoff, retry
 
 logger = logging.getLogger("drover")
 
@@ -464,6 +465,56 @@ def s3_failure_message(error: Exception) -> str:
 S3_FAILURES = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
 
 
+# -- STS: the web identity exchange of the GitHub Action --------------------------------------
+
+STS_ATTEMPTS = 6
+# botocore's own retries are off for STS: `assume_role_with_web_identity` retries with its own
+# Backoff, so the policy (what is transient, how long to wait) is explicit and testable.
+STS_CONFIG = RETRY_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=30))
+STS_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestThrottled",
+        "IDPCommunicationError",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "PriorRequestNotComplete",
+    }
+)
+# STS's answers when the role's trust policy (or the OIDC provider) does not accept the token
+STS_TRUST_CODES = frozenset({"AccessDenied", "InvalidIdentityToken", "IDPRejectedClaim", "ExpiredTokenException"})
+
+
+class AssumeRoleError(UpdateError):
+    """STS did not hand out credentials.
+
+    `code` and `aws_message` are AWS's error code and message ("" for a connection failure), so
+    the caller can explain a trust-policy refusal in its own terms.
+    """
+
+    def __init__(self, message: str, code: str = "", aws_message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.aws_message = aws_message
+
+
+def is_transient_sts_error(error: BaseException) -> bool:
+    """Throttling, 5xx and connection failures are worth retrying; AccessDenied and friends never are."""
+    if isinstance(error, botocore.exceptions.ClientError):
+        code = error_code(error)
+        if code in STS_TRUST_CODES:
+            return False
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in STS_TRANSIENT_CODES or status >= 500
+    return isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError)
+
+
 def assume_role_with_web_identity(
     role_arn: str,
     web_identity_token: str,
@@ -472,22 +523,44 @@ def assume_role_with_web_identity(
     region_name: str,
     *,
     session: boto3.Session | None = None,
+    backoff: Backoff | None = None,
 ) -> AwsCredentials:
-    """Exchange a GitHub OIDC token for role credentials (retried by botocore on throttling and 5xx)."""
-    sts = (session or boto3.Session()).client("sts", region_name=region_name, config=RETRY_CONFIG)
-    try:
-        response = sts.assume_role_with_web_identity(
+    """Exchange a GitHub OIDC token for role credentials.
+
+    Throttling, 5xx and connection errors are retried with jittered backoff; AccessDenied (and the
+    other trust-policy refusals) fail at once with an AssumeRoleError carrying AWS's code.
+    """
+    sts = (session or boto3.Session()).client("sts", region_name=region_name, config=STS_CONFIG)
+
+    def call() -> Any:
+        return sts.assume_role_with_web_identity(
             RoleArn=role_arn,
             RoleSessionName=session_name,
             WebIdentityToken=web_identity_token,
             DurationSeconds=duration_seconds,
         )
+
+    def log_retry(attempt: int, error: BaseException, seconds: float) -> None:
+        logger.info("AssumeRoleWithWebIdentity failed (%s); retry %d in %.1f s", _short_error(error), attempt, seconds)
+
+    try:
+        response = retry(
+            call, transient=is_transient_sts_error, backoff=backoff or Backoff(STS_ATTEMPTS), on_retry=log_retry
+        )
     except botocore.exceptions.ClientError as error:
-        raise UpdateError(describe_client_error("sts", error)) from error
+        raise AssumeRoleError(describe_client_error("sts", error), error_code(error), error_message(error)) from error
     except botocore.exceptions.BotoCoreError as error:
-        raise UpdateError(f"AssumeRoleWithWebIdentity failed: {error}") from error
+        raise AssumeRoleError(f"AssumeRoleWithWebIdentity failed: {error}") from error
     credentials = response["Credentials"]
     return AwsCredentials(
-        credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"], credentials.get("Expiration")
+        credentials["AccessKeyId"],
+        credentials["SecretAccessKey"],
+        credentials["SessionToken"],
+        credentials.get("Expiration"),
     )
 
+
+def _short_error(error: BaseException) -> str:
+    if isinstance(error, botocore.exceptions.ClientError):
+        return f"{error_code(error)}: {error_message(error)}".rstrip(": ")
+    return str(error)

@@ -198,7 +198,7 @@ def walk_files(
     loops is a PackagingError. Directories in skip (e.g. an archive dir inside the tree) are left out.
     """
     real_root = os.path.realpath(root)
-    skipped = {os.path.realpath(path) for path in skip}
+    skipped = {_identity(path) for path in skip if os.path.isdir(path)}
     root_info = os.stat(root)
     stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
         (os.fspath(root), "", frozenset({(root_info.st_dev, root_info.st_ino)}))
@@ -224,7 +224,7 @@ def walk_files(
                     raise PackagingError(
                         f"{entry.path}: symlink loop (points back to {os.path.realpath(entry.path)}) — remove the link"
                     )
-                if not skipped or os.path.realpath(entry.path) not in skipped:
+                if identity not in skipped:
                     stack.append((entry.path, relative_name + "/", ancestors | {identity}))
             elif excluded:
                 continue
@@ -234,6 +234,11 @@ def walk_files(
                 raise PackagingError(
                     f"{entry.path}: not a regular file or directory (a socket, FIFO or device?) — remove it"
                 )
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    info = os.stat(path)
+    return info.st_dev, info.st_ino
 
 
 def _follow_link(link: str, real_root: str) -> os.stat_result:

@@ -1,0 +1,745 @@
+"""The GitHub Action adapter: the only module that reads GitHub's environment.
+
+It turns `INPUT_*` variables into a Drover run and renders the result for GitHub:
+workflow commands (masks, groups, annotations) through actions-toolkit, step outputs in
+`$GITHUB_OUTPUT` (stdout without it), and a Markdown step summary. It owns what actions-toolkit
+lacks: the OIDC token request with a timeout and jittered retries, the STS exchange through
+`drover.deploy`, and error annotations carrying file/line/column.
+
+Credentials reach the deploy engine explicitly (`RunOptions.aws`), never through os.environ,
+and the runner's token-request variables are removed from os.environ once read, so a
+subprocess (pip building a dependency) can neither see the keys nor mint an OIDC token.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import http.client
+import json
+import logging
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from actions_toolkit import core
+from actions_toolkit.command import Command
+from actions_toolkit.file_command import prepare_key_value_message
+
+from drover import __version__
+from drover.cli import render_text
+from drover.core import Drover, RunOptions, Timings
+from drover.deploy import (
+    STS_ATTEMPTS,
+    STS_TRUST_CODES,
+    AssumeRoleError,
+    AwsClients,
+    AwsCredentials,
+    assume_role_with_web_identity,
+)
+from drover.errors import DroverError, SettingsError
+from drover.io import format_file_size
+from drover.models import REGION_PATTERN, DeployResult
+from drover.retry import Backoff, retry
+from drover.settings import load_settings, select_stage
+
+logger = logging.getLogger("drover")
+
+# Every input with its default, exactly as in action.yml (tests/test_github.py keeps them equal).
+# Applied here too: a `uses: docker://ghcr.io/...` step gets no defaults from action.yml.
+INPUT_DEFAULTS: dict[str, str] = {
+    "stage": "",
+    "settings-file": "drover.yml",
+    "working-directory": ".",
+    "install-path": "",
+    "install-source": "",
+    "requirements": "",
+    "role-to-assume": "",
+    "aws-region": "",
+    "audience": "sts.amazonaws.com",
+    "role-session-name": "drover-action",
+    "role-duration-seconds": "3600",
+    "dry-run": "false",
+    "publish": "",
+    "alias": "",
+}
+OUTPUT_NAMES = (
+    "function-arn",
+    "function-digest",
+    "requirements-digest",
+    "requirements-layer-arn",
+    "code-sha256",
+    "function-updated",
+    "requirements-updated",
+    "configuration-updated",
+    "version",
+    "result-json",
+)
+HEREDOC_OUTPUTS = frozenset({"result-json"})
+
+MIN_ROLE_DURATION, MAX_ROLE_DURATION = 900, 43200
+SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
+ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)
+TRUE_VALUES = frozenset({"true", "True", "TRUE"})
+
+# The runner's OIDC request variables (present only with `permissions: id-token: write`) and
+# the runtime token: read once, then removed from os.environ.
+ID_TOKEN_URL_VARIABLE = "ACTIONS_ID_TOKEN_REQUEST_URL"
+ID_TOKEN_TOKEN_VARIABLE = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
+RUNNER_TOKEN_VARIABLES = (ID_TOKEN_URL_VARIABLE, ID_TOKEN_TOKEN_VARIABLE, "ACTIONS_RUNTIME_TOKEN")
+TOKEN_CLAIMS = ("sub", "aud", "repository", "ref", "environment")
+MAX_TOKEN_RESPONSE_BYTES = 1 << 20
+USER_AGENT = f"drover-action/{__version__}"
+
+# Retry tuning, overridable through the environment (the tests make them fast).
+OIDC_ATTEMPTS, OIDC_ATTEMPTS_VARIABLE = 5, "DROVER_OIDC_ATTEMPTS"
+OIDC_TIMEOUT_SECONDS, OIDC_TIMEOUT_VARIABLE = 10.0, "DROVER_OIDC_TIMEOUT_SECONDS"
+STS_ATTEMPTS_VARIABLE = "DROVER_STS_ATTEMPTS"
+RETRY_BASE_SECONDS, RETRY_BASE_VARIABLE = 1.0, "DROVER_RETRY_BASE_SECONDS"
+
+SUMMARY_LIMIT = 1024 * 1024
+PHASE_TITLES = {
+    "read": "Read the live function",
+    "install": "Install",
+    "package": "Package: walk, partition, digest",
+    "compare": "Compare with the live function",
+    "archive": "Build archives",
+    "deploy": "Deploy",
+}
+
+
+class ActionInputError(DroverError):
+    """An input of the Action (or the job's configuration) is wrong; nothing was called yet."""
+
+    exit_code = 2
+
+
+class CredentialsError(DroverError):
+    """The OIDC token or the STS credentials could not be obtained."""
+
+    exit_code = 1
+
+
+# -- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ActionInputs:
+    stage: str
+    working_directory: Path
+    settings_file: Path
+    install_path: Path | None
+    install_source: Path | None
+    requirements: Path | None
+    role_to_assume: str | None
+    aws_region: str | None
+    audience: str
+    role_session_name: str
+    role_duration_seconds: int
+    dry_run: bool
+    publish: bool | None
+    alias: str | None
+
+
+def get_input(name: str) -> str:
+    """The input's value (trimmed), or its default when unset or empty."""
+    return str(core.get_input(name)) or INPUT_DEFAULTS[name]
+
+
+def get_flag(name: str) -> bool | None:
+    """A YAML 1.2 core-schema boolean input (true/True/TRUE/false/...); None when unset without default."""
+    raw = str(core.get_input(name))
+    if not raw:
+        default = INPUT_DEFAULTS[name]
+        return default in TRUE_VALUES if default else None
+    try:
+        return bool(core.get_boolean_input(name))
+    except TypeError:
+        raise ActionInputError(f"input '{name}' is {raw!r}: use true or false") from None
+
+
+def parse_inputs() -> ActionInputs:
+    """Read and validate every input; any problem is an ActionInputError (exit 2) before any AWS call."""
+    stage = get_input("stage")
+    if not stage:
+        raise ActionInputError("input 'stage' is required: the name of a stage in the settings file (e.g. staging)")
+    working_directory = Path(get_input("working-directory"))
+    if not working_directory.is_dir():
+        raise ActionInputError(
+            f"input 'working-directory' is {str(working_directory)!r}, which is not a directory in the workspace"
+        )
+    role = get_input("role-to-assume") or None
+    if role is not None and not ROLE_ARN_PATTERN.match(role):
+        raise ActionInputError(
+            f"input 'role-to-assume' is {role!r}: give the role's full ARN, arn:aws:iam::ACCOUNT:role/NAME"
+        )
+    region = get_input("aws-region") or None
+    if region is not None and not REGION_PATTERN.match(region):
+        raise ActionInputError(f"input 'aws-region' is {region!r}: give an AWS region name such as us-east-1")
+    return ActionInputs(
+        stage=stage,
+        working_directory=working_directory,
+        settings_file=_under(working_directory, get_input("settings-file")),
+        install_path=_optional_path(working_directory, "install-path"),
+        install_source=_optional_path(working_directory, "install-source"),
+        requirements=_optional_path(working_directory, "requirements"),
+        role_to_assume=role,
+        aws_region=region,
+        audience=get_input("audience"),
+        role_session_name=parse_session_name(get_input("role-session-name")),
+        role_duration_seconds=parse_duration(get_input("role-duration-seconds")),
+        dry_run=bool(get_flag("dry-run")),
+        publish=get_flag("publish"),
+        alias=get_input("alias") or None,
+    )
+
+
+def parse_duration(value: str) -> int:
+    seconds = int(value) if value.isascii() and value.isdigit() else 0
+    if not MIN_ROLE_DURATION <= seconds <= MAX_ROLE_DURATION:
+        raise ActionInputError(
+            f"input 'role-duration-seconds' is {value!r}: use a whole number of seconds from "
+            f"{MIN_ROLE_DURATION} to {MAX_ROLE_DURATION} (the role's maximum session duration must allow it)"
+        )
+    return seconds
+
+
+def parse_session_name(value: str) -> str:
+    if not SESSION_NAME_PATTERN.match(value):
+        raise ActionInputError(
+            f"input 'role-session-name' is {value!r}: use 2 to 64 characters from letters, digits and +=,.@_-"
+        )
+    return value
+
+
+def _under(directory: Path, value: str) -> Path:
+    path = Path(value)
+    return path if path.is_absolute() else directory / path
+
+
+def _optional_path(directory: Path, name: str) -> Path | None:
+    value = get_input(name)
+    return _under(directory, value) if value else None
+
+
+def check_install_inputs(inputs: ActionInputs) -> None:
+    """Something to deploy must be named: an install source, requirements, or an existing install path."""
+    installing = inputs.install_source is not None or inputs.requirements is not None
+    if inputs.install_path is None and not installing:
+        raise ActionInputError(
+            "nothing to deploy: set input 'install-source' (your project) and/or 'requirements', "
+            "or 'install-path' (a directory already holding the package, e.g. from pip install --target)"
+        )
+    if inputs.install_path is not None and not installing and not inputs.install_path.is_dir():
+        raise ActionInputError(
+            f"input 'install-path' is {str(inputs.install_path)!r}, which is not a directory — build it in an "
+            "earlier step, or set 'install-source'/'requirements' to have drover install into it"
+        )
+    for name, path in (("install-source", inputs.install_source), ("requirements", inputs.requirements)):
+        if path is not None and not path.exists():
+            raise ActionInputError(f"input '{name}' is {str(path)!r}, which does not exist in the workspace")
+
+
+def fresh_install_path(environ: Mapping[str, str]) -> Path:
+    """A new empty directory under $RUNNER_TEMP (a temporary directory outside GitHub)."""
+    runner_temp = environ.get("RUNNER_TEMP")
+    if runner_temp:
+        Path(runner_temp).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="drover-install-", dir=runner_temp or None))
+
+
+# -- retry tuning ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RetryTuning:
+    oidc: Backoff
+    oidc_timeout: float
+    sts: Backoff
+
+
+def retry_tuning(environ: Mapping[str, str]) -> RetryTuning:
+    base = _number(environ, RETRY_BASE_VARIABLE, RETRY_BASE_SECONDS)
+    return RetryTuning(
+        oidc=Backoff(attempts=int(_number(environ, OIDC_ATTEMPTS_VARIABLE, OIDC_ATTEMPTS, minimum=1)), base=base),
+        oidc_timeout=_number(environ, OIDC_TIMEOUT_VARIABLE, OIDC_TIMEOUT_SECONDS, minimum=0.001),
+        sts=Backoff(attempts=int(_number(environ, STS_ATTEMPTS_VARIABLE, STS_ATTEMPTS, minimum=1)), base=base),
+    )
+
+
+def _number(environ: Mapping[str, str], name: str, default: float, minimum: float = 0.0) -> float:
+    text = environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < minimum:
+        raise ActionInputError(f"environment variable {name} is {text!r}: use a number of at least {minimum:g}")
+    return value
+
+
+# -- OIDC and STS ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IdTokenRequest:
+    url: str
+    token: str
+
+
+def take_id_token_request(environ: MutableMapping[str, str]) -> IdTokenRequest | None:
+    """Read the runner's OIDC request variables and remove the runner tokens from the environment."""
+    url, token = environ.get(ID_TOKEN_URL_VARIABLE, ""), environ.get(ID_TOKEN_TOKEN_VARIABLE, "")
+    for name in RUNNER_TOKEN_VARIABLES:
+        environ.pop(name, None)
+    return IdTokenRequest(url, token) if url and token else None
+
+
+def id_token_url(request_url: str, audience: str) -> str:
+    """The request URL with `audience` set, keeping its other query parameters (api-version...)."""
+    parts = urllib.parse.urlsplit(request_url)
+    pairs = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    query = [(key, value) for key, value in pairs if key != "audience"]
+    if audience:
+        query.append(("audience", audience))
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def is_transient_http_error(error: BaseException) -> bool:
+    if isinstance(error, urllib.error.HTTPError):
+        return error.code >= 500 or error.code in {408, 429}
+    return isinstance(error, urllib.error.URLError | OSError | http.client.HTTPException)
+
+
+def fetch_id_token(request: IdTokenRequest, audience: str, *, timeout: float, backoff: Backoff) -> str:
+    """GET the OIDC token from the runner, retrying timeouts, connection errors and 5xx with jittered backoff."""
+    http_request = urllib.request.Request(
+        id_token_url(request.url, audience),
+        headers={
+            "Authorization": f"bearer {request.token}",
+            "Accept": "application/json; api-version=2.0",
+            "User-Agent": USER_AGENT,
+        },
+    )
+
+    def attempt() -> str:
+        with urllib.request.urlopen(http_request, timeout=timeout) as response:
+            return parse_token_response(response.read(MAX_TOKEN_RESPONSE_BYTES))
+
+    def log_retry(number: int, error: BaseException, seconds: float) -> None:
+        logger.info("OIDC token request failed (%s); retry %d in %.1f s", describe_http_error(error), number, seconds)
+
+    try:
+        return retry(attempt, transient=is_transient_http_error, backoff=backoff, on_retry=log_retry)
+    except urllib.error.HTTPError as error:
+        reason = describe_http_error(error)
+        if is_transient_http_error(error):
+            raise CredentialsError(
+                f"could not get an OIDC token from GitHub after {backoff.attempts} attempts: {reason}"
+            ) from None
+        hint = " — does the job have `permissions: id-token: write`?" if error.code in {401, 403} else ""
+        raise CredentialsError(
+            f"GitHub's OIDC token endpoint refused the request: {reason}{hint}"
+        ) from None
+    except (OSError, http.client.HTTPException) as error:
+        raise CredentialsError(
+            f"could not get an OIDC token from GitHub after {backoff.attempts} attempts "
+            f"(timeout {timeout:g} s each): {describe_http_error(error)}"
+        ) from None
+
+
+def parse_token_response(body: bytes) -> str:
+    try:
+        value = json.loads(body).get("value")
+    except (ValueError, AttributeError):
+        value = None
+    if not isinstance(value, str) or not value:
+        raise CredentialsError("GitHub's OIDC token endpoint answered without a token (no 'value' in its JSON)")
+    return value
+
+
+def describe_http_error(error: BaseException) -> str:
+    if isinstance(error, urllib.error.HTTPError):
+        return f"HTTP {error.code} {error.reason}".strip()
+    if isinstance(error, urllib.error.URLError):
+        return str(error.reason)
+    return f"{type(error).__name__}: {error}".rstrip(": ")
+
+
+def token_claims(token: str) -> dict[str, Any]:
+    """The JWT's payload, decoded without verifying the signature (only to explain a refusal)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        data = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (binascii.Error, ValueError, UnicodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def describe_claims(claims: Mapping[str, Any]) -> str:
+    """The non-secret claims a trust policy tests, e.g. `sub=repo:org/app:ref:refs/heads/main, aud=...`."""
+
+    def show(value: Any) -> str:
+        if value is None:
+            return "(not set)"
+        return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    return ", ".join(f"{name}={show(claims.get(name))}" for name in TOKEN_CLAIMS)
+
+
+def trust_refusal_message(error: AssumeRoleError, role_arn: str, token: str) -> str:
+    aws = f"{error.code}: {error.aws_message}" if error.aws_message else error.code
+    return (
+        f"STS refused to let this workflow assume {role_arn} ({aws}). The role's trust policy must accept a token "
+        f"with these claims: {describe_claims(token_claims(token))} — compare them with the policy's "
+        "token.actions.githubusercontent.com:sub and :aud conditions (and the role ARN with the one you meant)"
+    )
+
+
+def obtain_credentials(
+    inputs: ActionInputs, request: IdTokenRequest | None, region_name: str, tuning: RetryTuning
+) -> AwsCredentials:
+    """OIDC token → STS AssumeRoleWithWebIdentity; every secret is masked before it could be printed."""
+    assert inputs.role_to_assume is not None
+    if request is None:
+        raise ActionInputError(
+            f"role-to-assume is set, but the job cannot request an OIDC token ({ID_TOKEN_URL_VARIABLE} and "
+            f"{ID_TOKEN_TOKEN_VARIABLE} are missing) — add `permissions: id-token: write` to the job"
+        )
+    core.set_secret(request.token)
+    token = fetch_id_token(request, inputs.audience, timeout=tuning.oidc_timeout, backoff=tuning.oidc)
+    core.set_secret(token)
+    logger.info("Got an OIDC token for audience %s (%s)", inputs.audience, describe_claims(token_claims(token)))
+    try:
+        credentials = assume_role_with_web_identity(
+            inputs.role_to_assume,
+            token,
+            inputs.role_session_name,
+            inputs.role_duration_seconds,
+            region_name,
+            backoff=tuning.sts,
+        )
+    except AssumeRoleError as error:
+        if error.code in STS_TRUST_CODES:
+            raise CredentialsError(trust_refusal_message(error, inputs.role_to_assume, token)) from error
+        raise CredentialsError(f"could not assume {inputs.role_to_assume}: {error}") from error
+    for secret in (credentials.access_key_id, credentials.secret_access_key, credentials.session_token):
+        if secret:
+            core.set_secret(secret)
+    expires = f", expires {credentials.expiration.isoformat(timespec='seconds')}" if credentials.expiration else ""
+    logger.info("Assumed %s as session %s (STS in %s%s)", inputs.role_to_assume, inputs.role_session_name,
+                region_name, expires)
+    return credentials
+
+
+# -- phases as groups ------------------------------------------------------------------------
+
+
+@contextmanager
+def timed_group(title: str) -> Iterator[None]:
+    """A folded ::group:: block that ends with how long it took, also when it fails."""
+    core.start_group(title)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        core.info(f"{title}: {time.perf_counter() - start:.2f} s")
+        core.end_group()
+
+
+class GroupedTimings(Timings):
+    """Drover's phase timings; each outermost phase is shown as a ::group:: with its time.
+
+    GitHub cannot nest groups, so a phase inside another (archive inside compare) stays in its parent's.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._depth = 0
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        outermost = self._depth == 0
+        self._depth += 1
+        try:
+            if outermost:
+                with timed_group(PHASE_TITLES.get(name, name)), super().phase(name):
+                    yield
+            else:
+                with super().phase(name):
+                    yield
+        finally:
+            self._depth -= 1
+
+
+# -- outputs and summary ---------------------------------------------------------------------
+
+
+def outputs_of(result: DeployResult) -> dict[str, str]:
+    """Every output as text: booleans true/false, missing values empty."""
+
+    def text(value: str | None) -> str:
+        return value or ""
+
+    def flag(value: bool) -> str:
+        return "true" if value else "false"
+
+    return {
+        "function-arn": text(result.function_arn),
+        "function-digest": text(result.function_digest),
+        "requirements-digest": text(result.requirements_digest),
+        "requirements-layer-arn": text(result.requirements_layer_arn),
+        "code-sha256": text(result.code_sha256),
+        "function-updated": flag(result.function_updated),
+        "requirements-updated": flag(result.requirements_updated),
+        "configuration-updated": flag(result.configuration_updated),
+        "version": text(result.version),
+        "result-json": json.dumps(result.model_dump(mode="json"), sort_keys=True),
+    }
+
+
+def format_outputs(outputs: Mapping[str, str]) -> str:
+    """`name=value` lines; a heredoc with a random delimiter for result-json and any multi-line value."""
+    lines = []
+    for name, value in outputs.items():
+        if name in HEREDOC_OUTPUTS or "\n" in value or "\r" in value:
+            lines.append(prepare_key_value_message(name, value))
+        else:
+            lines.append(f"{name}={value}")
+    return "".join(line + "\n" for line in lines)
+
+
+def write_outputs(outputs: Mapping[str, str], output_file: str | None) -> None:
+    text = format_outputs(outputs)
+    if output_file:
+        with open(output_file, "a", encoding="utf-8", newline="") as stream:
+            stream.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def markdown_cell(value: object) -> str:
+    text = str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return " ".join(text.split()) or "—"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _archive_cell(size: int | None, files: int, unzipped: int) -> str:
+    zipped = f"{format_file_size(size)} zipped, " if size is not None else ""
+    return f"{zipped}{files} files, {format_file_size(unzipped)} unzipped"
+
+
+def summary_title(result: DeployResult) -> str:
+    if result.mode == "dry-run":
+        return f"drover dry run: {result.function_name} ({result.stage}) — nothing was changed"
+    if result.mode == "package-only":
+        return f"drover packaged {result.function_name} ({result.stage})"
+    if any(action.done for action in result.actions):
+        return f"drover deployed {result.function_name} ({result.stage})"
+    return f"drover: {result.function_name} ({result.stage}) is up to date"
+
+
+def render_summary(result: DeployResult) -> str:
+    """The step summary: what was deployed where, what changed and why, sizes and timings."""
+    lines = [f"### {markdown_cell(summary_title(result))}", ""]
+    lines += _table(("Item", "Value"), [
+        ("Stage", result.stage),
+        ("Function", f"{result.function_name} in {result.region_name}"),
+        ("Function ARN", result.function_arn or ""),
+        ("Mode", result.mode),
+        ("Function digest", result.function_digest or ""),
+        ("Requirements digest", result.requirements_digest or "none (no requirements)"),
+        ("Code SHA-256", result.code_sha256 or ""),
+        ("Requirements layer", result.requirements_layer_arn or ""),
+        ("Version", result.version or ""),
+        ("Alias", result.alias_arn or ""),
+        ("Function package", _archive_cell(result.function_size, result.function_file_count,
+                                           result.function_unzipped_size)),
+        ("Requirements package", _archive_cell(result.requirements_size, result.requirements_file_count,
+                                               result.requirements_unzipped_size)),
+        ("Uploaded", format_file_size(result.bytes_uploaded)),
+    ])
+    lines += ["", "#### Changes", ""]
+    if result.actions:
+        lines += _table(("Change", "Target", "Why", "Status"), [
+            (action.action, action.target, action.reason, "done" if action.done else "would do")
+            for action in result.actions
+        ])
+    else:
+        lines.append("Nothing to change: the live function already runs this package.")
+    if result.warnings:
+        lines += ["", "#### Warnings", ""] + [f"- {markdown_cell(warning)}" for warning in result.warnings]
+    if result.timings:
+        lines += ["", "#### Timings", ""]
+        lines += _table(("Phase", "Seconds"), [(name, f"{seconds:.2f}") for name, seconds in result.timings.items()])
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(result: DeployResult, summary_file: str | None) -> None:
+    if not summary_file:
+        return
+    text = render_summary(result)
+    if len(text.encode("utf-8")) > SUMMARY_LIMIT:
+        text = text.encode("utf-8")[: SUMMARY_LIMIT - 200].decode("utf-8", "ignore")
+        text += "\n\n(summary truncated at GitHub's 1 MiB limit; result-json has everything)\n"
+    with open(summary_file, "a", encoding="utf-8") as stream:
+        stream.write(text)
+
+
+# -- errors and logging ----------------------------------------------------------------------
+
+
+def is_debug(environ: Mapping[str, str]) -> bool:
+    return environ.get("RUNNER_DEBUG") == "1" or environ.get("ACTIONS_STEP_DEBUG", "").lower() in {"true", "1"}
+
+
+def annotation_file(file: str, workspace: Path) -> str:
+    """A path relative to the workspace, as GitHub's file annotations want it."""
+    path = Path(os.path.normpath(file))
+    if path.is_absolute():
+        try:
+            return path.relative_to(workspace.resolve()).as_posix()
+        except ValueError:
+            return path.as_posix()
+    return path.as_posix()
+
+
+def report_error(message: str, error: BaseException, workspace: Path) -> None:
+    """One `::error file=F,line=N,col=M::message` line (settings errors with a location) or `::error::message`.
+
+    Written to stderr, like the CLI's error line: the runner reads workflow commands from both
+    streams, and stdout stays for the outputs when there is no $GITHUB_OUTPUT.
+    """
+    properties: dict[str, object] = {}
+    if isinstance(error, SettingsError) and error.file:
+        properties["file"] = annotation_file(error.file, workspace)
+        if error.line is not None:
+            properties["line"] = error.line
+        if error.column is not None:
+            properties["col"] = error.column
+    sys.stdout.flush()
+    sys.stderr.write(f"{Command('error', properties, message)}\n")
+    sys.stderr.flush()
+
+
+class WorkflowCommandHandler(logging.Handler):
+    """drover's log records as workflow commands: warnings become ::warning::, debug ::debug::."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            if record.levelno >= logging.ERROR:
+                core.error(message)
+            elif record.levelno >= logging.WARNING:
+                core.warning(message)
+            elif record.levelno >= logging.INFO:
+                core.info(message)
+            else:
+                core.debug(message)
+        except Exception:  # logging must never break the run
+            self.handleError(record)
+
+
+def configure_logging(debug: bool) -> None:
+    handler = WorkflowCommandHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "") -> int:
+    if debug:
+        traceback.print_exception(error, file=sys.stderr)
+    message = prefix + (" ".join(str(error).split()) or type(error).__name__)
+    report_error(message, error, workspace)
+    return code
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def prepare(inputs: ActionInputs, debug: bool) -> Drover:
+    """Load the settings and set up the run: every check that needs no AWS call happens here."""
+    check_install_inputs(inputs)
+    settings = load_settings(inputs.settings_file)
+    select_stage(settings, inputs.stage, inputs.settings_file)  # an unknown stage names the settings file
+    options = RunOptions(
+        working_directory=inputs.working_directory,
+        dry_run=inputs.dry_run,
+        publish=inputs.publish,
+        alias=inputs.alias,
+        install_source=inputs.install_source,
+        requirements=inputs.requirements,
+        verbose=debug,
+    )
+    drover = Drover(settings, inputs.stage, options=options)
+    drover.timings = GroupedTimings()
+    return drover
+
+
+def report(result: DeployResult, environ: Mapping[str, str]) -> None:
+    core.info(render_text(result))
+    write_outputs(outputs_of(result), environ.get("GITHUB_OUTPUT"))
+    write_summary(result, environ.get("GITHUB_STEP_SUMMARY"))
+
+
+def run(environ: MutableMapping[str, str], debug: bool) -> DeployResult:
+    token_request = take_id_token_request(environ)
+    tuning = retry_tuning(environ)
+    inputs = parse_inputs()
+    drover = prepare(inputs, debug)
+    stage = drover.stage
+    mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
+    core.info(f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
+              f"{mode}")
+    if inputs.role_to_assume:
+        with timed_group("AWS credentials: GitHub OIDC token → STS"):
+            credentials = obtain_credentials(inputs, token_request, inputs.aws_region or stage.region_name, tuning)
+        drover.options.aws = AwsClients(stage.region_name, credentials=credentials)
+    result = drover.update(inputs.install_path or fresh_install_path(environ))
+    report(result, environ)
+    return result
+
+
+def main() -> int:
+    """The Action's entry point: exit 0 on success, 2 for input problems, 1 for failed deploys."""
+    environ = os.environ
+    debug = is_debug(environ)
+    workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    configure_logging(debug)
+    try:
+        run(environ, debug)
+    except DroverError as error:
+        return fail(error, error.exit_code, debug, workspace)
+    except KeyboardInterrupt as error:
+        report_error("drover: interrupted", error, workspace)
+        return 130
+    except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
+        return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,483 @@
+"""The Action as the runner runs it: entrypoint.py in a child process with a container's clean environment.
+
+The environment holds only PATH, HOME, the INPUT_* variables (hyphens kept), the GITHUB_* files in a
+temp directory laid out like /github/..., RUNNER_TEMP, the OIDC request variables pointing at a local
+token server, and AWS_ENDPOINT_URL pointing at the moto server (STS through a recording stand-in).
+A real image build + run with podman runs at the end, when podman is installed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from drover import github
+from tests.aws import Infrastructure, MotoServer
+from tests.github_fakes import (
+    ACCESS_DENIED,
+    THROTTLED,
+    FakeOidcServer,
+    FakeSts,
+    counting_server,
+    fake_sts,
+    oidc_server,
+    parse_github_output,
+    refused_url,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRYPOINT = ROOT / "entrypoint.py"
+ROLE = "arn:aws:iam::123456789012:role/drover-deploy"
+SETTINGS = """\
+stages:
+  staging:
+    region_name: us-east-1
+    function_name: fn
+    compatible_runtime: python3.12
+    function_file_patterns:
+      - '^app/'
+    function_extra_paths:
+      - config
+"""
+FAST_RETRIES = {"DROVER_RETRY_BASE_SECONDS": "0.01", "DROVER_OIDC_TIMEOUT_SECONDS": "2"}
+
+
+@dataclass
+class ActionRun:
+    returncode: int
+    stdout: str
+    stderr: str
+    output_text: str
+    summary: str
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return parse_github_output(self.output_text)
+
+    @property
+    def error_lines(self) -> list[str]:
+        """The error annotations, on stderr (never on stdout)."""
+        assert not any(line.startswith("::error") for line in self.stdout.splitlines()), self.stdout
+        return [line for line in self.stderr.splitlines() if line.startswith("::error")]
+
+    @property
+    def only_error(self) -> str:
+        """The one line on stderr, an error annotation: no traceback, nothing else."""
+        lines = self.stderr.splitlines()
+        assert len(lines) == 1 and lines == self.error_lines, self.stderr
+        return lines[0]
+
+
+@dataclass
+class Runner:
+    """A /github tree in a temp directory and the container environment around entrypoint.py."""
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        for directory in (self.workspace, self.file_commands, self.runner_temp, self.home):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.output_file.touch()
+        self.summary_file.touch()
+
+    workspace = property(lambda self: self.root / "github" / "workspace")
+    file_commands = property(lambda self: self.root / "github" / "file_commands")
+    runner_temp = property(lambda self: self.root / "github" / "runner_temp")
+    home = property(lambda self: self.root / "github" / "home")
+    output_file = property(lambda self: self.file_commands / "set_output_0c1f")
+    summary_file = property(lambda self: self.file_commands / "step_summary_0c1f")
+
+    def environment(self, inputs: dict[str, str], extra: dict[str, str], github_files: bool = True) -> dict[str, str]:
+        env = {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(self.home),
+            "RUNNER_TEMP": str(self.runner_temp),
+        }
+        if github_files:
+            env.update({
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_WORKSPACE": str(self.workspace),
+                "GITHUB_OUTPUT": str(self.output_file),
+                "GITHUB_STEP_SUMMARY": str(self.summary_file),
+            })
+        env.update({f"INPUT_{name.upper()}": value for name, value in inputs.items()})
+        env.update(extra)
+        return env
+
+    def run(self, inputs: dict[str, str], *, github_files: bool = True, **extra: str) -> ActionRun:
+        completed = subprocess.run(
+            [sys.executable, str(ENTRYPOINT)],
+            cwd=self.workspace,
+            env=self.environment({"stage": "staging", **inputs}, extra, github_files),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return ActionRun(
+            completed.returncode, completed.stdout, completed.stderr,
+            self.output_file.read_text(encoding="utf-8"), self.summary_file.read_text(encoding="utf-8"),
+        )
+
+
+def write_project(directory: Path, settings: str = SETTINGS) -> None:
+    """drover.yml, an extra path, and an install directory as `pip install --target` would leave it."""
+    files = {
+        "drover.yml": settings,
+        "config/settings.json": '{"debug": false}\n',
+        "install/app/__init__.py": "",
+        "install/app/main.py": "def handler(event, context):\n    return 'ok'\n",
+        "install/dependency/__init__.py": "VERSION = '1.0'\n",
+    }
+    for name, text in files.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Runner:
+    runner = Runner(tmp_path)
+    write_project(runner.workspace)
+    return runner
+
+
+@pytest.fixture
+def oidc() -> Iterator[FakeOidcServer]:
+    with oidc_server() as server:
+        yield server
+
+
+@pytest.fixture
+def sts(aws: MotoServer) -> Iterator[FakeSts]:
+    with fake_sts(aws.endpoint) as server:
+        yield server
+
+
+def oidc_environment(oidc: FakeOidcServer, sts: FakeSts, aws: MotoServer) -> dict[str, str]:
+    return {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": oidc.url,
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": oidc.request_token,
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_ENDPOINT_URL_STS": sts.endpoint,
+        **FAST_RETRIES,
+    }
+
+
+def assert_masked_before_use(run: ActionRun, secrets: dict[str, str]) -> None:
+    """Each secret appears in stdout only in its ::add-mask:: line, and nowhere else at all."""
+    lines = run.stdout.splitlines()
+    for name, secret in secrets.items():
+        assert secret, name
+        holding = [index for index, line in enumerate(lines) if secret in line]
+        assert holding, f"{name} was never masked"
+        assert all(lines[index] == f"::add-mask::{secret}" for index in holding), f"{name} printed unmasked"
+        for where, text in (("stderr", run.stderr), ("outputs", run.output_text), ("summary", run.summary)):
+            assert secret not in text, f"{name} appears in {where}"
+
+
+def test_oidc_deploy_end_to_end(
+    runner: Runner, infra: Infrastructure, aws: MotoServer, oidc: FakeOidcServer, sts: FakeSts
+) -> None:
+    service = runner.workspace / "service"
+    write_project(service)
+    infra.function("fn")
+    run = runner.run(
+        {"working-directory": "service", "install-path": "install", "role-to-assume": ROLE,
+         "role-session-name": "deploy-main", "role-duration-seconds": "1800"},
+        **oidc_environment(oidc, sts, aws),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stderr == ""
+
+    # the OIDC request: right audience (added to the URL's own query), bearer request token
+    assert len(oidc.requests) == 1
+    assert oidc.requests[0].query == {"api-version": ["2.0"], "audience": ["sts.amazonaws.com"]}
+    assert oidc.requests[0].authorization == f"bearer {oidc.request_token}"
+    # STS got that token, the role, the session name and duration
+    (sts_request,) = sts.requests
+    assert sts_request["WebIdentityToken"] == [oidc.tokens[0]]
+    assert sts_request["RoleArn"] == [ROLE]
+    assert (sts_request["RoleSessionName"], sts_request["DurationSeconds"]) == (["deploy-main"], ["1800"])
+
+    # no secret anywhere, each masked before any other line could carry it
+    (issued,) = sts.issued
+    secrets = {"OIDC token": oidc.tokens[0], "request token": oidc.request_token,
+               "access key id": issued.access_key_id, "secret key": issued.secret_access_key,
+               "session token": issued.session_token}
+    assert_masked_before_use(run, secrets)
+    lines = run.stdout.splitlines()
+    assert lines.index(f"::add-mask::{oidc.tokens[0]}") < next(
+        index for index, line in enumerate(lines) if line.startswith("Got an OIDC token"))
+    assert lines.index(f"::add-mask::{issued.session_token}") < next(
+        index for index, line in enumerate(lines) if line.startswith("Assumed "))
+
+    # every output, result-json parses and agrees with the live function
+    outputs = run.outputs
+    assert set(outputs) == set(github.OUTPUT_NAMES)
+    result = json.loads(outputs["result-json"])
+    live = infra.configuration("fn")
+    assert outputs["function-arn"] == live["FunctionArn"] == result["function_arn"]
+    assert outputs["code-sha256"] == live["CodeSha256"] == result["code_sha256"]
+    assert [layer["Arn"] for layer in live["Layers"]] == [outputs["requirements-layer-arn"]]
+    assert outputs["requirements-layer-arn"].startswith("arn:aws:lambda:us-east-1:123456789012:layer:fn-requirements:")
+    assert (outputs["function-updated"], outputs["requirements-updated"], outputs["configuration-updated"]) == (
+        "true", "true", "true")
+    assert outputs["version"] == ""
+    assert outputs["function-digest"] == result["function_digest"] == infra.tags("fn")["drover:function-digest"]
+    assert result["function_file_count"] == 3  # app/__init__.py, app/main.py, config/settings.json (working dir)
+
+    # phases in groups, then the summary
+    for title in ("AWS credentials: GitHub OIDC token → STS", "Read the live function", "Deploy"):
+        assert f"::group::{title}" in lines
+    assert run.stdout.count("::group::") == run.stdout.count("::endgroup::")
+    assert run.summary.startswith("### drover deployed fn (staging)")
+    assert f"| Function ARN | {live['FunctionArn']} |" in run.summary
+    assert "| update-code | fn |" in run.summary
+    assert not list(runner.runner_temp.iterdir())  # install-path was given: no fresh directory
+
+
+def test_missing_id_token_permission_is_a_clear_error_before_any_aws_call(runner: Runner) -> None:
+    with counting_server() as aws_endpoint:
+        run = runner.run({"install-path": "install", "role-to-assume": ROLE}, AWS_ENDPOINT_URL=aws_endpoint.endpoint)
+        assert aws_endpoint.requests == []
+    assert run.returncode == 2
+    error = run.only_error
+    assert error.startswith("::error::role-to-assume is set, but the job cannot request an OIDC token")
+    assert error.endswith("add `permissions: id-token: write` to the job")
+    assert run.output_text == "" and run.summary == ""
+    assert "Traceback" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("failure", ["down", "slow", "erroring"])
+def test_oidc_endpoint_trouble_is_retried_then_a_clear_error(runner: Runner, failure: str) -> None:
+    extra = {**FAST_RETRIES, "DROVER_OIDC_ATTEMPTS": "3", "DROVER_OIDC_TIMEOUT_SECONDS": "0.3"}
+    options = {"down": {}, "slow": {"slow_first": 99, "delay": 1.0}, "erroring": {"fail_first": 99}}[failure]
+    with oidc_server(**options) as server, counting_server() as aws_endpoint:
+        url = refused_url() if failure == "down" else server.url
+        run = runner.run(
+            {"install-path": "install", "role-to-assume": ROLE},
+            ACTIONS_ID_TOKEN_REQUEST_URL=url, ACTIONS_ID_TOKEN_REQUEST_TOKEN=server.request_token,
+            AWS_ENDPOINT_URL=aws_endpoint.endpoint, **extra,
+        )
+        assert aws_endpoint.requests == []
+        assert len(server.requests) == (0 if failure == "down" else 3)
+    assert run.returncode == 1
+    error = run.only_error
+    assert error.startswith("::error::could not get an OIDC token from GitHub after 3 attempts")
+    if failure == "erroring":
+        assert error.endswith("attempts: HTTP 500 Internal Server Error")
+    else:
+        assert "(timeout 0.3 s each)" in error
+    assert run.stdout.count("OIDC token request failed") == 2  # two retries were logged
+    assert server.request_token not in run.stdout.replace(f"::add-mask::{server.request_token}", "")
+
+
+def test_sts_access_denied_is_not_retried_and_shows_the_token_claims(
+    runner: Runner, aws: MotoServer, oidc: FakeOidcServer
+) -> None:
+    with fake_sts(aws.endpoint, [ACCESS_DENIED, ACCESS_DENIED]) as sts:
+        run = runner.run({"install-path": "install", "role-to-assume": ROLE, "audience": "my-audience"},
+                         **oidc_environment(oidc, sts, aws))
+        assert len(sts.requests) == 1
+    assert run.returncode == 1
+    error = run.only_error
+    assert f"STS refused to let this workflow assume {ROLE} (AccessDenied: Not authorized" in error
+    for claim in ("sub=repo:octo-org/octo-app:environment:staging", "aud=my-audience",
+                  "repository=octo-org/octo-app", "ref=refs/heads/main", "environment=staging"):
+        assert claim in error
+    assert oidc.requests[0].query["audience"] == ["my-audience"]
+    assert_masked_before_use(run, {"OIDC token": oidc.tokens[0]})
+    assert run.output_text == ""
+
+
+def test_sts_throttling_is_retried_then_the_deploy_goes_on(
+    runner: Runner, infra: Infrastructure, aws: MotoServer, oidc: FakeOidcServer
+) -> None:
+    infra.function("fn")
+    with fake_sts(aws.endpoint, [THROTTLED, THROTTLED]) as sts:
+        run = runner.run({"install-path": "install", "role-to-assume": ROLE}, **oidc_environment(oidc, sts, aws))
+        assert len(sts.requests) == 3
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("AssumeRoleWithWebIdentity failed (Throttling: Rate exceeded)") == 2
+    assert run.outputs["function-updated"] == "true"
+
+
+@pytest.mark.parametrize(("working_directory", "file"), [(".", "drover.yml"), ("service", "service/drover.yml")])
+def test_settings_error_is_an_annotation_with_file_line_and_column(
+    runner: Runner, working_directory: str, file: str
+) -> None:
+    write_project(runner.workspace / working_directory, SETTINGS.replace("    region_name:", "    region:"))
+    with counting_server() as aws_endpoint:
+        run = runner.run({"working-directory": working_directory, "install-path": "install"},
+                         AWS_ENDPOINT_URL=aws_endpoint.endpoint)
+        assert aws_endpoint.requests == []
+    assert run.returncode == 2
+    error = run.only_error
+    assert error.startswith(f"::error file={file},line=3,col=5::")
+    assert "stage 'staging': key 'region'" in error and "did you mean 'region_name'?" in error
+
+
+def test_unknown_stage_names_the_known_ones(runner: Runner) -> None:
+    run = runner.run({"stage": "prod", "install-path": "install"})
+    assert run.returncode == 2
+    assert run.only_error == "::error file=drover.yml::drover.yml: unknown stage 'prod' — stages defined: staging"
+
+
+def test_a_traceback_only_with_runner_debug(runner: Runner) -> None:
+    quiet = runner.run({"stage": "prod", "install-path": "install"})
+    debug = runner.run({"stage": "prod", "install-path": "install"}, RUNNER_DEBUG="1")
+    assert "Traceback" not in quiet.stdout + quiet.stderr
+    assert "Traceback (most recent call last)" in debug.stderr and "SettingsError" in debug.stderr
+    assert debug.returncode == quiet.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"role-duration-seconds": "60"}, "::error::input 'role-duration-seconds' is '60'"),
+        ({"role-session-name": "a b"}, "::error::input 'role-session-name' is 'a b'"),
+        ({"stage": ""}, "::error::input 'stage' is required"),
+    ],
+)
+def test_invalid_inputs_exit_2_before_any_call(
+    runner: Runner, oidc: FakeOidcServer, inputs: dict[str, str], message: str
+) -> None:
+    with counting_server() as aws_endpoint:
+        run = runner.run({"install-path": "install", "role-to-assume": ROLE, **inputs},
+                         ACTIONS_ID_TOKEN_REQUEST_URL=oidc.url, ACTIONS_ID_TOKEN_REQUEST_TOKEN=oidc.request_token,
+                         AWS_ENDPOINT_URL=aws_endpoint.endpoint)
+        assert aws_endpoint.requests == []
+    assert run.returncode == 2
+    assert oidc.requests == []
+    assert run.only_error.startswith(message)
+
+
+def test_dry_run_reports_and_writes_nothing(
+    runner: Runner, infra: Infrastructure, aws: MotoServer, oidc: FakeOidcServer, sts: FakeSts
+) -> None:
+    infra.function("fn")
+    before = infra.configuration("fn")
+    run = runner.run({"install-path": "install", "role-to-assume": ROLE, "dry-run": "true"},
+                     **oidc_environment(oidc, sts, aws))
+    assert run.returncode == 0, run.stdout + run.stderr
+    after = infra.configuration("fn")
+    assert (after["CodeSha256"], after.get("Layers", [])) == (before["CodeSha256"], before.get("Layers", []))
+    assert infra.layer_versions("fn-requirements") == []
+    assert "drover:function-digest" not in infra.tags("fn")
+    outputs = run.outputs
+    assert (outputs["function-updated"], outputs["requirements-updated"], outputs["configuration-updated"]) == (
+        "false", "false", "false")
+    assert outputs["code-sha256"] == before["CodeSha256"]
+    result = json.loads(outputs["result-json"])
+    assert result["mode"] == "dry-run"
+    assert {action["action"] for action in result["actions"]} >= {"publish-layer", "update-code", "update-layers"}
+    assert not any(action["done"] for action in result["actions"])
+    assert "nothing was changed" in run.summary and "| would do |" in run.summary
+
+
+def test_without_github_outputs_go_to_stdout(runner: Runner, infra: Infrastructure, aws: MotoServer) -> None:
+    """The `docker run -e INPUT_STAGE=staging -e AWS_...` recipe: no GITHUB_* files, static keys."""
+    infra.function("fn")
+    run = runner.run(
+        {"install-path": "install"}, github_files=False,
+        AWS_ENDPOINT_URL=aws.endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    tail = run.stdout[run.stdout.index("function-arn="):]
+    outputs = parse_github_output(tail)
+    assert set(outputs) == set(github.OUTPUT_NAMES)
+    assert outputs["function-updated"] == "true"
+    assert json.loads(outputs["result-json"])["function_arn"] == infra.configuration("fn")["FunctionArn"]
+    assert run.output_text == "" and run.summary == ""
+
+
+def write_wheel(directory: Path, name: str, version: str, files: dict[str, str]) -> Path:
+    """A minimal pure-Python wheel (py3-none-any) with a correct RECORD."""
+    info = f"{name}-{version}.dist-info"
+    contents = {
+        **files,
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, text in contents.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    contents[f"{info}/RECORD"] = "\n".join([*record, f"{info}/RECORD,,"]) + "\n"
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path, text in contents.items():
+            archive.writestr(path, text)
+    return wheel
+
+
+def test_requirements_install_into_a_fresh_directory_under_runner_temp(
+    runner: Runner, infra: Infrastructure, aws: MotoServer, tmp_path: Path
+) -> None:
+    """No install-path: drover installs `requirements` (relative to working-directory) under $RUNNER_TEMP."""
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    write_wheel(wheelhouse, "tinydep", "1.0", {"tinydep/__init__.py": "VALUE = 42\n"})
+    service = runner.workspace / "service"
+    write_project(service)
+    (service / "requirements.txt").write_text("tinydep==1.0\n", encoding="utf-8")
+    (tmp_path / "uv.toml").write_text(f'no-index = true\nfind-links = ["{wheelhouse}"]\n', encoding="utf-8")
+    infra.function("fn")
+    run = runner.run(
+        {"working-directory": "service", "requirements": "requirements.txt"},
+        AWS_ENDPOINT_URL=aws.endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        UV_CONFIG_FILE=str(tmp_path / "uv.toml"), UV_CACHE_DIR=str(tmp_path / "uv-cache"),
+        PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse),
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "::group::Install" in run.stdout.splitlines()
+    (install_path,) = runner.runner_temp.iterdir()
+    assert install_path.name.startswith("drover-install-")
+    assert (install_path / "tinydep" / "__init__.py").read_text() == "VALUE = 42\n"
+    result = json.loads(run.outputs["result-json"])
+    assert result["requirements_file_count"] >= 1 and result["function_file_count"] == 1  # config/settings.json
+    assert "install" in result["timings"]
+    assert run.outputs["requirements-updated"] == "true"
+
+
+# -- a real container: podman build + run --------------------------------------------------------
+
+
+PODMAN = shutil.which("podman")
+
+
+@pytest.mark.container
+@pytest.mark.skipif(PODMAN is None, reason="podman is not installed (the simulated container run covers the Action)")
+def test_image_builds_and_runs_the_action(tmp_path: Path, infra: Infrastructure, aws: MotoServer) -> None:
+    """Build the Dockerfile (BASE from DROVER_TEST_BASE_IMAGE for offline builds) and run the README recipe."""
+    assert PODMAN is not None
+    tag = "localhost/drover-action-test:latest"
+    build = [PODMAN, "build", "--tag", tag]
+    if os.environ.get("DROVER_TEST_BASE_IMAGE"):
+        build += ["--build-arg", f"BASE={os.environ['DROVER_TEST_BASE_IMAGE']}"]
+    built = subprocess.run([*build, str(ROOT)], capture_output=True, text=True, timeout=1800)
+    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
+    workspace = tmp_path / "workspace"
+    write_project(workspace)
+    infra.function("fn")
+    command = [
+        PODMAN, "run", "--rm", "--network", "host", "-v", f"{workspace}:/github/workspace", "-w", "/github/workspace",
+        "-e", "INPUT_STAGE=staging", "-e", "INPUT_INSTALL-PATH=install", "-e", f"AWS_ENDPOINT_URL={aws.endpoint}",
+        "-e", "AWS_ACCESS_KEY_ID=testing", "-e", "AWS_SECRET_ACCESS_KEY=testing", tag,
+    ]
+    ran = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]
+    outputs = parse_github_output(ran.stdout[ran.stdout.index("function-arn="):])
+    assert outputs["code-sha256"] == infra.configuration("fn")["CodeSha256"]
+

@@ -58,7 +58,7 @@ class _Compressed:
     hashed: HashedFile
     crc: int
     method: int
-    payload: bytes | None
+    payload: bytes | bytearray | None
     spool: Path | None
     compressed_size: int
 
@@ -98,8 +98,13 @@ def write_zip(
         raise
     finally:
         shutil.rmtree(spool_dir, ignore_errors=True)
-    return ArchiveInfo(path, writer.offset, base64.b64encode(writer.digest.digest()).decode(), len(writer.entries),
-                       tuple(writer.hashed))
+    return ArchiveInfo(
+        path,
+        writer.offset,
+        base64.b64encode(writer.digest.digest()).decode(),
+        len(writer.entries),
+        tuple(writer.hashed),
+    )
 
 
 def _batches(files: Sequence[HashedFile | PackageFile]) -> Iterator[tuple[list[HashedFile | PackageFile], int]]:
@@ -204,12 +209,32 @@ class _ZipWriter:
         if size > U32_MAX or entry.compressed_size > U32_MAX:
             raise PackagingError(f"{package_file.source}: files over 4 GiB cannot be archived for Lambda")
         self.entries.append(
-            _CentralEntry(encoded, flags, entry.method, entry.crc, entry.compressed_size, size,
-                          stat.S_IFREG | package_file.mode, self.offset)
+            _CentralEntry(
+                encoded,
+                flags,
+                entry.method,
+                entry.crc,
+                entry.compressed_size,
+                size,
+                stat.S_IFREG | package_file.mode,
+                self.offset,
+            )
         )
         self.write(
-            struct.pack("<IHHHHHIIIHH", 0x04034B50, VERSION_DEFAULT, flags, entry.method, DOS_TIME, DOS_DATE,
-                        entry.crc, entry.compressed_size, size, len(encoded), 0)
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                VERSION_DEFAULT,
+                flags,
+                entry.method,
+                DOS_TIME,
+                DOS_DATE,
+                entry.crc,
+                entry.compressed_size,
+                size,
+                len(encoded),
+                0,
+            )
             + encoded
         )
         if entry.payload is not None:
@@ -230,9 +255,26 @@ class _ZipWriter:
                 offset = U32_MAX
             version = VERSION_ZIP64 if extra else VERSION_DEFAULT
             self.write(
-                struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, MADE_BY_UNIX | version, version, entry.flags,
-                            entry.method, DOS_TIME, DOS_DATE, entry.crc, entry.compressed_size, entry.size,
-                            len(entry.name), len(extra), 0, 0, 0, entry.mode << 16, offset)
+                struct.pack(
+                    "<IHHHHHHIIIHHHHHII",
+                    0x02014B50,
+                    MADE_BY_UNIX | version,
+                    version,
+                    entry.flags,
+                    entry.method,
+                    DOS_TIME,
+                    DOS_DATE,
+                    entry.crc,
+                    entry.compressed_size,
+                    entry.size,
+                    len(entry.name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    entry.mode << 16,
+                    offset,
+                )
                 + entry.name
                 + extra
             )
@@ -240,10 +282,32 @@ class _ZipWriter:
         count = len(self.entries)
         if count > U16_MAX or directory_offset > U32_MAX or directory_size > U32_MAX:
             zip64_offset = self.offset
-            self.write(struct.pack("<IQHHIIQQQQ", 0x06064B50, 44, MADE_BY_UNIX | VERSION_ZIP64, VERSION_ZIP64,
-                                   0, 0, count, count, directory_size, directory_offset))
+            self.write(
+                struct.pack(
+                    "<IQHHIIQQQQ",
+                    0x06064B50,
+                    44,
+                    MADE_BY_UNIX | VERSION_ZIP64,
+                    VERSION_ZIP64,
+                    0,
+                    0,
+                    count,
+                    count,
+                    directory_size,
+                    directory_offset,
+                )
+            )
             self.write(struct.pack("<IIQI", 0x07064B50, 0, zip64_offset, 1))
         self.write(
-            struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, min(count, U16_MAX), min(count, U16_MAX),
-                        min(directory_size, U32_MAX), min(directory_offset, U32_MAX), 0)
+            struct.pack(
+                "<IHHHHIIH",
+                0x06054B50,
+                0,
+                0,
+                min(count, U16_MAX),
+                min(count, U16_MAX),
+                min(directory_size, U32_MAX),
+                min(directory_offset, U32_MAX),
+                0,
+            )
         )

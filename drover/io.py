@@ -62,9 +62,16 @@ def get_relative_file_names(
 
 def write_archive(archive_file_name: Path, archive_mappings: Iterable[ArchiveMapping]) -> None:
     """Write a reproducible zip of the mappings, sorted by archive name."""
-    files = []
+    files: list[PackageFile] = []
     for mapping in archive_mappings:
         info = mapping.source_file_name.stat()
-        files.append(PackageFile(mapping.archive_file_name.as_posix(), str(mapping.source_file_name),
-                                 bool(info.st_mode & 0o111), info.st_size))
-    write_zip(archive_file_name, sorted(files, key=lambda package_file: package_file.archive_name))
+        files.append(
+            PackageFile(
+                mapping.archive_file_name.as_posix(),
+                str(mapping.source_file_name),
+                bool(info.st_mode & 0o111),
+                info.st_size,
+            )
+        )
+    files.sort(key=lambda package_file: package_file.archive_name)
+    write_zip(archive_file_name, files)

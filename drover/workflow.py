@@ -82,12 +82,13 @@ def deploy(
         _decide_code(drover, plan, decisions, live, result, directory)
         _decide_layers_list(target, decisions, live)
     limit = drover.options.direct_upload_limit
-    with drover.timings.phase("archive"):
-        if decisions.publish_layer:
-            decisions.requirements_archive = drover.write_archive(
-                "requirements", plan.requirements.files, directory / REQUIREMENTS_ARCHIVE
-            )
-            record_archive(result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir is not None)
+    if decisions.publish_layer:
+        decisions.requirements_archive = drover.write_archive(
+            "requirements", plan.requirements.files, directory / REQUIREMENTS_ARCHIVE
+        )
+        record_archive(
+            result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir is not None
+        )
     _preflight(target, plan, decisions, limit)
     actions = _planned_actions(plan, decisions, live)
     tags = _desired_tags(plan, decisions, live)
@@ -95,7 +96,9 @@ def deploy(
         if tags:
             actions.append(DeployAction(action="tag", target=live.name, reason=f"record {', '.join(tags)}", done=False))
         if stage.publish:
-            actions.append(DeployAction(action="publish-version", target=live.name, reason="publish is set", done=False))
+            actions.append(
+                DeployAction(action="publish-version", target=live.name, reason="publish is set", done=False)
+            )
         result.actions = actions
         result.requirements_layer_arn = decisions.layer_arn
         result.code_sha256 = live.code_sha256
@@ -156,12 +159,16 @@ def _decide_layers_list(target: LambdaTarget, decisions: Decisions, live: LiveFu
     requirements = [decisions.layer_arn or PENDING_LAYER] if (decisions.layer_arn or decisions.publish_layer) else []
     decisions.desired_layers = [*stage.supplemental_layer_arns, *requirements]
     decisions.foreign_layers = [
-        arn for arn in live.layer_arns if arn not in stage.supplemental_layer_arns and not _is_requirements_layer(stage.layer_name, arn)
+        arn
+        for arn in live.layer_arns
+        if arn not in stage.supplemental_layer_arns and not _is_requirements_layer(stage.layer_name, arn)
     ]
     for arn in decisions.foreign_layers:
         logger.warning(
             "layer %s is attached to %s but not named in drover.yml; it will be detached — add it to "
-            "supplemental_layer_arns to keep it", arn, live.name,
+            "supplemental_layer_arns to keep it",
+            arn,
+            live.name,
         )
 
 
@@ -172,7 +179,11 @@ def _is_requirements_layer(layer_name: str, arn: str) -> bool:
 
 def _preflight(target: LambdaTarget, plan: PackagePlan, decisions: Decisions, limit: int) -> None:
     stage = target.stage
-    uploads = [archive for archive in (decisions.requirements_archive, decisions.function_archive if decisions.code_changed else None) if archive]
+    uploads = [
+        archive
+        for archive in (decisions.requirements_archive, decisions.function_archive if decisions.code_changed else None)
+        if archive
+    ]
     if stage.upload_bucket is None:
         for archive in uploads:
             if archive.size > limit:
@@ -197,20 +208,34 @@ def _preflight(target: LambdaTarget, plan: PackagePlan, decisions: Decisions, li
 def _planned_actions(plan: PackagePlan, decisions: Decisions, live: LiveFunction) -> list[DeployAction]:
     actions = []
     if decisions.publish_layer:
-        actions.append(DeployAction(
-            action="publish-layer", target=target_layer_name(live, decisions),
-            reason=f"no version records requirements digest {plan.requirements.digest}", done=False))
+        actions.append(
+            DeployAction(
+                action="publish-layer",
+                target=target_layer_name(live, decisions),
+                reason=f"no version records requirements digest {plan.requirements.digest}",
+                done=False,
+            )
+        )
     if decisions.code_changed:
         assert decisions.function_archive is not None
-        actions.append(DeployAction(
-            action="update-code", target=live.name,
-            reason=f"live CodeSha256 {live.code_sha256 or 'none'} differs from the package's {decisions.function_archive.code_sha256}",
-            done=False))
+        actions.append(
+            DeployAction(
+                action="update-code",
+                target=live.name,
+                reason=f"live CodeSha256 {live.code_sha256 or 'none'} differs from the package's {decisions.function_archive.code_sha256}",
+                done=False,
+            )
+        )
     if decisions.layers_changed:
         detached = f"; detaches {', '.join(decisions.foreign_layers)}" if decisions.foreign_layers else ""
-        actions.append(DeployAction(
-            action="update-layers", target=live.name,
-            reason=f"layers {live.layer_arns} -> {decisions.desired_layers}{detached}", done=False))
+        actions.append(
+            DeployAction(
+                action="update-layers",
+                target=live.name,
+                reason=f"layers {live.layer_arns} -> {decisions.desired_layers}{detached}",
+                done=False,
+            )
+        )
     return actions
 
 
@@ -228,7 +253,9 @@ def _desired_tags(plan: PackagePlan, decisions: Decisions, live: LiveFunction) -
     return {key: value for key, value in wanted.items() if live.tags.get(key) != value}
 
 
-def _upload_location(target: LambdaTarget, archive: ArchiveInfo, digest: str, limit: int, result: DeployResult) -> CodeLocation:
+def _upload_location(
+    target: LambdaTarget, archive: ArchiveInfo, digest: str, limit: int, result: DeployResult
+) -> CodeLocation:
     """S3 when a bucket is set (falling back to a direct upload that fits), else direct."""
     if target.stage.upload_bucket is None:
         result.bytes_uploaded += archive.size
@@ -242,7 +269,9 @@ def _upload_location(target: LambdaTarget, archive: ArchiveInfo, digest: str, li
                 f"uploading {archive.path.name} to s3://{target.stage.upload_bucket.bucket_name} failed ({message}), and at "
                 f"{format_file_size(archive.size)} it is over the {format_file_size(limit)} direct upload limit"
             ) from None
-        warning = f"upload to s3://{target.stage.upload_bucket.bucket_name} failed ({message}); falling back to direct upload"
+        warning = (
+            f"upload to s3://{target.stage.upload_bucket.bucket_name} failed ({message}); falling back to direct upload"
+        )
         logger.warning(warning)
         result.warnings.append(warning)
         result.bytes_uploaded += archive.size
@@ -252,8 +281,13 @@ def _upload_location(target: LambdaTarget, archive: ArchiveInfo, digest: str, li
 
 
 def _apply(
-    drover: Drover, target: LambdaTarget, plan: PackagePlan, decisions: Decisions, live: LiveFunction,
-    result: DeployResult, limit: int,
+    drover: Drover,
+    target: LambdaTarget,
+    plan: PackagePlan,
+    decisions: Decisions,
+    live: LiveFunction,
+    result: DeployResult,
+    limit: int,
 ) -> LiveFunction:
     stage = target.stage
     if decisions.publish_layer:
@@ -276,7 +310,9 @@ def _apply(
         _done(result, "update-code", live.name, f"CodeSha256 is now {live.code_sha256}")
         logger.info(
             'Updated function "%s" resource; size: %s; ARN: %s',
-            live.name, format_file_size(decisions.function_archive.size), live.arn,
+            live.name,
+            format_file_size(decisions.function_archive.size),
+            live.arn,
         )
     if decisions.desired_layers != live.layer_arns:
         live = target.update_layers(decisions.desired_layers, live)
@@ -292,7 +328,12 @@ def _apply(
     if stage.keep_layer_versions:
         deleted = target.prune_layer_versions(stage.keep_layer_versions, live.layer_arns)
         if deleted:
-            _done(result, "delete-layer-versions", stage.layer_name, f"keep_layer_versions is {stage.keep_layer_versions}: deleted {deleted}")
+            _done(
+                result,
+                "delete-layer-versions",
+                stage.layer_name,
+                f"keep_layer_versions is {stage.keep_layer_versions}: deleted {deleted}",
+            )
             logger.info("Deleted requirements layer versions %s", ", ".join(map(str, deleted)))
     return live
 

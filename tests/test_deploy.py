@@ -39,8 +39,13 @@ class Project:
 
     def deploy(self, **options: Any) -> DeployResult:
         settings_file = self.root / "drover.yml"
-        stage = {"region_name": REGION, "function_name": "fn", "compatible_runtime": "python3.12",
-                 "function_file_patterns": ["^app"], **self.stage}
+        stage = {
+            "region_name": REGION,
+            "function_name": "fn",
+            "compatible_runtime": "python3.12",
+            "function_file_patterns": ["^app"],
+            **self.stage,
+        }
         settings_file.write_text(yaml.safe_dump({"stages": {"test": stage}}))
         self.recorder.clear()
         clients = recording_clients(self.recorder)
@@ -87,7 +92,9 @@ def test_first_deploy_publishes_and_attaches_the_requirements_layer(project: Pro
     assert [layer["Arn"] for layer in live["Layers"]] == [result.requirements_layer_arn]
     assert result.requirements_layer_arn.endswith(":layer:fn-requirements:1")
     assert result.function_updated and result.requirements_updated and result.configuration_updated
-    assert sorted(project.writes) == sorted(["PublishLayerVersion", "UpdateFunctionCode", "UpdateFunctionConfiguration", "TagResource"])
+    assert sorted(project.writes) == sorted(
+        ["PublishLayerVersion", "UpdateFunctionCode", "UpdateFunctionConfiguration", "TagResource"]
+    )
     assert_truthful(result, infra)
     assert live["Environment"]["Variables"] == {"OWNED_BY": "infrastructure"}
     assert (live["MemorySize"], live["Timeout"]) == (256, 30)
@@ -96,7 +103,9 @@ def test_first_deploy_publishes_and_attaches_the_requirements_layer(project: Pro
     assert result.bytes_uploaded == result.function_size + result.requirements_size
 
 
-def test_second_identical_deploy_makes_no_write_call_and_builds_no_archive(project: Project, infra: Infrastructure) -> None:
+def test_second_identical_deploy_makes_no_write_call_and_builds_no_archive(
+    project: Project, infra: Infrastructure
+) -> None:
     first = project.deploy()
     second = project.deploy()
 
@@ -122,7 +131,9 @@ def test_code_only_change_updates_only_the_code(project: Project, infra: Infrast
     assert_truthful(second, infra)
 
 
-def test_requirements_change_publishes_one_version_attaches_it_and_prunes(project: Project, infra: Infrastructure) -> None:
+def test_requirements_change_publishes_one_version_attaches_it_and_prunes(
+    project: Project, infra: Infrastructure
+) -> None:
     project.stage["keep_layer_versions"] = 1
     first = project.deploy()
     project.write("dep/__init__.py", "VERSION = 2\n")
@@ -171,7 +182,9 @@ def test_lost_tags_are_rewritten_without_updating_the_code(project: Project, inf
     assert result.function_size is not None, "without the tag the zip is built to compare CodeSha256"
 
 
-def test_supplemental_layers_keep_their_order_before_the_requirements_layer(project: Project, infra: Infrastructure) -> None:
+def test_supplemental_layers_keep_their_order_before_the_requirements_layer(
+    project: Project, infra: Infrastructure
+) -> None:
     second, first = infra.layer("zeta-extension"), infra.layer("alpha-extension")
     project.stage["supplemental_layer_arns"] = [second, first]
 
@@ -242,7 +255,9 @@ def test_an_archive_already_in_the_bucket_is_not_uploaded_again(project: Project
 def test_s3_failure_falls_back_to_direct_upload_with_a_warning(project: Project, infra: Infrastructure) -> None:
     infra.bucket("deploy-artifacts")
     project.stage["upload_bucket"] = {"region_name": REGION, "bucket_name": "deploy-artifacts"}
-    project.hooks.append(lambda clients: inject_error(clients, "s3", "PutObject", "AccessDenied", "no s3:PutObject for you", 403))
+    project.hooks.append(
+        lambda clients: inject_error(clients, "s3", "PutObject", "AccessDenied", "no s3:PutObject for you", 403)
+    )
 
     result = project.deploy()
 
@@ -255,15 +270,19 @@ def test_s3_failure_falls_back_to_direct_upload_with_a_warning(project: Project,
 def test_s3_failure_over_the_direct_limit_is_a_clear_error(project: Project, infra: Infrastructure) -> None:
     infra.bucket("deploy-artifacts")
     project.stage["upload_bucket"] = {"region_name": REGION, "bucket_name": "deploy-artifacts"}
-    project.hooks.append(lambda clients: inject_error(clients, "s3", "PutObject", "AccessDenied", "no s3:PutObject for you", 403))
+    project.hooks.append(
+        lambda clients: inject_error(clients, "s3", "PutObject", "AccessDenied", "no s3:PutObject for you", 403)
+    )
 
-    with pytest.raises(UpdateError, match="no s3:PutObject for you.*direct upload limit"):
+    with pytest.raises(UpdateError, match=r"no s3:PutObject for you.*direct upload limit"):
         project.deploy(direct_upload_limit=10)
 
     assert "UpdateFunctionCode" not in project.writes
 
 
-def test_an_archive_over_the_direct_limit_without_a_bucket_fails_preflight(project: Project, infra: Infrastructure) -> None:
+def test_an_archive_over_the_direct_limit_without_a_bucket_fails_preflight(
+    project: Project, infra: Infrastructure
+) -> None:
     with pytest.raises(PreflightError, match="set upload_bucket"):
         project.deploy(direct_upload_limit=10)
 
@@ -273,7 +292,7 @@ def test_an_archive_over_the_direct_limit_without_a_bucket_fails_preflight(proje
 def test_runtime_mismatch_fails_preflight(project: Project, infra: Infrastructure) -> None:
     project.stage["compatible_runtime"] = "python3.11"
 
-    with pytest.raises(PreflightError, match="runs python3.12, but compatible_runtime is python3.11"):
+    with pytest.raises(PreflightError, match=r"runs python3\.12, but compatible_runtime is python3\.11"):
         project.deploy()
     assert project.writes == []
 
@@ -377,16 +396,28 @@ def stubbed_target(stage_overrides: dict[str, Any] | None = None) -> tuple[Any, 
 
     clients = AwsClients(REGION, session=boto_session(), sleep=lambda seconds: None)
     stubber = Stubber(clients.client("lambda"))
-    stage = Stage(region_name=REGION, function_name="fn", compatible_runtime="python3.12",
-                  function_file_patterns=["^app"], **(stage_overrides or {}))
+    stage = Stage(
+        region_name=REGION,
+        function_name="fn",
+        compatible_runtime="python3.12",
+        function_file_patterns=["^app"],
+        **(stage_overrides or {}),
+    )
     return LambdaTarget(stage, clients), stubber
 
 
 def function_response(status: str, reason: str | None = None, revision: str = "r1") -> dict[str, Any]:
     configuration: dict[str, Any] = {
-        "FunctionName": "fn", "FunctionArn": f"arn:aws:lambda:{REGION}:123456789012:function:fn",
-        "Runtime": "python3.12", "CodeSha256": "abc=", "CodeSize": 10, "State": "Active",
-        "LastUpdateStatus": status, "RevisionId": revision, "Architectures": ["x86_64"], "PackageType": "Zip",
+        "FunctionName": "fn",
+        "FunctionArn": f"arn:aws:lambda:{REGION}:123456789012:function:fn",
+        "Runtime": "python3.12",
+        "CodeSha256": "abc=",
+        "CodeSize": 10,
+        "State": "Active",
+        "LastUpdateStatus": status,
+        "RevisionId": revision,
+        "Architectures": ["x86_64"],
+        "PackageType": "Zip",
     }
     if reason:
         configuration["LastUpdateStatusReason"] = reason
@@ -416,7 +447,9 @@ def test_waits_for_an_update_in_progress_then_succeeds() -> None:
 def test_a_failed_update_is_an_update_error_quoting_lambdas_reason() -> None:
     target, stubber = stubbed_target()
     stubber.add_response("get_function", function_response("InProgress"))
-    stubber.add_response("get_function", function_response("Failed", reason="Unzipped size must be smaller than 262144000 bytes"))
+    stubber.add_response(
+        "get_function", function_response("Failed", reason="Unzipped size must be smaller than 262144000 bytes")
+    )
     with stubber, pytest.raises(UpdateError, match="update of fn failed: Unzipped size must be smaller than 262144000"):
         target.wait_until_updated()
 
@@ -439,11 +472,17 @@ def test_a_revision_conflict_is_a_clear_error_not_a_silent_overwrite(tmp_path: P
     target, stubber = stubbed_target()
     live = parse_live_function(function_response("Successful"))
     stubber.add_client_error(
-        "update_function_code", "PreconditionFailedException",
-        "The Revision Id provided does not match the latest Revision Id.", 412,
-        expected_params={"FunctionName": "fn", "ZipFile": code_location(tmp_path).archive.path.read_bytes(), "RevisionId": "r1"},
+        "update_function_code",
+        "PreconditionFailedException",
+        "The Revision Id provided does not match the latest Revision Id.",
+        412,
+        expected_params={
+            "FunctionName": "fn",
+            "ZipFile": code_location(tmp_path).archive.path.read_bytes(),
+            "RevisionId": "r1",
+        },
     )
-    with stubber, pytest.raises(UpdateError, match="PreconditionFailedException.*changed while drover was deploying"):
+    with stubber, pytest.raises(UpdateError, match=r"PreconditionFailedException.*changed while drover was deploying"):
         target.update_code(code_location(tmp_path), live)
 
 
@@ -456,5 +495,8 @@ def test_persistent_conflicts_give_up_with_a_hint(tmp_path: Path) -> None:
         stubber.add_client_error("update_function_code", "ResourceConflictException", "busy", 409)
         stubber.add_response("get_function", function_response("Successful"))
     stubber.add_client_error("update_function_code", "ResourceConflictException", "busy", 409)
-    with stubber, pytest.raises(UpdateError, match="ResourceConflictException: busy — another update is still in progress"):
+    with (
+        stubber,
+        pytest.raises(UpdateError, match="ResourceConflictException: busy — another update is still in progress"),
+    ):
         target.update_code(code_location(tmp_path), live)

@@ -89,8 +89,14 @@ def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> 
 def peak_rss_mb(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
     """Peak RSS of one child, measured by /usr/bin/time -v (RUSAGE_CHILDREN is a running maximum)."""
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as report:
-        subprocess.run(["/usr/bin/time", "-v", "-o", report.name, *command], cwd=cwd, env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            ["/usr/bin/time", "-v", "-o", report.name, *command],
+            cwd=cwd,
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for line in Path(report.name).read_text().splitlines():
             if "Maximum resident set size" in line:
                 return int(line.rsplit(":", 1)[1]) / 1024
@@ -102,8 +108,9 @@ def median(values: list[float]) -> float:
 
 
 def ensure_workload() -> Path:
-    subprocess.run(["bash", str(SHARED / "bench" / "make-workload.sh"), str(WORKLOAD)], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", str(SHARED / "bench" / "make-workload.sh"), str(WORKLOAD)], check=True, stdout=subprocess.DEVNULL
+    )
     return WORKLOAD
 
 
@@ -112,15 +119,30 @@ def ensure_baseline() -> Path:
     if not (BASELINE_VENV / ".complete").exists():
         shutil.rmtree(BASELINE_VENV, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(BASELINE_VENV)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                        "drover==0.7.1", "pydantic<2"], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "drover==0.7.1",
+                "pydantic<2",
+            ],
+            check=True,
+        )
         (BASELINE_VENV / ".complete").touch()
     return python
 
 
 def baseline_version(python: Path) -> str:
-    return subprocess.run([str(python), "-I", "-c", "import drover, pydantic; print(drover.__version__, pydantic.VERSION)"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [str(python), "-I", "-c", "import drover, pydantic; print(drover.__version__, pydantic.VERSION)"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def write_settings(path: Path, function_name: str, pattern: str = "^bench_fn.*", bucket: str | None = None) -> Path:
@@ -147,20 +169,55 @@ def measure_cold_package(baseline: Path, workload: Path, scratch: Path, repetiti
         for out in (base_out, our_out):
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-        base_times.append(run([str(baseline), "-I", "-c", BASELINE_PACKAGE, str(settings), str(install), str(base_out)],
-                              cwd=scratch, env=env).seconds)
-        our_times.append(run(ours("--settings-file", str(settings), "--install-path", str(install), "--package-only",
-                                  "--archive-dir", str(our_out), "--quiet", "bench"), cwd=scratch).seconds)
-    our_rss = peak_rss_mb(ours("--settings-file", str(settings), "--install-path", str(install), "--package-only",
-                               "--archive-dir", str(our_out), "--quiet", "bench"), cwd=scratch)
+        base_times.append(
+            run(
+                [str(baseline), "-I", "-c", BASELINE_PACKAGE, str(settings), str(install), str(base_out)],
+                cwd=scratch,
+                env=env,
+            ).seconds
+        )
+        our_times.append(
+            run(
+                ours(
+                    "--settings-file",
+                    str(settings),
+                    "--install-path",
+                    str(install),
+                    "--package-only",
+                    "--archive-dir",
+                    str(our_out),
+                    "--quiet",
+                    "bench",
+                ),
+                cwd=scratch,
+            ).seconds
+        )
+    our_rss = peak_rss_mb(
+        ours(
+            "--settings-file",
+            str(settings),
+            "--install-path",
+            str(install),
+            "--package-only",
+            "--archive-dir",
+            str(our_out),
+            "--quiet",
+            "bench",
+        ),
+        cwd=scratch,
+    )
     base_size = (base_out / "requirements.zip").stat().st_size
     our_size = (our_out / "requirements.zip").stat().st_size
     return {
-        "baseline_seconds": median(base_times), "ours_seconds": median(our_times),
+        "baseline_seconds": median(base_times),
+        "ours_seconds": median(our_times),
         "speedup": median(base_times) / median(our_times),
-        "baseline_requirements_zip": base_size, "ours_requirements_zip": our_size,
-        "size_ratio": our_size / base_size, "ours_peak_rss_mb": our_rss,
-        "baseline_runs": base_times, "ours_runs": our_times,
+        "baseline_requirements_zip": base_size,
+        "ours_requirements_zip": our_size,
+        "size_ratio": our_size / base_size,
+        "ours_peak_rss_mb": our_rss,
+        "baseline_runs": base_times,
+        "ours_runs": our_times,
     }
 
 
@@ -175,8 +232,13 @@ class LocalAws:
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server._server.server_address  # type: ignore[attr-defined]
-        self.env = {**os.environ, "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
-                    "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": REGION}
+        self.env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_DEFAULT_REGION": REGION,
+        }
         self.env.pop("AWS_PROFILE", None)
 
     def create_function(self, name: str) -> None:
@@ -188,19 +250,29 @@ class LocalAws:
         session = boto3.Session(aws_access_key_id="bench", aws_secret_access_key="bench", region_name=REGION)
         endpoint = self.env["AWS_ENDPOINT_URL"]
         role = session.client("iam", endpoint_url=endpoint).create_role(
-            RoleName=f"{name}-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+            RoleName=f"{name}-role", AssumeRolePolicyDocument="{}"
+        )["Role"]["Arn"]
         placeholder = io.BytesIO()
         with zipfile.ZipFile(placeholder, "w") as archive:
             archive.writestr("placeholder.py", "x = 1\n")
         session.client("lambda", endpoint_url=endpoint).create_function(
-            FunctionName=name, Runtime="python3.12", Role=role, Handler="bench_fn.handler",
-            Code={"ZipFile": placeholder.getvalue()})
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler="bench_fn.handler",
+            Code={"ZipFile": placeholder.getvalue()},
+        )
 
     def create_bucket(self, name: str) -> None:
         import boto3
 
-        boto3.client("s3", endpoint_url=self.env["AWS_ENDPOINT_URL"], aws_access_key_id="bench",
-                     aws_secret_access_key="bench", region_name=REGION).create_bucket(Bucket=name)
+        boto3.client(
+            "s3",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+            region_name=REGION,
+        ).create_bucket(Bucket=name)
 
     def stop(self) -> None:
         self.server.stop()
@@ -218,8 +290,18 @@ def measure_redeploys(baseline: Path, workload: Path, scratch: Path, repetitions
         our_settings = write_settings(tree / "ours.yml", "bench-ours", bucket=BUCKET)
         aws.create_function("bench-base")
         aws.create_function("bench-ours")
-        base_cli = [str(baseline), "-I", "-c", BASELINE_CLI, "--settings-file", str(base_settings), "--install-path", "install",
-                    "--non-interactive", "bench"]
+        base_cli = [
+            str(baseline),
+            "-I",
+            "-c",
+            BASELINE_CLI,
+            "--settings-file",
+            str(base_settings),
+            "--install-path",
+            "install",
+            "--non-interactive",
+            "bench",
+        ]
         our_cli = ours("--settings-file", str(our_settings), "--install-path", "install", "--json", "--quiet", "bench")
         run(base_cli, cwd=tree, env=aws.env)  # first deploys: not measured
         first = json.loads(run(our_cli, cwd=tree, env=aws.env).stdout)
@@ -242,18 +324,29 @@ def measure_redeploys(baseline: Path, workload: Path, scratch: Path, repetitions
         writes = count_noop_writes(our_settings, tree, aws.env)
     finally:
         aws.stop()
-    noop_clean = all(r["actions"] == [] and r["bytes_uploaded"] == 0 and r["function_size"] is None
-                     and r["requirements_size"] is None for r in our_results)
-    code_only_clean = all(r["requirements_size"] is None and not r["requirements_updated"] and r["function_updated"]
-                          for r in code_results)
+    noop_clean = all(
+        r["actions"] == []
+        and r["bytes_uploaded"] == 0
+        and r["function_size"] is None
+        and r["requirements_size"] is None
+        for r in our_results
+    )
+    code_only_clean = all(
+        r["requirements_size"] is None and not r["requirements_updated"] and r["function_updated"] for r in code_results
+    )
     return {
         "first_deploy_actions": [action["action"] for action in first["actions"]],
-        "baseline_noop_seconds": median(base_noop), "ours_noop_seconds": median(our_noop),
+        "baseline_noop_seconds": median(base_noop),
+        "ours_noop_seconds": median(our_noop),
         "noop_ratio": median(our_noop) / median(base_noop),
-        "noop_no_upload_no_archive": noop_clean, "noop_write_calls": writes,
-        "code_change_seconds": median(code_change), "code_change_vs_noop": median(code_change) / median(our_noop),
+        "noop_no_upload_no_archive": noop_clean,
+        "noop_write_calls": writes,
+        "code_change_seconds": median(code_change),
+        "code_change_vs_noop": median(code_change) / median(our_noop),
         "code_change_requirements_untouched": code_only_clean,
-        "baseline_noop_runs": base_noop, "ours_noop_runs": our_noop, "code_change_runs": code_change,
+        "baseline_noop_runs": base_noop,
+        "ours_noop_runs": our_noop,
+        "code_change_runs": code_change,
     }
 
 
@@ -279,8 +372,13 @@ def measure_digest_vs_read(workload: Path, repetitions: int) -> dict[str, Any]:
     from drover.models import Stage
     from drover.packaging import plan_package
 
-    stage = Stage(region_name=REGION, function_name="bench-fn", compatible_runtime="python3.12",
-                  function_file_patterns=["^bench_fn.*"], package_exclude_patterns=[])
+    stage = Stage(
+        region_name=REGION,
+        function_name="bench-fn",
+        compatible_runtime="python3.12",
+        function_file_patterns=["^bench_fn.*"],
+        package_exclude_patterns=[],
+    )
     install = workload / "install"
     cat = "find . -type f -print0 | xargs -0 cat > /dev/null"
     read_times, digest_times = [], []
@@ -292,8 +390,11 @@ def measure_digest_vs_read(workload: Path, repetitions: int) -> dict[str, Any]:
         start = time.perf_counter()
         plan_package(stage, install, workload)
         digest_times.append(time.perf_counter() - start)
-    return {"raw_read_seconds": median(read_times), "digest_seconds": median(digest_times),
-            "digest_vs_read": median(digest_times) / median(read_times)}
+    return {
+        "raw_read_seconds": median(read_times),
+        "digest_seconds": median(digest_times),
+        "digest_vs_read": median(digest_times) / median(read_times),
+    }
 
 
 def measure_scale(workload: Path, scratch: Path, repetitions: int) -> dict[str, Any]:
@@ -306,24 +407,85 @@ def measure_scale(workload: Path, scratch: Path, repetitions: int) -> dict[str, 
     for _ in range(repetitions):
         for out in ("o1", "o4"):
             shutil.rmtree(scratch / out, ignore_errors=True)
-        times1.append(run(ours("--settings-file", str(one), "--install-path", str(workload / "install"), "--package-only",
-                               "--archive-dir", str(scratch / "o1"), "--quiet", "bench"), cwd=scratch).seconds)
-        times4.append(run(ours("--settings-file", str(four), "--install-path", str(big / "install"), "--package-only",
-                               "--archive-dir", str(scratch / "o4"), "--quiet", "bench"), cwd=scratch).seconds)
-    rss1 = peak_rss_mb(ours("--settings-file", str(one), "--install-path", str(workload / "install"), "--package-only",
-                            "--archive-dir", str(scratch / "o1"), "--quiet", "bench"), cwd=scratch)
-    rss4 = peak_rss_mb(ours("--settings-file", str(four), "--install-path", str(big / "install"), "--package-only",
-                            "--archive-dir", str(scratch / "o4"), "--quiet", "bench"), cwd=scratch)
-    return {"x1_seconds": median(times1), "x4_seconds": median(times4), "time_growth": median(times4) / median(times1),
-            "x1_peak_rss_mb": rss1, "x4_peak_rss_mb": rss4, "rss_growth": rss4 / rss1}
+        times1.append(
+            run(
+                ours(
+                    "--settings-file",
+                    str(one),
+                    "--install-path",
+                    str(workload / "install"),
+                    "--package-only",
+                    "--archive-dir",
+                    str(scratch / "o1"),
+                    "--quiet",
+                    "bench",
+                ),
+                cwd=scratch,
+            ).seconds
+        )
+        times4.append(
+            run(
+                ours(
+                    "--settings-file",
+                    str(four),
+                    "--install-path",
+                    str(big / "install"),
+                    "--package-only",
+                    "--archive-dir",
+                    str(scratch / "o4"),
+                    "--quiet",
+                    "bench",
+                ),
+                cwd=scratch,
+            ).seconds
+        )
+    rss1 = peak_rss_mb(
+        ours(
+            "--settings-file",
+            str(one),
+            "--install-path",
+            str(workload / "install"),
+            "--package-only",
+            "--archive-dir",
+            str(scratch / "o1"),
+            "--quiet",
+            "bench",
+        ),
+        cwd=scratch,
+    )
+    rss4 = peak_rss_mb(
+        ours(
+            "--settings-file",
+            str(four),
+            "--install-path",
+            str(big / "install"),
+            "--package-only",
+            "--archive-dir",
+            str(scratch / "o4"),
+            "--quiet",
+            "bench",
+        ),
+        cwd=scratch,
+    )
+    return {
+        "x1_seconds": median(times1),
+        "x4_seconds": median(times4),
+        "time_growth": median(times4) / median(times1),
+        "x1_peak_rss_mb": rss1,
+        "x4_peak_rss_mb": rss4,
+        "rss_growth": rss4 / rss1,
+    }
 
 
 def machine_facts(baseline: Path) -> dict[str, Any]:
     from importlib.metadata import version
 
     return {
-        "cores": len(os.sched_getaffinity(0)), "machine": platform.machine(), "python": platform.python_version(),
-        "platform": platform.platform(), "baseline": baseline_version(baseline),
+        "cores": len(os.sched_getaffinity(0)),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "baseline": baseline_version(baseline),
         "libraries": {name: version(name) for name in ("boto3", "pydantic", "deflate", "zlib-ng", "uv", "moto")},
     }
 
@@ -331,32 +493,81 @@ def machine_facts(baseline: Path) -> dict[str, Any]:
 def table(results: dict[str, Any]) -> str:
     cold, redeploy, digest, scale = results["cold_package"], results["redeploy"], results["digest"], results["scale"]
     rows = [
-        ("cold package, both archives", f"{cold['baseline_seconds']:.2f} s", f"{cold['ours_seconds']:.2f} s",
-         f"{cold['speedup']:.1f}x faster", ">= 8x"),
-        ("requirements zip size", f"{cold['baseline_requirements_zip']:,} B", f"{cold['ours_requirements_zip']:,} B",
-         f"{cold['size_ratio']:.3f}x", "<= 1.02x"),
-        ("no-op redeploy (moto)", f"{redeploy['baseline_noop_seconds']:.2f} s", f"{redeploy['ours_noop_seconds']:.2f} s",
-         f"{redeploy['noop_ratio']:.2f}x", "<= 1.0x"),
-        ("no-op: writes / archive built", "", f"{len(redeploy['noop_write_calls'])} writes",
-         "none built" if redeploy["noop_no_upload_no_archive"] else "BUILT", "0, none"),
-        ("code-only change vs our no-op", "", f"{redeploy['code_change_seconds']:.2f} s",
-         f"{redeploy['code_change_vs_noop']:.2f}x", "<= 1.3x"),
-        ("digest vs raw read (cat)", f"{digest['raw_read_seconds']:.2f} s", f"{digest['digest_seconds']:.2f} s",
-         f"{digest['digest_vs_read']:.2f}x", "<= 2x"),
+        (
+            "cold package, both archives",
+            f"{cold['baseline_seconds']:.2f} s",
+            f"{cold['ours_seconds']:.2f} s",
+            f"{cold['speedup']:.1f}x faster",
+            ">= 8x",
+        ),
+        (
+            "requirements zip size",
+            f"{cold['baseline_requirements_zip']:,} B",
+            f"{cold['ours_requirements_zip']:,} B",
+            f"{cold['size_ratio']:.3f}x",
+            "<= 1.02x",
+        ),
+        (
+            "no-op redeploy (moto)",
+            f"{redeploy['baseline_noop_seconds']:.2f} s",
+            f"{redeploy['ours_noop_seconds']:.2f} s",
+            f"{redeploy['noop_ratio']:.2f}x",
+            "<= 1.0x",
+        ),
+        (
+            "no-op: writes / archive built",
+            "",
+            f"{len(redeploy['noop_write_calls'])} writes",
+            "none built" if redeploy["noop_no_upload_no_archive"] else "BUILT",
+            "0, none",
+        ),
+        (
+            "code-only change vs our no-op",
+            "",
+            f"{redeploy['code_change_seconds']:.2f} s",
+            f"{redeploy['code_change_vs_noop']:.2f}x",
+            "<= 1.3x",
+        ),
+        (
+            "digest vs raw read (cat)",
+            f"{digest['raw_read_seconds']:.2f} s",
+            f"{digest['digest_seconds']:.2f} s",
+            f"{digest['digest_vs_read']:.2f}x",
+            "<= 2x",
+        ),
         ("peak RSS, cold package", "", f"{cold['ours_peak_rss_mb']:.0f} MB", "", "< 300 MB"),
-        ("scale x4: time", f"{scale['x1_seconds']:.2f} s", f"{scale['x4_seconds']:.2f} s",
-         f"{scale['time_growth']:.2f}x", "<= 4.4x"),
-        ("scale x4: peak RSS", f"{scale['x1_peak_rss_mb']:.0f} MB", f"{scale['x4_peak_rss_mb']:.0f} MB",
-         f"{scale['rss_growth']:.2f}x", "flat"),
+        (
+            "scale x4: time",
+            f"{scale['x1_seconds']:.2f} s",
+            f"{scale['x4_seconds']:.2f} s",
+            f"{scale['time_growth']:.2f}x",
+            "<= 4.4x",
+        ),
+        (
+            "scale x4: peak RSS",
+            f"{scale['x1_peak_rss_mb']:.0f} MB",
+            f"{scale['x4_peak_rss_mb']:.0f} MB",
+            f"{scale['rss_growth']:.2f}x",
+            "flat",
+        ),
     ]
     install = results.get("install")
     if install:
-        rows.append(("install: pip vs uv (cold caches)", f"{install['pip_seconds']:.1f} s", f"{install['uv_seconds']:.1f} s",
-                     f"{install['speedup']:.1f}x faster", ">= 10x"))
+        rows.append(
+            (
+                "install: pip vs uv (cold caches)",
+                f"{install['pip_seconds']:.1f} s",
+                f"{install['uv_seconds']:.1f} s",
+                f"{install['speedup']:.1f}x faster",
+                ">= 10x",
+            )
+        )
         rows.append(("install: unchanged skip", "", f"{install['skip_seconds']:.3f} s", "", "<= 0.2 s"))
     header = ("measure", "drover 0.7.1 / ref", "drover-action", "ratio", "target")
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
-    lines = ["| " + " | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in [header, *rows]]
+    lines = [
+        "| " + " | ".join(str(cell).ljust(widths[i]) for i, cell in enumerate(row)) + " |" for row in [header, *rows]
+    ]
     lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join(lines)
 

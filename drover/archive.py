@@ -188,7 +188,7 @@ class _ZipWriter:
         self.entries: list[_CentralEntry] = []
         self.hashed: list[HashedFile] = []
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         self.stream.write(data)
         self.digest.update(data)
         self.offset += len(data)

@@ -33,17 +33,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("stage", metavar="STAGE", help="stage name in the settings file")
     parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
-    parser.add_argument("--install-path", type=Path, default=Path(),
-                        help="package directory to deploy (e.g. from pip install --target); default: working directory")
-    parser.add_argument("--install-source", type=Path, metavar="PATH",
-                        help="project directory to install into --install-path before packaging")
-    parser.add_argument("--requirements", type=Path, metavar="FILE",
-                        help="requirements file to install into --install-path before packaging")
+    parser.add_argument(
+        "--install-path",
+        type=Path,
+        default=Path(),
+        help="package directory to deploy (e.g. from pip install --target); default: working directory",
+    )
+    parser.add_argument(
+        "--install-source",
+        type=Path,
+        metavar="PATH",
+        help="project directory to install into --install-path before packaging",
+    )
+    parser.add_argument(
+        "--requirements",
+        type=Path,
+        metavar="FILE",
+        help="requirements file to install into --install-path before packaging",
+    )
     interactive = parser.add_mutually_exclusive_group()
-    interactive.add_argument("--interactive", action="store_true", default=None,
-                             help="progress output for a terminal (default when stdin is a TTY)")
-    interactive.add_argument("--non-interactive", dest="interactive", action="store_false",
-                             help="plain line output for CI logs")
+    interactive.add_argument(
+        "--interactive",
+        action="store_true",
+        default=None,
+        help="progress output for a terminal (default when stdin is a TTY)",
+    )
+    interactive.add_argument(
+        "--non-interactive", dest="interactive", action="store_false", help="plain line output for CI logs"
+    )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")

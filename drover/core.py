@@ -127,8 +127,10 @@ class Drover:
             logger.warning("%s (a deploy would stop here)", problem)
         archives: list[tuple[ArchiveInfo, str]] = []
         with self._archive_directory() as directory:
-            for kind, files, name in (("function", layout.function, FUNCTION_ARCHIVE),
-                                      ("requirements", layout.requirements, REQUIREMENTS_ARCHIVE)):
+            for kind, files, name in (
+                ("function", layout.function, FUNCTION_ARCHIVE),
+                ("requirements", layout.requirements, REQUIREMENTS_ARCHIVE),
+            ):
                 if files:
                     archives.append((self.write_archive(kind, files, directory / name), kind))
             partitions = {kind: Partition(kind, archive.files) for archive, kind in archives}
@@ -205,7 +207,9 @@ def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:
         updates["publish"] = options.publish
     if options.alias:
         if not ALIAS_PATTERN.match(options.alias):
-            raise SettingsError(f"alias {options.alias!r} is not a valid alias name (letters, digits, - and _, not only digits)")
+            raise SettingsError(
+                f"alias {options.alias!r} is not a valid alias name (letters, digits, - and _, not only digits)"
+            )
         updates["alias"] = options.alias
         updates["publish"] = True
     return stage.model_copy(update=updates) if updates else stage

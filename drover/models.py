@@ -14,9 +14,7 @@ UNZIPPED_LIMIT = 262_144_000
 DIRECT_UPLOAD_LIMIT = 52_428_800
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 RUNTIME_PATTERN = re.compile(r"^python3\.(\d{1,2})$")
-FUNCTION_NAME_PATTERN = re.compile(
-    r"^(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$"
-)
+FUNCTION_NAME_PATTERN = re.compile(r"^(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$")
 LAYER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,140}$")
 LAYER_VERSION_ARN_PATTERN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -86,9 +84,7 @@ class Stage(_Model):
     compatible_runtime: str
     function_file_patterns: list[Regex] = Field(default_factory=list)
     function_extra_paths: list[Path] = Field(default_factory=list)
-    package_exclude_patterns: list[Regex] = Field(
-        default_factory=lambda: [re.compile(DEFAULT_EXCLUDE_PATTERN)]
-    )
+    package_exclude_patterns: list[Regex] = Field(default_factory=lambda: [re.compile(DEFAULT_EXCLUDE_PATTERN)])
     requirements_layer_name: str | None = None
     supplemental_layer_arns: list[str] = Field(default_factory=list)
     upload_bucket: S3BucketPath | None = None
@@ -124,7 +120,9 @@ class Stage(_Model):
     @classmethod
     def _layer_arns(cls, values: list[str]) -> list[str]:
         for value in values:
-            _check_pattern(value, LAYER_VERSION_ARN_PATTERN, "layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION)")
+            _check_pattern(
+                value, LAYER_VERSION_ARN_PATTERN, "layer version ARN (arn:aws:lambda:REGION:ACCOUNT:layer:NAME:VERSION)"
+            )
         duplicates = sorted({value for value in values if values.count(value) > 1})
         if duplicates:
             raise ValueError(f"layer ARN listed twice: {duplicates[0]}")

@@ -114,9 +114,7 @@ def layout_package(
             f"{install_path}: no file matches function_file_patterns ({patterns}) and no "
             "function_extra_paths were given — the function archive would be empty; fix the patterns"
         )
-    return PackageLayout(
-        tuple(sorted(function_files, key=_name)), tuple(sorted(requirement_files, key=_name))
-    )
+    return PackageLayout(tuple(sorted(function_files, key=_name)), tuple(sorted(requirement_files, key=_name)))
 
 
 def hash_layout(layout: PackageLayout, workers: int | None = None) -> PackagePlan:
@@ -176,8 +174,9 @@ def extra_path_files(stage: Stage, working_directory: Path) -> list[PackageFile]
         base = Path(os.path.abspath(source)).name
         if source.is_dir():
             for relative_name, file_source, info in walk_files(source, stage.package_exclude_patterns):
-                files.append(PackageFile(f"{base}/{relative_name}", file_source, _is_executable(info.st_mode),
-                                         info.st_size))
+                files.append(
+                    PackageFile(f"{base}/{relative_name}", file_source, _is_executable(info.st_mode), info.st_size)
+                )
         elif source.is_file():
             info = source.stat()
             files.append(PackageFile(base, str(source.resolve()), _is_executable(info.st_mode), info.st_size))

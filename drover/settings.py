@@ -237,8 +237,15 @@ def _valid_keys(parent: NodePath) -> Sequence[str]:
 
 
 def _describe_type(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number",
-             bool: "a boolean", type(None): "nothing (null)"}
+    names = {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "nothing (null)",
+    }
     return names.get(type(value), type(value).__name__)
 
 

@@ -21,10 +21,14 @@ import zipfile
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parent / "basic_lambda"
-TRUST_POLICY = json.dumps({
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-})
+TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 
 
 def main() -> int:
@@ -44,7 +48,9 @@ def main() -> int:
                 print(f"\n=== {attempt} deploy of examples/basic_lambda (stage staging) ===", flush=True)
                 result = run_drover(workdir, env)
                 changed = [action["action"] for action in result["actions"]]
-                print(f"--> changed: {', '.join(changed) or 'nothing (skipped: the live function already runs this package)'}")
+                print(
+                    f"--> changed: {', '.join(changed) or 'nothing (skipped: the live function already runs this package)'}"
+                )
                 print(f"--> code_sha256={result['code_sha256']} bytes_uploaded={result['bytes_uploaded']}")
             if changed:
                 print("the second deploy should have changed nothing", file=sys.stderr)
@@ -65,8 +71,13 @@ def start_local_aws(env: dict[str, str]) -> tuple[object, dict[str, str]]:
     host, port = server._server.server_address  # type: ignore[attr-defined]
     endpoint = f"http://{host}:{port}"
     print(f"local AWS API (moto server) at {endpoint}")
-    env = {**env, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "demo", "AWS_SECRET_ACCESS_KEY": "demo",
-           "AWS_DEFAULT_REGION": "us-east-1"}
+    env = {
+        **env,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": "demo",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
     env.pop("AWS_PROFILE", None)
     env.pop("AWS_SESSION_TOKEN", None)
     return server, env
@@ -76,25 +87,42 @@ def create_example_infrastructure(env: dict[str, str]) -> None:
     """What a user's Terraform/CDK would do: a role, the bucket and the function with placeholder code."""
     import boto3
 
-    session = boto3.Session(aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-                            region_name="us-east-1")
+    session = boto3.Session(
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
     endpoint = env["AWS_ENDPOINT_URL"]
     role = session.client("iam", endpoint_url=endpoint).create_role(
-        RoleName="basic-lambda-role", AssumeRolePolicyDocument=TRUST_POLICY)["Role"]["Arn"]
+        RoleName="basic-lambda-role", AssumeRolePolicyDocument=TRUST_POLICY
+    )["Role"]["Arn"]
     session.client("s3", endpoint_url=endpoint).create_bucket(Bucket="drover-examples")
     placeholder = io.BytesIO()
     with zipfile.ZipFile(placeholder, "w") as archive:
         archive.writestr("placeholder.py", "def handler(event, context):\n    return None\n")
     session.client("lambda", endpoint_url=endpoint).create_function(
-        FunctionName="basic-lambda", Runtime="python3.12", Role=role, Handler="basic_lambda.handler",
-        Code={"ZipFile": placeholder.getvalue()}, Environment={"Variables": {"OWNED_BY": "infrastructure"}},
+        FunctionName="basic-lambda",
+        Runtime="python3.12",
+        Role=role,
+        Handler="basic_lambda.handler",
+        Code={"ZipFile": placeholder.getvalue()},
+        Environment={"Variables": {"OWNED_BY": "infrastructure"}},
     )
     print("created role basic-lambda-role, bucket drover-examples and function basic-lambda (placeholder code)")
 
 
 def run_drover(workdir: Path, env: dict[str, str]) -> dict:
-    command = [sys.executable, "-m", "drover", "--install-path", "install", "--install-source", "basic_lambda",
-               "--json", "staging"]
+    command = [
+        sys.executable,
+        "-m",
+        "drover",
+        "--install-path",
+        "install",
+        "--install-source",
+        "basic_lambda",
+        "--json",
+        "staging",
+    ]
     print("$ " + " ".join(["drover", *command[3:]]), flush=True)
     completed = subprocess.run(command, cwd=workdir, env=env, stdout=subprocess.PIPE, text=True, check=False)
     if completed.returncode != 0:

@@ -20,10 +20,14 @@ from drover.deploy import WRITE_OPERATIONS, AwsClients
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
-TRUST_POLICY = json.dumps({
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}],
-})
+TRUST_POLICY = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+        ],
+    }
+)
 
 
 class MotoServer:
@@ -92,18 +96,30 @@ class Infrastructure:
     def role(self, name: str = "fn-role") -> str:
         return str(self.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_POLICY)["Role"]["Arn"])
 
-    def function(self, name: str = "fn", runtime: str = "python3.12", architecture: str = "x86_64", **extra: Any) -> dict[str, Any]:
-        return dict(self.client("lambda").create_function(
-            FunctionName=name, Runtime=runtime, Role=self.role(f"{name}-role"), Handler="app.handler",
-            Code={"ZipFile": zip_bytes({"placeholder.py": "x = 1\n"})}, Architectures=[architecture], **extra,
-        ))
+    def function(
+        self, name: str = "fn", runtime: str = "python3.12", architecture: str = "x86_64", **extra: Any
+    ) -> dict[str, Any]:
+        return dict(
+            self.client("lambda").create_function(
+                FunctionName=name,
+                Runtime=runtime,
+                Role=self.role(f"{name}-role"),
+                Handler="app.handler",
+                Code={"ZipFile": zip_bytes({"placeholder.py": "x = 1\n"})},
+                Architectures=[architecture],
+                **extra,
+            )
+        )
 
     def layer(self, name: str, region: str = REGION) -> str:
         client = self.session.client("lambda", region_name=region)
-        return str(client.publish_layer_version(
-            LayerName=name, Content={"ZipFile": zip_bytes({"python/extension.py": "y = 2\n"})},
-            CompatibleRuntimes=["python3.12"],
-        )["LayerVersionArn"])
+        return str(
+            client.publish_layer_version(
+                LayerName=name,
+                Content={"ZipFile": zip_bytes({"python/extension.py": "y = 2\n"})},
+                CompatibleRuntimes=["python3.12"],
+            )["LayerVersionArn"]
+        )
 
     def bucket(self, name: str, versioned: bool = False, region: str = REGION) -> None:
         s3 = self.session.client("s3", region_name=region)
@@ -141,8 +157,7 @@ def inject_error(clients: AwsClients, service: str, operation: str, code: str, m
 
     def fail(**_: Any) -> tuple[AWSResponse, dict[str, Any]]:
         response = AWSResponse("http://injected", status, {}, None)
-        return response, {"Error": {"Code": code, "Message": message},
-                          "ResponseMetadata": {"HTTPStatusCode": status}}
+        return response, {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": status}}
 
     assert clients.session is not None
     clients.session.events.register(f"before-call.{_event_service(service)}.{operation}", fail)

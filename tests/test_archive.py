@@ -251,7 +251,10 @@ def test_file_rewritten_between_hashing_and_zipping_is_detected(tmp_path, make_t
 
 def test_package_files_without_hashes_are_archived_too(tmp_path, make_tree, valid_zip):
     root = make_tree(tmp_path / "src", {"a.py": b"a", "run": (b"r", 0o755)})
-    files = [PackageFile("a.py", str(root / "a.py"), False, (root / "a.py").stat().st_size), PackageFile("run", str(root / "run"), True, (root / "run").stat().st_size)]
+    files = [
+        PackageFile("a.py", str(root / "a.py"), False, (root / "a.py").stat().st_size),
+        PackageFile("run", str(root / "run"), True, (root / "run").stat().st_size),
+    ]
 
     info = write_zip(tmp_path / "nested" / "dir" / "out.zip", files)
 

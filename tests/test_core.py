@@ -12,15 +12,21 @@ from drover.packaging import plan_package
 
 
 def settings(**stage: object) -> Settings:
-    base = {"region_name": "us-east-1", "function_name": "fn", "compatible_runtime": "python3.12",
-            "function_file_patterns": ["^app"]}
+    base = {
+        "region_name": "us-east-1",
+        "function_name": "fn",
+        "compatible_runtime": "python3.12",
+        "function_file_patterns": ["^app"],
+    }
     return Settings.model_validate({"stages": {"test": {**base, **stage}}})
 
 
 @pytest.fixture
 def tree(tmp_path: Path, make_tree) -> Path:
-    return make_tree(tmp_path / "install", {"app/__init__.py": b"x = 1\n", "lib/util.py": b"y = 2\n",
-                                            "bin/tool": (b"#!/bin/sh\n", 0o755)})
+    return make_tree(
+        tmp_path / "install",
+        {"app/__init__.py": b"x = 1\n", "lib/util.py": b"y = 2\n", "bin/tool": (b"#!/bin/sh\n", 0o755)},
+    )
 
 
 def test_package_only_digests_equal_the_hash_first_digests(tree: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from drover.archive import ArchiveInfo, write_zip
 from drover.errors import PackagingError, SettingsError
 from drover.io import format_file_size
-from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, Settings, Stage
+from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, InstallSummary, Settings, Stage
 from drover.packaging import (
     HashedFile,
     PackageFile,
@@ -81,7 +81,7 @@ class Drover:
         self.stage = _apply_overrides(select_stage(settings, stage), self.options)
         self.interactive = interactive
         self.timings = Timings()
-        self.install_result: object | None = None
+        self.install_summary: InstallSummary | None = None
 
     def layout(self, install_path: Path) -> PackageLayout:
         """Walk and partition the files (an archive dir inside the install path is left out)."""
@@ -159,7 +159,15 @@ class Drover:
             verbose=self.options.verbose,
         )
         with self.timings.phase("install"):
-            self.install_result = install(request)
+            installed = install(request)
+        self.install_summary = InstallSummary(
+            skipped=installed.skipped,
+            installer=installed.installer,
+            lock=installed.lock,
+            excluded_packages=list(installed.excluded_packages),
+            excluded_bytes=installed.excluded_bytes,
+            seconds=round(installed.seconds, 3),
+        )
 
     def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo:
         with self.timings.phase("archive"):
@@ -180,6 +188,7 @@ class Drover:
         logger.info("Requirements digest: %s", plan.requirements.digest)
         logger.info("Function digest: %s", plan.function.digest)
         return DeployResult(
+            install=self.install_summary,
             stage=self.stage_name,
             mode=mode,  # type: ignore[arg-type]
             function_name=self.stage.function_name,

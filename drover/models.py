@@ -190,6 +190,17 @@ class DeployAction(BaseModel):
     done: bool
 
 
+class InstallSummary(BaseModel):
+    """What the dependency install step did (when --install-source/--requirements were given)."""
+
+    skipped: bool
+    installer: str
+    lock: str | None
+    excluded_packages: list[str]
+    excluded_bytes: int
+    seconds: float
+
+
 class DeployResult(BaseModel):
     """What a run did; adapters render it as text, JSON or step outputs."""
 
@@ -220,4 +231,5 @@ class DeployResult(BaseModel):
     bytes_uploaded: int = 0
     actions: list[DeployAction] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    install: InstallSummary | None = None
     timings: dict[str, float] = Field(default_factory=dict)

@@ -22,6 +22,7 @@ from drover.errors import PackagingError
 from drover.models import UNZIPPED_LIMIT, Stage
 
 LAYER_PREFIX = "python/"
+INSTALL_MARKER = ".drover-install.json"  # drover.install's record of what it installed; never packaged
 MANIFEST_HEADER = b"drover-manifest-v1\n"
 READ_SIZE = 1 << 20
 FILE_MODE = 0o644
@@ -148,6 +149,8 @@ def partition_files(
     requirement_files: list[PackageFile] = []
     patterns = stage.function_file_patterns
     for relative_name, source, info in walk_files(install_path, stage.package_exclude_patterns, skip):
+        if relative_name == INSTALL_MARKER:
+            continue
         executable = _is_executable(info.st_mode)
         if any(pattern.match(relative_name) for pattern in patterns):
             function_files.append(PackageFile(relative_name, source, executable, info.st_size))

@@ -498,3 +498,11 @@ def test_a_non_utf8_name_in_an_excluded_path_is_ignored(tmp_path, make_tree, sta
     plan = plan_package(stage(package_exclude_patterns=["cache/"]), root, tmp_path)
 
     assert names(plan, "function") == ["app.py"]
+
+
+def test_the_install_marker_is_never_packaged(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a", ".drover-install.json": b"{}", "lib/x.py": b"x"})
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert names(plan, "requirements") == ["python/lib/x.py"]

@@ -1,0 +1,712 @@
+"""drover.install against a local wheelhouse of handcrafted wheels and sdists (offline).
+
+Projects and sdists build with a tiny in-tree PEP 517 backend (no setuptools, no index);
+pip and uv are pointed at the wheelhouse with --no-index through their own config.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import io
+import logging
+import os
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drover.errors import InstallError
+from drover.install import (
+    INSTALL_MARKER,
+    RUNTIME_PACKAGES,
+    InstallRequest,
+    failure_reason,
+    find_installer,
+    install,
+    installer_env,
+    is_pure_wheel,
+    missing_wheel,
+    replace_target,
+    target_platform,
+)
+
+INSTALLERS = ["uv", "pip"]
+PAD = b"# padding so sizes are not trivial\n" * 40
+
+# A PEP 517 backend: packs the package directory named after the project into a wheel tagged
+# [tool.test-backend] tag (default py3-none-any), and records which AWS_* variables it saw.
+BACKEND = """
+import base64, hashlib, os, tomllib, zipfile
+from pathlib import Path
+from typing import Any
+
+
+def _digest(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    config = tomllib.loads(Path("pyproject.toml").read_text())
+    project = config["project"]
+    name, version = project["name"].replace("-", "_"), project["version"]
+    tag = config.get("tool", {}).get("test-backend", {}).get("tag", "py3-none-any")
+    files = {p.as_posix(): p.read_bytes() for p in sorted(Path(name).rglob("*.py"))}
+    files[name + "/_build_env.txt"] = " ".join(sorted(k for k in os.environ if k.startswith("AWS_"))).encode()
+    info = f"{name}-{version}.dist-info"
+    requires = "".join(f"Requires-Dist: {r}\\n" for r in project.get("dependencies", []))
+    files[info + "/METADATA"] = f"Metadata-Version: 2.1\\nName: {name}\\nVersion: {version}\\n{requires}".encode()
+    pure = "true" if tag.endswith("none-any") else "false"
+    files[info + "/WHEEL"] = f"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: {pure}\\nTag: {tag}\\n".encode()
+    record = "".join(f"{n},{_digest(b)},{len(b)}\\n" for n, b in files.items()) + info + "/RECORD,,\\n"
+    files[info + "/RECORD"] = record.encode()
+    wheel_name = f"{name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(Path(wheel_directory) / wheel_name, "w") as archive:
+        for n, b in files.items():
+            archive.writestr(n, b)
+    return wheel_name
+"""
+
+
+def _record_digest(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def write_wheel(
+    directory: Path, name: str, version: str, tag: str, files: Mapping[str, bytes], requires: Iterable[str] = ()
+) -> Path:
+    """A real wheel: the files, plus a .dist-info with METADATA, WHEEL and RECORD."""
+    info = f"{name}-{version}.dist-info"
+    entries = dict(files)
+    requires_lines = "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
+    entries[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requires_lines}".encode()
+    purelib = "true" if tag.endswith("none-any") else "false"
+    entries[f"{info}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n".encode()
+    record = "".join(f"{path},{_record_digest(data)},{len(data)}\n" for path, data in entries.items())
+    entries[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
+    path = directory / f"{name}-{version}-{tag}.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for entry, data in entries.items():
+            archive.writestr(entry, data)
+    return path
+
+
+def project_files(
+    name: str, version: str, *, dependencies: Sequence[str] = (), tag: str | None = None
+) -> dict[str, str]:
+    """The files of a project built by the in-tree backend: pyproject.toml, backend.py, the package."""
+    tool = f'\n[tool.test-backend]\ntag = "{tag}"\n' if tag else ""
+    pyproject = (
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
+        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {list(dependencies)!r}\n{tool}'
+    ).replace("'", '"')
+    package = name.replace("-", "_")
+    return {"pyproject.toml": pyproject, "backend.py": BACKEND, f"{package}/__init__.py": f"NAME = {name!r}\n"}
+
+
+def write_sdist(directory: Path, name: str, version: str, *, tag: str | None = None) -> Path:
+    path = directory / f"{name}-{version}.tar.gz"
+    files = {
+        **project_files(name, version, tag=tag),
+        "PKG-INFO": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+    }
+    with tarfile.open(path, "w:gz") as archive:
+        for relative, text in files.items():
+            data = text.encode()
+            member = tarfile.TarInfo(f"{name}-{version}/{relative}")
+            member.size = len(data)
+            archive.addfile(member, io.BytesIO(data))
+    return path
+
+
+def write_project(root: Path, name: str = "app", *, dependencies: Sequence[str] = ()) -> Path:
+    for relative, text in project_files(name, "0.1", dependencies=dependencies).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text, encoding="utf-8")
+    return root
+
+
+def _module(name: str, marker: str = "") -> dict[str, bytes]:
+    return {f"{name}/__init__.py": f"BUILT_FOR = {marker!r}\n".encode() + PAD}
+
+
+def _build_wheelhouse(house: Path) -> None:
+    for version in ("1.0", "2.0"):
+        write_wheel(house, "purelib", version, "py3-none-any", _module("purelib", version))
+    write_wheel(house, "extra", "1.0", "py3-none-any", {**_module("extra"), "extra/data/table.py": PAD})
+    write_wheel(house, "withdeps", "1.0", "py3-none-any", _module("withdeps"), ["purelib", "fakebin"])
+    write_wheel(house, "armdeps", "1.0", "py3-none-any", _module("armdeps"), ["fakebin; platform_machine == 'aarch64'"])
+    for tag in (
+        "cp311-cp311-manylinux_2_17_x86_64",
+        "cp311-cp311-manylinux_2_17_aarch64",
+        "cp312-cp312-manylinux_2_17_x86_64",
+        "cp312-cp312-manylinux_2_28_x86_64",
+        "cp312-cp312-manylinux_2_17_aarch64",
+    ):
+        write_wheel(house, "fakebin", "1.0", tag, _module("fakebin", tag))
+    write_wheel(house, "onlyarm", "1.0", "cp312-cp312-manylinux_2_17_aarch64", _module("onlyarm"))
+    write_wheel(house, "newglibc", "1.0", "cp311-cp311-manylinux_2_28_x86_64", _module("newglibc"))
+    write_wheel(house, "toonew", "1.0", "cp312-cp312-manylinux_2_35_x86_64", _module("toonew"))
+    write_wheel(house, "linuxonly", "1.0", "cp312-cp312-linux_x86_64", _module("linuxonly"))
+    _build_runtime_packages(house)
+    write_sdist(house, "puresrc", "1.0")
+    write_sdist(house, "csrc", "1.0", tag="cp312-cp312-linux_x86_64")
+
+
+def _build_runtime_packages(house: Path) -> None:
+    """Stand-ins for what the Lambda runtime ships, with the real names and dependency shape."""
+    write_wheel(house, "boto3", "1.35.0", "py3-none-any", _module("boto3"), ["botocore", "s3transfer", "jmespath"])
+    write_wheel(house, "botocore", "1.35.0", "py3-none-any", _module("botocore"), ["python-dateutil", "urllib3"])
+    write_wheel(house, "s3transfer", "0.10.0", "py3-none-any", _module("s3transfer"))
+    script = {"jmespath-1.0.1.data/scripts/jp.py": b"#!python\nprint('jp')\n"}
+    write_wheel(house, "jmespath", "1.0.1", "py3-none-any", {**_module("jmespath"), **script})
+    write_wheel(house, "python_dateutil", "2.9.0", "py2.py3-none-any", _module("dateutil"), ["six"])
+    write_wheel(house, "six", "1.16.0", "py2.py3-none-any", {"six.py": PAD})
+    write_wheel(house, "urllib3", "1.26.20", "py2.py3-none-any", _module("urllib3"))
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    house = tmp_path_factory.mktemp("wheelhouse")
+    _build_wheelhouse(house)
+    return house
+
+
+@pytest.fixture(scope="session")
+def caches(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("caches")
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, wheelhouse: Path, caches: Path, tmp_path: Path) -> Path:
+    """pip and uv see only the wheelhouse: no index, no machine config, private caches."""
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_")):
+            monkeypatch.delenv(name)
+    uv_config = tmp_path / "uv.toml"
+    uv_config.write_text(f'no-index = true\nfind-links = ["{wheelhouse}"]\n', encoding="utf-8")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(wheelhouse))
+    monkeypatch.setenv("PIP_CACHE_DIR", str(caches / "pip"))
+    monkeypatch.setenv("UV_CONFIG_FILE", str(uv_config))
+    monkeypatch.setenv("UV_CACHE_DIR", str(caches / "uv"))
+    return wheelhouse
+
+
+def requirements_file(directory: Path, *lines: str, name: str = "requirements.txt") -> Path:
+    path = directory / name
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def request_for(target: Path, **overrides: Any) -> InstallRequest:
+    """A python3.12 x86_64 request with no inputs, changed by the overrides."""
+    return dataclasses.replace(InstallRequest(target, None, None, "python3.12", "x86_64"), **overrides)
+
+
+def relative_files(root: Path) -> list[str]:
+    return sorted(
+        path.relative_to(root).as_posix() for path in root.rglob("*") if path.is_file() and path.name != INSTALL_MARKER
+    )
+
+
+def tree_size(root: Path) -> int:
+    return sum(path.stat().st_size for path in root.rglob("*") if path.is_file() and path.name != INSTALL_MARKER)
+
+
+def wheel_tag(target: Path, distribution: str) -> str:
+    lines = (target / f"{distribution}.dist-info" / "WHEEL").read_text(encoding="utf-8").splitlines()
+    return next(line.split(":", 1)[1].strip() for line in lines if line.startswith("Tag:"))
+
+
+def distributions(target: Path) -> set[str]:
+    return {path.name.removesuffix(".dist-info") for path in target.glob("*.dist-info")}
+
+
+# --- platform ------------------------------------------------------------------------------------
+
+
+def test_platform_tags_follow_lambda_glibc_per_runtime() -> None:
+    older = target_platform("python3.11", "x86_64")
+    assert older.uv_platform == "x86_64-manylinux_2_17"
+    assert older.python_version == "3.11"
+    tags = older.pip_platforms()
+    assert tags[0] == "manylinux_2_17_x86_64"
+    assert {"manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "manylinux_2_5_x86_64"} <= set(tags)
+    assert "manylinux_2_18_x86_64" not in tags
+
+    newer = target_platform("python3.13", "arm64")
+    assert newer.uv_platform == "aarch64-manylinux_2_34"
+    tags = newer.pip_platforms()
+    assert tags[0] == "manylinux_2_34_aarch64"
+    assert tags[-2:] == ["manylinux_2_17_aarch64", "manylinux2014_aarch64"]
+    assert len(tags) == 34 - 17 + 2
+    assert newer.allows("any") and newer.allows("manylinux_2_28_aarch64")
+    assert not newer.allows("manylinux_2_35_aarch64") and not newer.allows("linux_aarch64")
+    assert not newer.allows("manylinux_2_17_x86_64")
+
+
+@pytest.mark.parametrize(
+    ("runtime", "architecture"),
+    [("python3.7", "x86_64"), ("python2.7", "x86_64"), ("python3.12", "i386"), ("3.12", "arm64")],
+)
+def test_unsupported_target_is_an_install_error(runtime: str, architecture: str) -> None:
+    with pytest.raises(InstallError) as caught:
+        target_platform(runtime, architecture)
+    assert caught.value.exit_code == 2
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize(
+    ("runtime", "architecture", "expected"),
+    [
+        ("python3.11", "x86_64", "cp311-cp311-manylinux_2_17_x86_64"),
+        ("python3.12", "x86_64", "cp312-cp312-manylinux_2_28_x86_64"),
+        ("python3.12", "arm64", "cp312-cp312-manylinux_2_17_aarch64"),
+    ],
+)
+def test_the_wheel_for_the_runtime_and_architecture_is_installed(
+    offline: Path, tmp_path: Path, installer: str, runtime: str, architecture: str, expected: str
+) -> None:
+    target = tmp_path / "install"
+    requirements = requirements_file(tmp_path, "fakebin")
+    result = install(
+        request_for(target, requirements=requirements, runtime=runtime, architecture=architecture), installer=installer
+    )
+    assert result.installer == installer and not result.skipped
+    assert wheel_tag(target, "fakebin-1.0") == expected
+    assert f"BUILT_FOR = {expected!r}" in (target / "fakebin" / "__init__.py").read_text()
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize(
+    ("package", "runtime"),
+    [("onlyarm", "python3.12"), ("newglibc", "python3.11"), ("toonew", "python3.12"), ("linuxonly", "python3.12")],
+)
+def test_a_package_without_a_wheel_for_the_platform_fails_clearly(
+    offline: Path, tmp_path: Path, installer: str, package: str, runtime: str
+) -> None:
+    target = tmp_path / "install"
+    requirements = requirements_file(tmp_path, package)
+    with pytest.raises(InstallError) as caught:
+        install(request_for(target, requirements=requirements, runtime=runtime), installer=installer)
+    message = str(caught.value)
+    assert f"no wheel of {package}" in message
+    assert f"{runtime} x86_64" in message
+    assert "\n" not in message
+    assert caught.value.exit_code == 2
+    assert not target.exists()
+
+
+def test_installer_output_is_logged_only_when_verbose(
+    offline: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    requirements = requirements_file(tmp_path, "onlyarm")
+    caplog.set_level(logging.INFO, logger="drover")
+    with pytest.raises(InstallError):
+        install(request_for(tmp_path / "quiet", requirements=requirements), installer="uv")
+    assert not any("manylinux_2_17_aarch64" in record.getMessage() for record in caplog.records)
+    caplog.clear()
+    with pytest.raises(InstallError):
+        install(request_for(tmp_path / "loud", requirements=requirements, verbose=True), installer="uv")
+    assert any("Wheels are available for `onlyarm`" in record.getMessage() for record in caplog.records)
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_source_only_dependency_is_built_when_it_is_pure_python(
+    offline: Path, tmp_path: Path, installer: str
+) -> None:
+    target = tmp_path / "install"
+    install(request_for(target, requirements=requirements_file(tmp_path, "puresrc", "purelib")), installer=installer)
+    assert wheel_tag(target, "puresrc-1.0") == "py3-none-any"
+    assert (target / "puresrc" / "__init__.py").is_file()
+    assert distributions(target) == {"puresrc-1.0", "purelib-2.0"}
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_source_only_dependency_that_builds_platform_code_fails(
+    offline: Path, tmp_path: Path, installer: str
+) -> None:
+    with pytest.raises(InstallError, match=r"no wheel of csrc for python3\.12 x86_64.*not a pure-Python wheel"):
+        install(
+            request_for(tmp_path / "install", requirements=requirements_file(tmp_path, "csrc")), installer=installer
+        )
+
+
+def test_uv_evaluates_environment_markers_for_the_target(offline: Path, tmp_path: Path) -> None:
+    requirements = requirements_file(tmp_path, "armdeps")
+    install(request_for(tmp_path / "arm", requirements=requirements, architecture="arm64"), installer="uv")
+    install(request_for(tmp_path / "x86", requirements=requirements), installer="uv")
+    assert distributions(tmp_path / "arm") == {"armdeps-1.0", "fakebin-1.0"}
+    assert distributions(tmp_path / "x86") == {"armdeps-1.0"}
+
+
+# --- pip and uv agree ----------------------------------------------------------------------------
+
+
+def test_pip_and_uv_install_the_same_files(offline: Path, tmp_path: Path) -> None:
+    source = write_project(tmp_path / "app", dependencies=["withdeps"])
+    requirements = requirements_file(tmp_path, "jmespath", "extra")
+    targets = {name: tmp_path / name for name in INSTALLERS}
+    for name, target in targets.items():
+        install(request_for(target, source=source, requirements=requirements), installer=name)
+    uv_files, pip_files = relative_files(targets["uv"]), relative_files(targets["pip"])
+    assert uv_files == pip_files
+    assert {"app/__init__.py", "bin/jp.py", "fakebin-1.0.dist-info/WHEEL", "purelib-2.0.dist-info/RECORD"} <= set(
+        uv_files
+    )
+    volatile = {"REQUESTED", "direct_url.json", "uv_cache.json", ".lock"}
+    assert not volatile & {Path(name).name for name in uv_files}
+    code = [name for name in uv_files if ".dist-info/" not in name and not name.startswith("bin/")]
+    for name in code:
+        assert (targets["uv"] / name).read_bytes() == (targets["pip"] / name).read_bytes(), name
+    pip_record = (targets["pip"] / "jmespath-1.0.1.dist-info" / "RECORD").read_text()
+    assert "\nbin/jp.py," in "\n" + pip_record and "../" not in pip_record
+
+
+# --- skip when unchanged -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_an_unchanged_install_is_skipped(
+    offline: Path, tmp_path: Path, installer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drover")
+    source = write_project(tmp_path / "app", dependencies=["purelib"])
+    request = request_for(tmp_path / "install", source=source, requirements=requirements_file(tmp_path, "extra"))
+    first = install(request, installer=installer)
+    inode = (tmp_path / "install" / "purelib" / "__init__.py").stat().st_ino
+    second = install(request, installer=installer)
+    assert (first.skipped, second.skipped) == (False, True)
+    assert second.key == first.key and second.installer == installer
+    assert second.seconds < first.seconds
+    assert (tmp_path / "install" / "purelib" / "__init__.py").stat().st_ino == inode
+    assert f"Install unchanged (key {first.key[:12]}); skipping" in caplog.text
+
+
+def _change_requirement(tmp_path: Path, request: InstallRequest) -> InstallRequest:
+    requirements_file(tmp_path, "extra", "purelib==1.0")
+    return request
+
+
+def _change_source(tmp_path: Path, request: InstallRequest) -> InstallRequest:
+    (tmp_path / "app" / "app" / "handler.py").write_text("def handler(event, context):\n    return 2\n")
+    return request
+
+
+def _change_architecture(tmp_path: Path, request: InstallRequest) -> InstallRequest:
+    return dataclasses.replace(request, architecture="arm64")
+
+
+def _change_exclude(tmp_path: Path, request: InstallRequest) -> InstallRequest:
+    return dataclasses.replace(request, exclude_runtime_packages=True)
+
+
+@pytest.mark.parametrize("change", [_change_requirement, _change_source, _change_architecture, _change_exclude])
+def test_a_changed_input_reinstalls(
+    offline: Path, tmp_path: Path, change: Callable[[Path, InstallRequest], InstallRequest]
+) -> None:
+    source = write_project(tmp_path / "app", dependencies=["purelib"])
+    request = request_for(tmp_path / "install", source=source, requirements=requirements_file(tmp_path, "extra"))
+    first = install(request, installer="uv")
+    changed = change(tmp_path, request)
+    second = install(changed, installer="uv")
+    assert not second.skipped and second.key != first.key
+    assert install(changed, installer="uv").skipped
+
+
+def test_reinstall_reflects_the_change(offline: Path, tmp_path: Path) -> None:
+    source = write_project(tmp_path / "app")
+    target = tmp_path / "install"
+    request = request_for(target, source=source, requirements=requirements_file(tmp_path, "purelib"))
+    install(request, installer="uv")
+    (source / "app" / "handler.py").write_text("VALUE = 2\n")
+    requirements_file(tmp_path, "purelib==1.0")
+    install(request, installer="uv")
+    assert (target / "app" / "handler.py").read_text() == "VALUE = 2\n"
+    assert distributions(target) == {"app-0.1", "purelib-1.0"}
+
+
+def test_source_files_outside_the_build_do_not_change_the_key(offline: Path, tmp_path: Path) -> None:
+    source = write_project(tmp_path / "app")
+    target = source / "build" / "lambda"  # inside the project, as many users lay it out
+    request = request_for(target, source=source)
+    first = install(request, installer="uv")
+    (source / "app" / "__pycache__").mkdir()
+    (source / "app" / "__pycache__" / "x.cpython-312.pyc").write_bytes(b"\0")
+    (source / ".git").mkdir()
+    (source / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    second = install(request, installer="uv")
+    assert second.skipped and second.key == first.key
+
+
+# --- fresh target --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_removed_requirement_leaves_no_stale_files(offline: Path, tmp_path: Path, installer: str) -> None:
+    target = tmp_path / "install"
+    request = request_for(target, requirements=requirements_file(tmp_path, "purelib", "extra"))
+    install(request, installer=installer)
+    assert (target / "extra" / "data" / "table.py").is_file()
+    (target / "stray.txt").write_text("left by hand")
+    requirements_file(tmp_path, "purelib")
+    install(request, installer=installer)
+    assert relative_files(target) == [
+        "purelib-2.0.dist-info/INSTALLER",
+        "purelib-2.0.dist-info/METADATA",
+        "purelib-2.0.dist-info/RECORD",
+        "purelib-2.0.dist-info/WHEEL",
+        "purelib/__init__.py",
+    ]
+    assert sorted(path.name for path in tmp_path.iterdir() if path.name.startswith(".drover")) == []
+
+
+def test_relative_paths_install_and_skip(offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_project(tmp_path / "app", dependencies=["purelib"])
+    request = request_for(Path("build/lambda"), source=Path("app"), requirements=requirements_file(Path("."), "extra"))
+    assert not install(request, installer="uv").skipped
+    assert distributions(tmp_path / "build" / "lambda") == {"app-0.1", "extra-1.0", "purelib-2.0"}
+    assert install(request, installer="uv").skipped
+
+
+def test_an_install_path_that_cannot_be_renamed_is_emptied_and_refilled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target, staging = tmp_path / "mount", tmp_path / "work" / "target"
+    (target / "old").mkdir(parents=True)
+    (target / "old" / "stale.py").write_text("old")
+    (target / "stale.txt").write_text("old")
+    (staging / "new").mkdir(parents=True)
+    (staging / "new" / "fresh.py").write_text("new")
+    rename = Path.rename
+
+    def refuse_target(self: Path, destination: Path) -> Path:
+        if self == target:
+            raise OSError(16, "Device or resource busy")  # what renaming a mount point gives
+        return rename(self, destination)
+
+    monkeypatch.setattr(Path, "rename", refuse_target)
+    replace_target(staging, target, tmp_path / "work" / "old")
+    assert relative_files(target) == ["new/fresh.py"]
+
+
+def test_an_install_path_that_holds_the_project_is_refused(offline: Path, tmp_path: Path) -> None:
+    source = write_project(tmp_path / "app")
+    with pytest.raises(InstallError, match="give it a directory of its own"):
+        install(request_for(tmp_path, source=source), installer="uv")
+    assert (source / "pyproject.toml").is_file()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({}, "nothing to install"),
+        ({"requirements": Path("missing.txt")}, "does not exist"),
+        ({"source": Path("no-such-project")}, "is not a directory"),
+    ],
+)
+def test_bad_inputs_are_install_errors(tmp_path: Path, settings: dict[str, Path], message: str) -> None:
+    with pytest.raises(InstallError, match=message):
+        install(request_for(tmp_path / "install", **{k: tmp_path / v for k, v in settings.items()}))
+
+
+def test_installer_choice() -> None:
+    assert find_installer("auto").name == "uv"
+    assert find_installer("pip").command[-2:] == ("-m", "pip")
+    with pytest.raises(InstallError, match="unknown installer"):
+        find_installer("conda")
+
+
+# --- runtime-provided packages -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_runtime_provided_packages_are_excluded_on_request(offline: Path, tmp_path: Path, installer: str) -> None:
+    requirements = requirements_file(tmp_path, "purelib", "boto3")
+    full, slim = tmp_path / "full", tmp_path / "slim"
+    kept = install(request_for(full, requirements=requirements), installer=installer)
+    request = request_for(slim, requirements=requirements, exclude_runtime_packages=True)
+    excluded = install(request, installer=installer)
+    assert kept.excluded_packages == () and kept.excluded_bytes == 0
+    assert excluded.excluded_packages == tuple(sorted(RUNTIME_PACKAGES))
+    assert excluded.excluded_bytes == tree_size(full) - tree_size(slim) > 7 * len(PAD)
+    assert distributions(slim) == {"purelib-2.0"}
+    assert sorted(path.name for path in slim.iterdir() if path.name != INSTALL_MARKER) == [
+        "purelib",
+        "purelib-2.0.dist-info",
+    ]
+    skipped = install(request, installer=installer)
+    assert skipped.skipped
+    assert (skipped.excluded_packages, skipped.excluded_bytes) == (excluded.excluded_packages, excluded.excluded_bytes)
+
+
+# --- locks ---------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def write_uv_lock(project: Path, wheel: Path) -> None:
+    """A uv.lock pinning purelib to the given wheel, as `uv lock` writes it for a registry package."""
+    version = wheel.name.split("-")[1]
+    project.joinpath("uv.lock").write_text(
+        f"""version = 1
+revision = 3
+requires-python = ">=3.11"
+
+[[package]]
+name = "app"
+version = "0.1"
+source = {{ editable = "." }}
+dependencies = [
+    {{ name = "purelib" }},
+]
+
+[package.metadata]
+requires-dist = [{{ name = "purelib" }}]
+
+[[package]]
+name = "purelib"
+version = "{version}"
+source = {{ registry = "https://pypi.org/simple" }}
+wheels = [
+    {{ url = "https://files.example.org/{wheel.name}", hash = "sha256:{_sha256(wheel)}" }},
+]
+""",
+        encoding="utf-8",
+    )
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_uv_lock_installs_the_locked_set(
+    offline: Path, tmp_path: Path, installer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drover")
+    unlocked = write_project(tmp_path / "unlocked", dependencies=["purelib"])
+    locked = write_project(tmp_path / "locked", dependencies=["purelib"])
+    write_uv_lock(locked, offline / "purelib-1.0-py3-none-any.whl")
+    free = install(request_for(tmp_path / "free", source=unlocked), installer=installer)
+    pinned = install(request_for(tmp_path / "pinned", source=locked), installer=installer)
+    assert free.lock is None and distributions(tmp_path / "free") == {"app-0.1", "purelib-2.0"}
+    assert pinned.lock == "uv.lock" and distributions(tmp_path / "pinned") == {"app-0.1", "purelib-1.0"}
+    assert "Using lock uv.lock (1 pinned packages)" in caplog.text
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_hash_pinned_requirements_are_verified(offline: Path, tmp_path: Path, installer: str) -> None:
+    digest = _sha256(offline / "purelib-1.0-py3-none-any.whl")
+    good = requirements_file(tmp_path, f"purelib==1.0 --hash=sha256:{digest}", name="good.txt")
+    result = install(request_for(tmp_path / "good", requirements=good), installer=installer)
+    assert result.lock == "good.txt (hashes)"
+    assert distributions(tmp_path / "good") == {"purelib-1.0"}
+    bad = requirements_file(tmp_path, f"purelib==1.0 --hash=sha256:{'0' * 64}", name="bad.txt")
+    with pytest.raises(InstallError, match="purelib") as caught:
+        install(request_for(tmp_path / "bad", requirements=bad), installer=installer)
+    assert "\n" not in str(caught.value)
+
+
+# --- environment ---------------------------------------------------------------------------------
+
+
+def test_installer_environment_drops_credentials_and_keeps_installer_settings() -> None:
+    env = installer_env(
+        {
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "AWS_SESSION_TOKEN": "token",
+            "AWS_PROFILE": "prod",
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "oidc",
+            "PIP_EXTRA_INDEX_URL": "https://pypi.example/simple",
+            "UV_INDEX_URL": "https://pypi.example/simple",
+            "HTTPS_PROXY": "http://proxy:3128",
+            "PATH": "/usr/bin",
+        }
+    )
+    assert not [name for name in env if name.startswith(("AWS_", "ACTIONS_ID_TOKEN"))]
+    assert env["PIP_EXTRA_INDEX_URL"] == env["UV_INDEX_URL"] == "https://pypi.example/simple"
+    assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["PATH"] == "/usr/bin"
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_builds_never_see_aws_credentials(
+    offline: Path, tmp_path: Path, installer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "do-not-leak")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    source = write_project(tmp_path / "app")
+    install(request_for(tmp_path / "install", source=source), installer=installer)
+    assert (tmp_path / "install" / "app" / "_build_env.txt").read_text() == ""
+
+
+# --- parsing installer output --------------------------------------------------------------------
+
+UV_NO_WHEEL = """Using CPython 3.11.7 interpreter at: /usr/bin/python3
+error: No solution found when resolving dependencies
+  cause: Because onlyarm==1.0 has no wheels with a matching platform tag (e.g., `manylinux_2_34_x86_64`) and only \
+onlyarm==1.0 is available, we can conclude that all versions of onlyarm cannot be used.
+         And because you require onlyarm, we can conclude that your requirements are unsatisfiable.
+
+hint: Wheels are available for `onlyarm` (v1.0) on the following platform: `manylinux_2_17_aarch64`
+"""
+UV_NOT_FOUND = """error: No solution found when resolving dependencies
+  cause: Because nothere was not found in the provided package locations and you require nothere, we can conclude \
+that your requirements are unsatisfiable.
+"""
+PIP_NO_WHEEL = """Looking in links: /wheels
+ERROR: Could not find a version that satisfies the requirement onlyarm>=1 (from versions: none)
+ERROR: No matching distribution found for onlyarm>=1
+"""
+PIP_BAD_HASH = """ERROR: THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE. If you have updated the \
+package versions, please update the hashes. Otherwise, examine the package contents carefully.
+    purelib==1.0 from file:///wheels/purelib-1.0-py3-none-any.whl (from -r bad.txt (line 1)):
+        Expected sha256 0000
+             Got        c26484f6ceb50aab335ff8bcb6318bbfd99e3c276cfae81b22a658f4a5f16dae
+"""
+
+
+def test_installer_failures_are_read_as_one_line() -> None:
+    assert failure_reason(UV_NO_WHEEL).startswith("Because onlyarm==1.0 has no wheels with a matching platform tag")
+    assert failure_reason(UV_NO_WHEEL).endswith("on the following platform: `manylinux_2_17_aarch64`")
+    assert (
+        failure_reason(PIP_NO_WHEEL) == "Could not find a version that satisfies the requirement onlyarm>=1 "
+        "(from versions: none)"
+    )
+    from_uv = missing_wheel(UV_NO_WHEEL)
+    assert from_uv is not None and from_uv.requirement == "onlyarm==1.0"
+    not_found = missing_wheel(UV_NOT_FOUND)
+    assert not_found is not None and (not_found.name, not_found.exists) == ("nothere", False)
+    from_pip = missing_wheel(PIP_NO_WHEEL)
+    assert from_pip is not None and (from_pip.name, from_pip.requirement) == ("onlyarm", "onlyarm>=1")
+    assert failure_reason(PIP_BAD_HASH) == (
+        "THESE PACKAGES DO NOT MATCH THE HASHES FROM THE REQUIREMENTS FILE: "
+        "purelib==1.0 from file:///wheels/purelib-1.0-py3-none-any.whl (from -r bad.txt (line 1))"
+    )
+    assert missing_wheel(PIP_BAD_HASH) is None
+    assert missing_wheel("error: Because a==1 depends on b<1 and c depends on b>2, ...") is None
+
+
+def test_pure_wheels_are_recognised_by_their_tags() -> None:
+    assert is_pure_wheel("six-1.16.0-py2.py3-none-any.whl")
+    assert is_pure_wheel("puresrc-1.0-py3-none-any.whl")
+    assert not is_pure_wheel("csrc-1.0-cp312-cp312-linux_x86_64.whl")
+    assert not is_pure_wheel("cryptography-44.0.0-cp39-abi3-manylinux_2_28_x86_64.whl")
+
+
+# --- the real registry ---------------------------------------------------------------------------
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_installs_a_small_package_from_the_registry(tmp_path: Path, installer: str) -> None:
+    target = tmp_path / "install"
+    result = install(request_for(target, requirements=requirements_file(tmp_path, "six==1.16.0")), installer=installer)
+    assert (result.installer, result.skipped) == (installer, False)
+    assert (target / "six.py").is_file()
+    assert distributions(target) == {"six-1.16.0"}

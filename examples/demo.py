@@ -52,6 +52,8 @@ def main() -> int:
                     f"--> changed: {', '.join(changed) or 'nothing (skipped: the live function already runs this package)'}"
                 )
                 print(f"--> code_sha256={result['code_sha256']} bytes_uploaded={result['bytes_uploaded']}")
+            print("\nresult of the second deploy (drover --json):")
+            print(json.dumps(result, indent=2, sort_keys=True))
             if changed:
                 print("the second deploy should have changed nothing", file=sys.stderr)
                 return 1

@@ -136,7 +136,7 @@ class AwsClients:
             self._clients[service] = session.client(service, region_name=self.region_name, config=RETRY_CONFIG, **keys)
         return self._clients[service]
 
-    def call(self, service: str, operation: str, *, on_conflict: Callable[[], None] | None = None, **arguments: Any) -> Any:
+    def call(self, service: str, operation: str, *, on_conflict: Callable[[], object] | None = None, **arguments: Any) -> Any:
         """Call a client method by its snake_case name; the single place AWS errors become UpdateError."""
         method = getattr(self.client(service), operation)
         for attempt in range(CONFLICT_RETRIES + 1):
@@ -187,8 +187,12 @@ _HINTS = {
 
 
 def _operation_name(error: botocore.exceptions.BotoCoreError, fallback: str) -> str:
-    name = getattr(error, "operation_name", None) or fallback
-    return "".join(part.capitalize() for part in str(name).split("_")) if "_" in str(name) else str(name)
+    return _api_name(str(getattr(error, "operation_name", None) or fallback))
+
+
+def _api_name(name: str) -> str:
+    """update_function_code -> UpdateFunctionCode (names already in that form are kept)."""
+    return "".join(part.capitalize() for part in name.split("_")) if "_" in name else name
 
 
 class LambdaTarget:
@@ -217,15 +221,20 @@ class LambdaTarget:
             raise UpdateError(f"GetFunction failed: {error}") from error
         return parse_live_function(response)
 
-    def wait_until_updated(self) -> LiveFunction:
-        """Poll until LastUpdateStatus is no longer InProgress; Failed is an UpdateError quoting Lambda."""
+    def wait_until_updated(self, operation: str | None = None) -> LiveFunction:
+        """Poll until LastUpdateStatus is no longer InProgress; Failed is an UpdateError quoting Lambda.
+
+        operation names drover's call that started the update, for the error message.
+        """
         deadline = time.monotonic() + self.update_timeout
         delay = 1.0
         while True:
             live = parse_live_function(self.clients.call("lambda", "get_function", FunctionName=self.stage.function_name))
             if live.last_update_status == "Failed":
+                accepted = f"{operation} was accepted, but " if operation else ""
                 raise UpdateError(
-                    f"Lambda reports the update of {live.name} failed: {live.last_update_reason or 'no reason given'}"
+                    f"{accepted}Lambda reports the update of {live.name} failed: "
+                    f"{live.last_update_reason or 'no reason given'}"
                 )
             if live.last_update_status != "InProgress" and live.state != "Pending":
                 return live
@@ -341,26 +350,50 @@ class LambdaTarget:
                             response.get("Content", {}).get("CodeSize"))
 
     def update_code(self, location: CodeLocation, live: LiveFunction) -> LiveFunction:
-        self.clients.call(
-            "lambda",
+        sha256 = location.archive.code_sha256
+        return self._update(
             "update_function_code",
-            on_conflict=self.wait_until_updated,
-            FunctionName=self.stage.function_name,
+            lambda updated: updated.code_sha256 == sha256,
             **location.lambda_arguments(),
             **_revision(live),
         )
-        return self.wait_until_updated()
 
     def update_layers(self, layer_arns: Sequence[str], live: LiveFunction) -> LiveFunction:
-        self.clients.call(
-            "lambda",
+        wanted = list(layer_arns)
+        return self._update(
             "update_function_configuration",
-            on_conflict=self.wait_until_updated,
-            FunctionName=self.stage.function_name,
-            Layers=list(layer_arns),
+            lambda updated: updated.layer_arns == wanted,
+            Layers=wanted,
             **_revision(live),
         )
-        return self.wait_until_updated()
+
+    def _update(self, operation: str, applied: Callable[[LiveFunction], bool], **arguments: Any) -> LiveFunction:
+        """Call an update and wait for it to finish.
+
+        A PreconditionFailedException (stale RevisionId) while the function already has this very
+        change is botocore retrying a request whose first attempt was applied but whose answer was
+        lost (a read timeout, a reset connection): the update is done, not a conflict.
+        """
+        name = _api_name(operation)
+        try:
+            self.clients.call(
+                "lambda",
+                operation,
+                on_conflict=self.wait_until_updated,
+                FunctionName=self.stage.function_name,
+                **arguments,
+            )
+        except UpdateError as error:
+            cause = error.__cause__
+            stale = isinstance(cause, botocore.exceptions.ClientError) and error_code(cause) == "PreconditionFailedException"
+            if not stale:
+                raise
+            live = self.wait_until_updated(name)
+            if not applied(live):
+                raise
+            logger.info("%s had already been applied (its answer was lost, so botocore retried it)", name)
+            return live
+        return self.wait_until_updated(name)
 
     def tag_function(self, live: LiveFunction, tags: dict[str, str]) -> None:
         self.clients.call("lambda", "tag_resource", Resource=_unqualified(live.arn), Tags=tags)
@@ -381,6 +414,8 @@ class LambdaTarget:
                         newest = (number, item["Version"])
         except botocore.exceptions.ClientError as error:
             raise UpdateError(describe_client_error("lambda", error)) from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise UpdateError(f"ListVersionsByFunction failed: {error}") from error
         return newest[1] if newest else None
 
     def publish_version(self, live: LiveFunction) -> str:
@@ -394,6 +429,8 @@ class LambdaTarget:
         lambda_client = self.clients.client("lambda")
         try:
             current = lambda_client.get_alias(FunctionName=self.stage.function_name, Name=alias)
+        except botocore.exceptions.BotoCoreError as error:
+            raise UpdateError(f"GetAlias failed: {error}") from error
         except botocore.exceptions.ClientError as error:
             if error_code(error) != "ResourceNotFoundException":
                 raise UpdateError(describe_client_error("lambda", error)) from error

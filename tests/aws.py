@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -66,8 +68,19 @@ class CallRecorder:
         self.calls.clear()
 
 
+# One loader for every test session: each new botocore session would otherwise parse the service
+# models (JSON files of megabytes) again, which made each deploy test spend most of its time there.
+_LOADER = botocore.loaders.create_loader()
+
+
 def boto_session() -> boto3.Session:
-    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _LOADER)
+    session = boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION, botocore_session=core
+    )
+    _LOADER.search_paths[:] = dict.fromkeys(_LOADER.search_paths)  # boto3 appends its data path each time
+    return session
 
 
 def recording_clients(recorder: CallRecorder, region: str = REGION) -> AwsClients:

@@ -3,69 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from drover import Drover, RunOptions, UpdateError
+from drover import UpdateError
 from drover.deploy import TAG_CODE_SHA256, TAG_FUNCTION_DIGEST, parse_live_function
 from drover.errors import PreflightError
-from drover.models import DeployResult
-from drover.settings import load_settings
-from tests.aws import REGION, CallRecorder, Infrastructure, inject_error, recording_clients, zip_bytes
-
-
-@dataclass
-class Project:
-    """A package tree + drover.yml, deployed with drover's real engine to the moto server."""
-
-    root: Path
-    stage: dict[str, Any] = field(default_factory=dict)
-    recorder: CallRecorder = field(default_factory=CallRecorder)
-    parameters: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    @property
-    def install(self) -> Path:
-        return self.root / "install"
-
-    def write(self, name: str, text: str) -> None:
-        path = self.install / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-    def deploy(self, **options: Any) -> DeployResult:
-        settings_file = self.root / "drover.yml"
-        stage = {
-            "region_name": REGION,
-            "function_name": "fn",
-            "compatible_runtime": "python3.12",
-            "function_file_patterns": ["^app"],
-            **self.stage,
-        }
-        settings_file.write_text(yaml.safe_dump({"stages": {"test": stage}}))
-        self.recorder.clear()
-        clients = recording_clients(self.recorder)
-        clients.session.events.register("before-parameter-build.*.*", self._record_parameters)  # type: ignore[union-attr]
-        for hook in self.hooks:
-            hook(clients)
-        run_options = RunOptions(working_directory=self.root, aws=clients, **options)
-        return Drover(load_settings(settings_file), "test", options=run_options).update(self.install)
-
-    hooks: list[Callable[[Any], None]] = field(default_factory=list)
-
-    def _record_parameters(self, model: Any, params: dict[str, Any], **_: Any) -> None:
-        self.parameters.append((model.name, params))
-
-    def parameters_of(self, operation: str) -> list[dict[str, Any]]:
-        return [params for name, params in self.parameters if name == operation]
-
-    @property
-    def writes(self) -> list[str]:
-        return self.recorder.writes
+from tests.aws import REGION, Infrastructure, inject_error, zip_bytes
+from tests.deploy_support import Project, assert_truthful
 
 
 @pytest.fixture
@@ -75,14 +22,6 @@ def project(tmp_path: Path, infra: Infrastructure) -> Project:
     project.write("dep/__init__.py", "VERSION = 1\n")
     infra.function(Environment={"Variables": {"OWNED_BY": "infrastructure"}}, MemorySize=256, Timeout=30)
     return project
-
-
-def assert_truthful(result: DeployResult, infra: Infrastructure) -> None:
-    live = infra.configuration()
-    assert result.code_sha256 == live["CodeSha256"]
-    assert result.function_arn == live["FunctionArn"]
-    if result.requirements_layer_arn:
-        assert result.requirements_layer_arn in [layer["Arn"] for layer in live.get("Layers", [])]
 
 
 def test_first_deploy_publishes_and_attaches_the_requirements_layer(project: Project, infra: Infrastructure) -> None:
@@ -482,8 +421,11 @@ def test_a_revision_conflict_is_a_clear_error_not_a_silent_overwrite(tmp_path: P
             "RevisionId": "r1",
         },
     )
+    # drover re-reads the function: only if its own update were live (a retried request) would it go on
+    stubber.add_response("get_function", function_response("Successful", revision="r2"))
     with stubber, pytest.raises(UpdateError, match=r"PreconditionFailedException.*changed while drover was deploying"):
         target.update_code(code_location(tmp_path), live)
+    stubber.assert_no_pending_responses()
 
 
 def test_persistent_conflicts_give_up_with_a_hint(tmp_path: Path) -> None:

@@ -50,7 +50,7 @@ RETRY_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 6},
     connect_timeout=10,
     read_timeout=300,
-    user_agent_appid="drover-action",
+    user_agent_extra="drover-action",
 )
 
 
@@ -133,10 +133,14 @@ class AwsClients:
                     "aws_secret_access_key": self.credentials.secret_access_key,
                     "aws_session_token": self.credentials.session_token,
                 }
-            self._clients[service] = session.client(service, region_name=self.region_name, config=RETRY_CONFIG, **keys)
+            self._clients[service] = session.client(  # type: ignore[call-overload]  # service is a runtime string
+                service, region_name=self.region_name, config=RETRY_CONFIG, **keys
+            )
         return self._clients[service]
 
-    def call(self, service: str, operation: str, *, on_conflict: Callable[[], object] | None = None, **arguments: Any) -> Any:
+    def call(
+        self, service: str, operation: str, *, on_conflict: Callable[[], object] | None = None, **arguments: Any
+    ) -> Any:
         """Call a client method by its snake_case name; the single place AWS errors become UpdateError."""
         method = getattr(self.client(service), operation)
         for attempt in range(CONFLICT_RETRIES + 1):
@@ -229,7 +233,9 @@ class LambdaTarget:
         deadline = time.monotonic() + self.update_timeout
         delay = 1.0
         while True:
-            live = parse_live_function(self.clients.call("lambda", "get_function", FunctionName=self.stage.function_name))
+            live = parse_live_function(
+                self.clients.call("lambda", "get_function", FunctionName=self.stage.function_name)
+            )
             if live.last_update_status == "Failed":
                 accepted = f"{operation} was accepted, but " if operation else ""
                 raise UpdateError(
@@ -239,7 +245,9 @@ class LambdaTarget:
             if live.last_update_status != "InProgress" and live.state != "Pending":
                 return live
             if time.monotonic() > deadline:
-                raise UpdateError(f"{live.name} was still updating after {self.update_timeout:.0f} s; rerun drover later")
+                raise UpdateError(
+                    f"{live.name} was still updating after {self.update_timeout:.0f} s; rerun drover later"
+                )
             self.clients.sleep(delay)
             delay = min(delay * 1.5, 10.0)
 
@@ -249,12 +257,12 @@ class LambdaTarget:
         for arn in attached:
             match = LAYER_VERSION_ARN_PATTERN.match(arn)
             if match and match["name"] == self.stage.layer_name:
-                version = self._get_layer_version(int(match["version"]))
-                if version and version.description == description:
-                    return version
-        for version in self.list_layer_versions():
-            if version.description == description and architecture in version.architectures:
-                return LayerVersion(version.arn, version.version, version.description)
+                attached_version = self._get_layer_version(int(match["version"]))
+                if attached_version and attached_version.description == description:
+                    return attached_version
+        for listed in self.list_layer_versions():
+            if listed.description == description and architecture in listed.architectures:
+                return LayerVersion(listed.arn, listed.version, listed.description)
         return None
 
     def list_layer_versions(self) -> Iterator[_ListedLayerVersion]:
@@ -263,7 +271,9 @@ class LambdaTarget:
             for page in paginator.paginate(LayerName=self.stage.layer_name):
                 for item in page.get("LayerVersions", []):
                     yield _ListedLayerVersion(
-                        item["LayerVersionArn"], int(item["Version"]), item.get("Description", ""),
+                        item["LayerVersionArn"],
+                        int(item["Version"]),
+                        item.get("Description", ""),
                         tuple(item.get("CompatibleArchitectures") or ("x86_64",)),
                     )
         except botocore.exceptions.ClientError as error:
@@ -304,7 +314,9 @@ class LambdaTarget:
         except botocore.exceptions.BotoCoreError as error:
             raise UpdateError(f"GetLayerVersion failed: {error}") from error
         return LayerVersion(
-            response["LayerVersionArn"], int(response["Version"]), response.get("Description", ""),
+            response["LayerVersionArn"],
+            int(response["Version"]),
+            response.get("Description", ""),
             response.get("Content", {}).get("CodeSize"),
         )
 
@@ -323,7 +335,9 @@ class LambdaTarget:
             head = s3.head_object(Bucket=bucket.bucket_name, Key=key)
             if head.get("Metadata", {}).get(CODE_SHA256_METADATA) == archive.code_sha256:
                 logger.info("Archive already in s3://%s/%s; not uploading it again", bucket.bucket_name, key)
-                existing = S3BucketFileVersion(bucket_name=bucket.bucket_name, key=key, version_id=head.get("VersionId"))
+                existing = S3BucketFileVersion(
+                    bucket_name=bucket.bucket_name, key=key, version_id=head.get("VersionId")
+                )
                 return existing, False
         except botocore.exceptions.ClientError as error:
             if error_code(error) not in {"404", "NoSuchKey", "NotFound", "403"}:
@@ -346,8 +360,12 @@ class LambdaTarget:
             CompatibleRuntimes=[self.stage.compatible_runtime],
             CompatibleArchitectures=[architecture],
         )
-        return LayerVersion(response["LayerVersionArn"], int(response["Version"]), response.get("Description", ""),
-                            response.get("Content", {}).get("CodeSize"))
+        return LayerVersion(
+            response["LayerVersionArn"],
+            int(response["Version"]),
+            response.get("Description", ""),
+            response.get("Content", {}).get("CodeSize"),
+        )
 
     def update_code(self, location: CodeLocation, live: LiveFunction) -> LiveFunction:
         sha256 = location.archive.code_sha256
@@ -385,7 +403,10 @@ class LambdaTarget:
             )
         except UpdateError as error:
             cause = error.__cause__
-            stale = isinstance(cause, botocore.exceptions.ClientError) and error_code(cause) == "PreconditionFailedException"
+            stale = (
+                isinstance(cause, botocore.exceptions.ClientError)
+                and error_code(cause) == "PreconditionFailedException"
+            )
             if not stale:
                 raise
             live = self.wait_until_updated(name)
@@ -440,7 +461,11 @@ class LambdaTarget:
             return str(created["AliasArn"]), True
         if current.get("FunctionVersion") == version:
             return str(current["AliasArn"]), False
-        arguments: dict[str, Any] = {"FunctionName": self.stage.function_name, "Name": alias, "FunctionVersion": version}
+        arguments: dict[str, Any] = {
+            "FunctionName": self.stage.function_name,
+            "Name": alias,
+            "FunctionVersion": version,
+        }
         if current.get("RevisionId"):
             arguments["RevisionId"] = current["RevisionId"]
         updated = self.clients.call("lambda", "update_alias", **arguments)
@@ -452,7 +477,9 @@ class LambdaTarget:
         for version in versions[keep:]:
             if version.arn in attached:
                 continue
-            self.clients.call("lambda", "delete_layer_version", LayerName=self.stage.layer_name, VersionNumber=version.version)
+            self.clients.call(
+                "lambda", "delete_layer_version", LayerName=self.stage.layer_name, VersionNumber=version.version
+            )
             deleted.append(version.version)
         return deleted
 
@@ -475,7 +502,9 @@ def parse_live_function(response: dict[str, Any]) -> LiveFunction:
         package_type=configuration.get("PackageType", "Zip"),
         code_sha256=configuration.get("CodeSha256", ""),
         code_size=int(configuration.get("CodeSize", 0)),
-        layers=tuple(AttachedLayer(layer["Arn"], int(layer.get("CodeSize", 0))) for layer in configuration.get("Layers", [])),
+        layers=tuple(
+            AttachedLayer(layer["Arn"], int(layer.get("CodeSize", 0))) for layer in configuration.get("Layers", [])
+        ),
         revision_id=configuration.get("RevisionId"),
         state=configuration.get("State"),
         last_update_status=configuration.get("LastUpdateStatus"),

@@ -352,9 +352,7 @@ def fetch_id_token(request: IdTokenRequest, audience: str, *, timeout: float, ba
                 f"could not get an OIDC token from GitHub after {backoff.attempts} attempts: {reason}"
             ) from None
         hint = " — does the job have `permissions: id-token: write`?" if error.code in {401, 403} else ""
-        raise CredentialsError(
-            f"GitHub's OIDC token endpoint refused the request: {reason}{hint}"
-        ) from None
+        raise CredentialsError(f"GitHub's OIDC token endpoint refused the request: {reason}{hint}") from None
     except (OSError, http.client.HTTPException) as error:
         raise CredentialsError(
             f"could not get an OIDC token from GitHub after {backoff.attempts} attempts "
@@ -444,8 +442,9 @@ def obtain_credentials(
         if secret:
             core.set_secret(secret)
     expires = f", expires {credentials.expiration.isoformat(timespec='seconds')}" if credentials.expiration else ""
-    logger.info("Assumed %s as session %s (STS in %s%s)", inputs.role_to_assume, inputs.role_session_name,
-                region_name, expires)
+    logger.info(
+        "Assumed %s as session %s (STS in %s%s)", inputs.role_to_assume, inputs.role_session_name, region_name, expires
+    )
     return credentials
 
 
@@ -566,29 +565,41 @@ def summary_title(result: DeployResult) -> str:
 def render_summary(result: DeployResult) -> str:
     """The step summary: what was deployed where, what changed and why, sizes and timings."""
     lines = [f"### {markdown_cell(summary_title(result))}", ""]
-    lines += _table(("Item", "Value"), [
-        ("Stage", result.stage),
-        ("Function", f"{result.function_name} in {result.region_name}"),
-        ("Function ARN", result.function_arn or ""),
-        ("Mode", result.mode),
-        ("Function digest", result.function_digest or ""),
-        ("Requirements digest", result.requirements_digest or "none (no requirements)"),
-        ("Code SHA-256", result.code_sha256 or ""),
-        ("Requirements layer", result.requirements_layer_arn or ""),
-        ("Version", result.version or ""),
-        ("Alias", result.alias_arn or ""),
-        ("Function package", _archive_cell(result.function_size, result.function_file_count,
-                                           result.function_unzipped_size)),
-        ("Requirements package", _archive_cell(result.requirements_size, result.requirements_file_count,
-                                               result.requirements_unzipped_size)),
-        ("Uploaded", format_file_size(result.bytes_uploaded)),
-    ])
+    lines += _table(
+        ("Item", "Value"),
+        [
+            ("Stage", result.stage),
+            ("Function", f"{result.function_name} in {result.region_name}"),
+            ("Function ARN", result.function_arn or ""),
+            ("Mode", result.mode),
+            ("Function digest", result.function_digest or ""),
+            ("Requirements digest", result.requirements_digest or "none (no requirements)"),
+            ("Code SHA-256", result.code_sha256 or ""),
+            ("Requirements layer", result.requirements_layer_arn or ""),
+            ("Version", result.version or ""),
+            ("Alias", result.alias_arn or ""),
+            (
+                "Function package",
+                _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size),
+            ),
+            (
+                "Requirements package",
+                _archive_cell(
+                    result.requirements_size, result.requirements_file_count, result.requirements_unzipped_size
+                ),
+            ),
+            ("Uploaded", format_file_size(result.bytes_uploaded)),
+        ],
+    )
     lines += ["", "#### Changes", ""]
     if result.actions:
-        lines += _table(("Change", "Target", "Why", "Status"), [
-            (action.action, action.target, action.reason, "done" if action.done else "would do")
-            for action in result.actions
-        ])
+        lines += _table(
+            ("Change", "Target", "Why", "Status"),
+            [
+                (action.action, action.target, action.reason, "done" if action.done else "would do")
+                for action in result.actions
+            ],
+        )
     else:
         lines.append("Nothing to change: the live function already runs this package.")
     if result.warnings:
@@ -715,8 +726,9 @@ def run(environ: MutableMapping[str, str], debug: bool) -> DeployResult:
     drover = prepare(inputs, debug)
     stage = drover.stage
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
-    core.info(f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
-              f"{mode}")
+    core.info(
+        f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}{mode}"
+    )
     if inputs.role_to_assume:
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
             credentials = obtain_credentials(inputs, token_request, inputs.aws_region or stage.region_name, tuning)

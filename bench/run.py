@@ -321,6 +321,7 @@ def measure_redeploys(baseline: Path, workload: Path, scratch: Path, repetitions
             code_change.append(result.seconds)
             code_results.append(json.loads(result.stdout))
         handler.write_text(original)
+        run(our_cli, cwd=tree, env=aws.env)  # converge on the original tree again, then count a true no-op
         writes = count_noop_writes(our_settings, tree, aws.env)
     finally:
         aws.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -102,11 +103,20 @@ class Drover:
         """Install (when asked), package, and make the live function run exactly this package."""
         if self.options.package_only:
             return self.build(install_path)
-        from drover import workflow  # pulls in boto3; package-only runs never import it
+        if self._installs:
+            from drover import workflow  # pulls in boto3; package-only runs never import it
 
-        target, live = workflow.connect(self)
-        self.install(install_path, self.stage.architecture or live.architecture)
-        plan, result = self.package(install_path)
+            target, live = workflow.connect(self)  # the install targets the live function's architecture
+            self.install(install_path, self.stage.architecture or live.architecture)
+            plan, result = self.package(install_path)
+        else:
+            # hashing (threads that release the GIL) overlaps importing boto3 and reading the live function
+            with ThreadPoolExecutor(max_workers=1) as background:
+                packaged = background.submit(self.package, install_path)
+                from drover import workflow
+
+                target, live = workflow.connect(self)
+                plan, result = packaged.result()
         result.mode = "dry-run" if self.options.dry_run else "deploy"
         with self._archive_directory() as directory:
             workflow.deploy(self, target, live, plan, result, directory)
@@ -143,9 +153,13 @@ class Drover:
         result.timings = dict(self.timings)
         return result
 
+    @property
+    def _installs(self) -> bool:
+        return self.options.install_source is not None or self.options.requirements is not None
+
     def install(self, install_path: Path, architecture: str) -> None:
         """pip/uv install the install source and requirements into install_path, when either is given."""
-        if self.options.install_source is None and self.options.requirements is None:
+        if not self._installs:
             return
         from drover.install import InstallRequest, install
 

@@ -16,6 +16,7 @@ import shutil
 import stat
 import struct
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -156,13 +157,36 @@ def compression_level(archive_name: str) -> int:
 
 
 def _compress_whole(package_file: PackageFile) -> _Compressed:
-    chunks: list[bytes] = []
-    size, sha256 = read_digest(package_file.source, chunks.append)
-    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    data = _read_whole(package_file)
+    sha256 = hashlib.sha256(data).hexdigest()
     crc = deflate.crc32(data)
     packed = deflate.deflate_compress(data, compression_level(package_file.archive_name))
-    method, payload = (DEFLATED, packed) if len(packed) < len(data) else (STORED, data)
-    return _Compressed(HashedFile(package_file, size, sha256), crc, method, payload, None, len(payload))
+    method, payload = (DEFLATED, packed) if len(packed) < len(data) else (STORED, bytes(data))
+    return _Compressed(HashedFile(package_file, len(data), sha256), crc, method, payload, None, len(payload))
+
+
+_thread_buffers = threading.local()
+
+
+def _read_whole(package_file: PackageFile) -> memoryview:
+    """Read a file into this thread's reusable buffer: no per-file allocation, so the heap does not
+    fragment as trees grow (peak RSS stays flat; bench/ "scale x4")."""
+    capacity = package_file.size + 1  # one spare byte tells a file that grew since the walk
+    buffer: bytearray | None = getattr(_thread_buffers, "buffer", None)
+    if buffer is None or len(buffer) < capacity:
+        buffer = bytearray(max(capacity, BATCH_BYTES))
+        _thread_buffers.buffer = buffer
+    view = memoryview(buffer)[:capacity]
+    length = 0
+    try:
+        with open(package_file.source, "rb", buffering=0) as stream:
+            while length < capacity and (count := stream.readinto(view[length:])):
+                length += count
+    except OSError as error:
+        raise PackagingError(f"{package_file.source}: cannot read: {error.strerror}") from None
+    if length == capacity:
+        raise PackagingError(f"{package_file.source} changed while drover was packaging it — rerun drover")
+    return view[:length]
 
 
 def _compress_streaming(package_file: PackageFile, spool_dir: Path) -> _Compressed:

@@ -14,7 +14,6 @@ from drover import __version__
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError
 from drover.io import format_file_size
-from drover.memory import limit_heap_fragmentation
 from drover.models import DeployResult
 from drover.settings import load_settings, select_stage
 
@@ -76,7 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    limit_heap_fragmentation()
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
     try:

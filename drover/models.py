@@ -147,17 +147,20 @@ class Stage(_Model):
             if layer_region != self.region_name:
                 raise ValueError(
                     f"supplemental layer {arn} is in region {layer_region}, but the function is in "
-                    f"{self.region_name}; Lambda only attaches layers from the function's region"
+                    f"{self.region_name}; Lambda only attaches layers from the function's region — use a version "
+                    f"of the layer published in {self.region_name}"
                 )
         if len(self.supplemental_layer_arns) + 1 > MAX_LAYERS:
             raise ValueError(
-                f"{len(self.supplemental_layer_arns)} supplemental layers plus the requirements layer "
-                f"exceed Lambda's limit of {MAX_LAYERS} layers per function"
+                f"supplemental_layer_arns: {len(self.supplemental_layer_arns)} supplemental layers plus the "
+                f"requirements layer exceed Lambda's limit of {MAX_LAYERS} layers per function — list at most "
+                f"{MAX_LAYERS - 1}"
             )
         if self.upload_bucket is not None and self.upload_bucket.region_name != self.region_name:
             raise ValueError(
                 f"upload_bucket {self.upload_bucket.bucket_name} is in region {self.upload_bucket.region_name}, "
-                f"but the function is in {self.region_name}; Lambda reads code only from a bucket in its own region"
+                f"but the function is in {self.region_name}; Lambda reads code only from a bucket in its own region "
+                f"— use a bucket in {self.region_name}"
             )
         return self
 

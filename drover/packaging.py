@@ -111,9 +111,12 @@ def layout_package(
     _reject_duplicate_names(function_files)
     if not function_files:
         patterns = ", ".join(repr(pattern.pattern) for pattern in stage.function_file_patterns) or "none"
+        extra = (
+            "function_extra_paths hold no files" if stage.function_extra_paths else "no function_extra_paths were given"
+        )
         raise PackagingError(
-            f"{install_path}: no file matches function_file_patterns ({patterns}) and no "
-            "function_extra_paths were given — the function archive would be empty; fix the patterns"
+            f"{install_path}: no file matches function_file_patterns ({patterns}) and {extra} — the function "
+            "archive would be empty; fix the patterns"
         )
     return PackageLayout(tuple(sorted(function_files, key=_name)), tuple(sorted(requirement_files, key=_name)))
 
@@ -148,14 +151,21 @@ def partition_files(
     function_files: list[PackageFile] = []
     requirement_files: list[PackageFile] = []
     patterns = stage.function_file_patterns
+    installed = False  # drover.install wrote its marker: an install that brought nothing is not a mistake
     for relative_name, source, info in walk_files(install_path, stage.package_exclude_patterns, skip):
         if relative_name == INSTALL_MARKER:
+            installed = True
             continue
         executable = _is_executable(info.st_mode)
         if any(pattern.match(relative_name) for pattern in patterns):
             function_files.append(PackageFile(relative_name, source, executable, info.st_size))
         else:
             requirement_files.append(PackageFile(LAYER_PREFIX + relative_name, source, executable, info.st_size))
+    if not (function_files or requirement_files or installed):
+        raise PackagingError(
+            f"install path {install_path} holds no files to package — pip install --target {install_path} your "
+            "package first, or give the right --install-path"
+        )
     return function_files, requirement_files
 
 
@@ -171,7 +181,8 @@ def extra_path_files(stage: Stage, working_directory: Path) -> list[PackageFile]
             )
         if not source.exists():
             raise PackagingError(
-                f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory})"
+                f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory}) — "
+                "create it or fix function_extra_paths"
             )
         # named as given (normalized), not after a symlink's target: a linked "instance" stays "instance/"
         base = Path(os.path.abspath(source)).name
@@ -285,7 +296,9 @@ def _check_install_path(install_path: Path) -> None:
     if not install_path.exists():
         raise PackagingError(f"install path {install_path} does not exist — pip install --target it first")
     if not install_path.is_dir():
-        raise PackagingError(f"install path {install_path} is not a directory")
+        raise PackagingError(
+            f"install path {install_path} is not a directory — give the directory that pip install --target filled"
+        )
 
 
 def _reject_duplicate_names(files: Sequence[PackageFile]) -> None:

@@ -81,12 +81,20 @@ def _read_document(settings_file: Path) -> _Document:
             f"{settings_file}: settings file not found — create it or pass --settings-file", file=settings_file
         ) from None
     except IsADirectoryError:
-        raise SettingsError(f"{settings_file}: is a directory, not a settings file", file=settings_file) from None
+        raise SettingsError(
+            f"{settings_file}: is a directory, not a settings file — point --settings-file at the YAML file",
+            file=settings_file,
+        ) from None
     except UnicodeDecodeError as error:
-        raise SettingsError(f"{settings_file}: not UTF-8 text ({error.reason})", file=settings_file) from None
+        raise SettingsError(
+            f"{settings_file}: not UTF-8 text ({error.reason} at byte {error.start}) — save it as UTF-8",
+            file=settings_file,
+        ) from None
     except OSError as error:
         raise SettingsError(
-            f"{settings_file}: cannot read settings file: {error.strerror}", file=settings_file
+            f"{settings_file}: cannot read settings file: {error.strerror} — make it readable or pass another "
+            "--settings-file",
+            file=settings_file,
         ) from None
     loader = yaml.SafeLoader(text)
     try:
@@ -101,8 +109,9 @@ def _read_document(settings_file: Path) -> _Document:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         problem = " ".join(part for part in (error.context, error.problem) if part)
+        fix = f"fix the YAML at line {line}, column {column}" if line else "fix the YAML"
         raise SettingsError(
-            f"{settings_file}:{line}:{column}: YAML syntax error: {problem}",
+            f"{settings_file}:{line}:{column}: YAML syntax error: {problem} — {fix}",
             file=settings_file,
             line=line,
             column=column,
@@ -216,6 +225,8 @@ def _describe_problem(detail: Any, path: NodePath) -> str:
     message = str(detail["msg"]).removeprefix("Value error, ")
     if kind in {"value_error", "assertion_error"}:
         return message
+    if kind == "model_type":  # pydantic says "valid dictionary or instance of Stage": name no class
+        message = "Input should be a valid dictionary (key: value lines)"
     return f"{message[0].lower()}{message[1:]} (got {_describe_type(value)} {_short_repr(value)})"
 
 

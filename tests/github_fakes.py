@@ -6,11 +6,14 @@
 - FakeSts answers STS requests from a script (errors such as AccessDenied or Throttling) and
   forwards the rest to the moto server, keeping the credentials moto handed out so tests can
   look for them in every output.
+- CountingServer counts the requests of a child process: it refuses them all (an AWS endpoint that
+  must never be called) or forwards them to the moto server and tells the writes from the reads.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import re
 import secrets
@@ -264,13 +267,25 @@ def parse_github_output(text: str) -> dict[str, str]:
     return outputs
 
 
+READ_METHODS = ("GET", "HEAD")
+HOP_BY_HOP_HEADERS = frozenset({"host", "connection", "transfer-encoding", "expect", "keep-alive", "content-length"})
+
+
 @dataclass
 class CountingServer:
-    """Answers every request with HTTP 500 and counts them: an AWS endpoint that must never be called."""
+    """An AWS endpoint that counts every request ("METHOD /path?query").
 
+    Without `upstream` it answers HTTP 500 to everything: an endpoint that must never be called.
+    With `upstream` (the moto server) it forwards each request there and relays the answer, so a
+    child process can run against real state while the test counts its calls; `writes` are the
+    requests that are not GET or HEAD (every AWS read drover makes is one of those).
+    """
+
+    upstream: str | None = None
     requests: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
 
@@ -278,22 +293,54 @@ class CountingServer:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    @property
+    def writes(self) -> list[str]:
+        return [request for request in self.requests if not request.startswith(READ_METHODS)]
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
             def _count(self) -> None:
-                fake.requests.append(f"{self.command} {self.path}")
-                self.send_response(500)
-                self.send_header("Content-Length", "0")
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with fake._lock:
+                    fake.requests.append(f"{self.command} {self.path}")
+                if fake.upstream is None:
+                    self.send_response(500)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                status, headers, answer = fake._forward(self.command, self.path, dict(self.headers), body)
+                self.send_response(status)
+                for name, value in headers:
+                    if name.lower() not in HOP_BY_HOP_HEADERS | {"date", "server"}:
+                        self.send_header(name, value)
+                length = dict((name.lower(), value) for name, value in headers).get("content-length")
+                self.send_header("Content-Length", length if self.command == "HEAD" and length else str(len(answer)))
                 self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(answer)
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _count
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = _count
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         return Handler
+
+    def _forward(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        assert self.upstream is not None
+        upstream = urllib.parse.urlsplit(self.upstream)
+        connection = http.client.HTTPConnection(upstream.hostname or "127.0.0.1", upstream.port, timeout=60)
+        try:
+            kept = {name: value for name, value in headers.items() if name.lower() not in HOP_BY_HOP_HEADERS}
+            connection.request(method, path, body=body if body or method not in READ_METHODS else None, headers=kept)
+            response = connection.getresponse()
+            return response.status, response.getheaders(), response.read()
+        finally:
+            connection.close()
 
     def start(self) -> CountingServer:
         self._thread.start()
@@ -305,8 +352,8 @@ class CountingServer:
 
 
 @contextmanager
-def counting_server() -> Iterator[CountingServer]:
-    server = CountingServer().start()
+def counting_server(upstream: str | None = None) -> Iterator[CountingServer]:
+    server = CountingServer(upstream).start()
     try:
         yield server
     finally:

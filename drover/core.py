@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -103,20 +103,11 @@ class Drover:
         """Install (when asked), package, and make the live function run exactly this package."""
         if self.options.package_only:
             return self.build(install_path)
-        if self._installs:
-            from drover import workflow  # pulls in boto3; package-only runs never import it
+        from drover import workflow  # pulls in boto3; package-only runs never import it
 
-            target, live = workflow.connect(self)  # the install targets the live function's architecture
-            self.install(install_path, self.stage.architecture or live.architecture)
-            plan, result = self.package(install_path)
-        else:
-            # hashing (threads that release the GIL) overlaps importing boto3 and reading the live function
-            with ThreadPoolExecutor(max_workers=1) as background:
-                packaged = background.submit(self.package, install_path)
-                from drover import workflow
-
-                target, live = workflow.connect(self)
-                plan, result = packaged.result()
+        target, live = workflow.connect(self)  # the install targets the live function's architecture
+        self.install(install_path, self.stage.architecture or live.architecture)
+        plan, result = self.package(install_path)
         result.mode = "dry-run" if self.options.dry_run else "deploy"
         with self._archive_directory() as directory:
             workflow.deploy(self, target, live, plan, result, directory)
@@ -147,7 +138,7 @@ class Drover:
             plan = PackagePlan(partitions["function"], partitions.get("requirements", Partition("requirements", ())))
             result = self._result(plan, "package-only")
             for archive, kind in archives:
-                record_archive(result, archive, partitions[kind], self.options.archive_dir is not None)
+                record_archive(result, archive, partitions[kind], self.options.archive_dir)
         if problem:
             result.warnings.append(problem)
         result.timings = dict(self.timings)
@@ -191,12 +182,16 @@ class Drover:
 
     @contextmanager
     def _archive_directory(self) -> Iterator[Path]:
-        if self.options.archive_dir is not None:
-            self.options.archive_dir.mkdir(parents=True, exist_ok=True)
-            yield self.options.archive_dir
-        else:
-            with tempfile.TemporaryDirectory(prefix="drover-") as directory:
-                yield Path(directory)
+        """A scratch directory for the archives; with --archive-dir they move there only when the run
+        succeeds, so a failed run (a preflight error, say) never leaves archives behind."""
+        archive_dir = self.options.archive_dir
+        if archive_dir is not None:
+            archive_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".drover-", dir=archive_dir) as directory:
+            yield Path(directory)
+            if archive_dir is not None:
+                for built in Path(directory).glob("*.zip"):
+                    os.replace(built, archive_dir / built.name)
 
     def _result(self, plan: PackagePlan, mode: str) -> DeployResult:
         logger.info("Requirements digest: %s", plan.requirements.digest)
@@ -216,8 +211,9 @@ class Drover:
         )
 
 
-def record_archive(result: DeployResult, archive: ArchiveInfo, partition: Partition, keep_path: bool) -> None:
-    path = str(archive.path.resolve()) if keep_path else None
+def record_archive(result: DeployResult, archive: ArchiveInfo, partition: Partition, archive_dir: Path | None) -> None:
+    """Report an archive's size, and its final path when it is kept in archive_dir."""
+    path = str((archive_dir / archive.path.name).resolve()) if archive_dir is not None else None
     if partition.kind == "function":
         result.function_archive, result.function_size = path, archive.size
     else:

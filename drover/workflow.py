@@ -87,7 +87,7 @@ def deploy(
             "requirements", plan.requirements.files, directory / REQUIREMENTS_ARCHIVE
         )
         record_archive(
-            result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir is not None
+            result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir
         )
     _preflight(target, plan, decisions, limit)
     actions = _planned_actions(plan, decisions, live)
@@ -147,7 +147,7 @@ def _decide_code(
         logger.info("Function code unchanged (CodeSha256 %s)", live.code_sha256)
         return
     archive = drover.write_archive("function", plan.function.files, directory / FUNCTION_ARCHIVE)
-    record_archive(result, archive, plan.function, drover.options.archive_dir is not None)
+    record_archive(result, archive, plan.function, drover.options.archive_dir)
     decisions.function_archive = archive
     decisions.code_changed = archive.code_sha256 != live.code_sha256
     if not decisions.code_changed:

@@ -356,7 +356,7 @@ def failure_reason(output: str) -> str:
         index = next((i for i, line in enumerate(lines) if line.startswith(_ERROR_PREFIXES)), None)
     if index is None:
         return lines[-1] if lines else "no output"
-    reason = lines[index]
+    reason = " ".join([lines[index], *_continuation(raw, index)])
     if reason.startswith("ERROR:") and index + 1 < len(raw) and raw[index + 1][0].isspace():
         reason = f"{reason.split('. ')[0].rstrip('.:')}: {lines[index + 1].rstrip(':')}"  # pip's detail line
     for prefix in (*_CAUSE_PREFIXES, *_ERROR_PREFIXES):
@@ -365,6 +365,19 @@ def failure_reason(output: str) -> str:
     if hint is not None:
         reason += "; " + re.sub(r"^hint:\s*", "", hint)
     return reason if len(reason) <= 400 else reason[:397] + "..."
+
+
+def _continuation(raw: Sequence[str], index: int) -> list[str]:
+    """uv wraps a long cause over indented lines; they belong to it up to the next blank or new clause."""
+    if not raw[index].strip().startswith(_CAUSE_PREFIXES):
+        return []
+    following = []
+    for line in raw[index + 1 :]:
+        stripped = line.strip()
+        if not line[:1].isspace() or stripped.startswith(("hint:", "And because")):
+            break
+        following.append(stripped)
+    return following
 
 
 @dataclass(frozen=True)
@@ -553,7 +566,10 @@ def _run_install(
         if not missing.exists:
             raise InstallError(f"{missing.requirement} was not found in the package index ({reason})")
         if plan.lock is not None or name in built or len(built) >= MAX_SOURCE_BUILDS:
-            raise InstallError(f"no wheel of {missing.requirement} for {platform.label} ({reason})")
+            raise InstallError(
+                f"no wheel of {missing.requirement} for {platform.label} ({reason}) — pin a version that ships "
+                f"{platform.newest_tag} wheels, or deploy to an architecture it has wheels for"
+            )
         built.add(name)
         plan.wheels.append(
             _build_pure_wheel(missing, platform, scratch / "sources", env, installer, verbose=verbose, reason=reason)

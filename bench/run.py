@@ -478,6 +478,24 @@ def measure_scale(workload: Path, scratch: Path, repetitions: int) -> dict[str, 
     }
 
 
+def measure_install(repetitions: int) -> dict[str, Any]:
+    """Cold installs of the workload's requirements, pip then uv each round, caches wiped (bench/install_bench.py)."""
+    import install_bench  # type: ignore[import-not-found]  # bench/ is on sys.path
+
+    options = argparse.Namespace(
+        packages=install_bench.WORKLOAD, runtime="python3.12", architecture="x86_64", repeat=repetitions
+    )
+    measured = install_bench.measure(options)
+    return {
+        "pip_seconds": measured["pip_cold_seconds"],
+        "uv_seconds": measured["uv_cold_seconds"],
+        "speedup": measured["ratio_pip_over_uv"],
+        "skip_seconds": measured["unchanged_skip_seconds"],
+        "same_files": measured["same_files"],
+        "details": measured,
+    }
+
+
 def machine_facts(baseline: Path) -> dict[str, Any]:
     from importlib.metadata import version
 
@@ -594,9 +612,7 @@ def main() -> int:
         results["scale"] = measure_scale(workload, scratch, args.repetitions)
     if not args.skip_install:
         print("install pip vs uv ...", flush=True)
-        from install_bench import measure_install  # type: ignore[import-not-found]  # bench/ is on sys.path
-
-        results["install"] = measure_install()
+        results["install"] = measure_install(args.repetitions)
     results["table"] = table(results)
     RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(results["table"])

@@ -229,6 +229,8 @@ def walk_files(
                 if excluded:
                     continue  # an excluded link is never followed, so it may dangle or point anywhere
                 info = _follow_link(entry.path, real_root)
+            elif excluded and not entry.is_dir(follow_symlinks=False):
+                continue  # the directory entry's type is known without a stat call
             else:
                 info = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -212,6 +213,7 @@ def walk_files(
     """
     real_root = os.path.realpath(root)
     skipped = {_identity(path) for path in skip if os.path.isdir(path)}
+    pruning = [pattern for pattern in exclude_patterns if prefix_closed(pattern)]
     root_info = os.stat(root)
     stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
         (os.fspath(root), "", frozenset({(root_info.st_dev, root_info.st_ino)}))
@@ -234,6 +236,8 @@ def walk_files(
             else:
                 info = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
+                if any(pattern.match(relative_name + "/") for pattern in pruning):
+                    continue  # every path below matches too: nothing under it can be packaged
                 identity = (info.st_dev, info.st_ino)
                 if identity in ancestors:
                     raise PackagingError(
@@ -249,6 +253,19 @@ def walk_files(
                 raise PackagingError(
                     f"{entry.path}: not a regular file or directory (a socket, FIFO or device?) — remove it"
                 )
+
+
+_LOOKS_PAST_THE_MATCH = re.compile(r"\$|\\[ZbB]|\(\?[=!]")
+
+
+def prefix_closed(pattern: Pattern[str]) -> bool:
+    """Whether pattern.match(s) implies pattern.match(s + t) for every t.
+
+    re.match anchors only at the start, so a match on a prefix stays a match on any extension unless
+    the pattern looks past the characters it consumed: an end anchor, a word boundary or a lookahead.
+    For such patterns a matching directory can be skipped whole (e.g. the default .*__pycache__.*).
+    """
+    return _LOOKS_PAST_THE_MATCH.search(pattern.pattern) is None
 
 
 def _identity(path: Path) -> tuple[int, int]:

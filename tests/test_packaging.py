@@ -506,3 +506,38 @@ def test_the_install_marker_is_never_packaged(tmp_path, make_tree, stage):
     plan = plan_package(stage(), root, tmp_path)
 
     assert names(plan, "requirements") == ["python/lib/x.py"]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "closed"),
+    [
+        (r".*__pycache__.*", True),
+        (r"tests/", True),
+        (r"(?<=x)y", True),
+        (r".*\.pyc$", False),
+        (r"foo\b", False),
+        (r"a(?=b)", False),
+        (r"a(?!b)", False),
+        (r".*_test\.py\Z", False),
+    ],
+)
+def test_prefix_closed_patterns_are_those_that_never_look_past_their_match(pattern, closed):
+    assert packaging.prefix_closed(re.compile(pattern)) is closed
+
+
+def test_a_directory_a_prefix_closed_pattern_excludes_is_not_walked(tmp_path, make_tree, stage):
+    """Everything below it would be excluded anyway; even a symlink escaping the tree is never looked at."""
+    root = make_tree(tmp_path / "install", {"app.py": b"a", "lib/__pycache__/x.pyc": b"c", "lib/x.py": b"x"})
+    (root / "lib" / "__pycache__" / "escape").symlink_to("/etc/passwd")
+
+    plan = plan_package(stage(), root, tmp_path)
+
+    assert names(plan, "requirements") == ["python/lib/x.py"]
+
+
+def test_a_pattern_that_looks_past_its_match_still_filters_file_by_file(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a", "lib/keep.txt": b"k", "lib/drop.pyc": b"d"})
+
+    plan = plan_package(stage(package_exclude_patterns=[r".*\.pyc$"]), root, tmp_path)
+
+    assert names(plan, "requirements") == ["python/lib/keep.txt"]

@@ -16,7 +16,6 @@ import shutil
 import stat
 import struct
 import tempfile
-import threading
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -28,7 +27,7 @@ import deflate
 from zlib_ng import zlib_ng
 
 from drover.errors import PackagingError
-from drover.packaging import READ_SIZE, HashedFile, PackageFile, default_workers, read_digest
+from drover.packaging import READ_SIZE, HashedFile, PackageFile, default_workers, read_digest, thread_buffer
 
 COMPRESSION_LEVEL = 6
 # Per-kind libdeflate levels, measured on the benchmark workload (bench/, DESIGN.md): shared
@@ -165,18 +164,11 @@ def _compress_whole(package_file: PackageFile) -> _Compressed:
     return _Compressed(HashedFile(package_file, len(data), sha256), crc, method, payload, None, len(payload))
 
 
-_thread_buffers = threading.local()
-
-
 def _read_whole(package_file: PackageFile) -> memoryview:
     """Read a file into this thread's reusable buffer: no per-file allocation, so the heap does not
     fragment as trees grow (peak RSS stays flat; bench/ "scale x4")."""
     capacity = package_file.size + 1  # one spare byte tells a file that grew since the walk
-    buffer: bytearray | None = getattr(_thread_buffers, "buffer", None)
-    if buffer is None or len(buffer) < capacity:
-        buffer = bytearray(max(capacity, BATCH_BYTES))
-        _thread_buffers.buffer = buffer
-    view = memoryview(buffer)[:capacity]
+    view = memoryview(thread_buffer(capacity))[:capacity]
     length = 0
     try:
         with open(package_file.source, "rb", buffering=0) as stream:

@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import stat
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -345,8 +346,30 @@ def _hash_batch(files: Sequence[PackageFile]) -> list[HashedFile]:
 
 
 def _hash_file(package_file: PackageFile) -> HashedFile:
-    size, sha256 = read_digest(package_file.source, lambda chunk: None)
-    return HashedFile(package_file, size, sha256)
+    digest = hashlib.sha256()
+    view = memoryview(thread_buffer(READ_SIZE))[:READ_SIZE]
+    size = 0
+    try:
+        with open(package_file.source, "rb", buffering=0) as stream:
+            while count := stream.readinto(view):
+                digest.update(view[:count])
+                size += count
+    except OSError as error:
+        raise PackagingError(f"{package_file.source}: cannot read: {error.strerror}") from None
+    return HashedFile(package_file, size, digest.hexdigest())
+
+
+_thread_local = threading.local()
+
+
+def thread_buffer(size: int) -> bytearray:
+    """This thread's reusable read buffer, grown to at least size: reading into it allocates nothing,
+    so hashing and compressing many files neither page-faults fresh memory nor fragments the heap."""
+    buffer: bytearray | None = getattr(_thread_local, "buffer", None)
+    if buffer is None or len(buffer) < size:
+        buffer = bytearray(max(size, READ_SIZE))
+        _thread_local.buffer = buffer
+    return buffer
 
 
 def read_digest(source: str | Path, consume: Callable[[bytes], None]) -> tuple[int, str]:

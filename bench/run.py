@@ -159,6 +159,20 @@ def ours(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "drover", *arguments]
 
 
+def ours_package_only(settings: Path, install: Path, out: Path) -> list[str]:
+    return ours(
+        "--settings-file",
+        str(settings),
+        "--install-path",
+        str(install),
+        "--package-only",
+        "--archive-dir",
+        str(out),
+        "--quiet",
+        "bench",
+    )
+
+
 def measure_cold_package(baseline: Path, workload: Path, scratch: Path, repetitions: int) -> dict[str, Any]:
     settings = write_settings(scratch / "package.yml", "bench-fn")
     install = workload / "install"
@@ -178,32 +192,12 @@ def measure_cold_package(baseline: Path, workload: Path, scratch: Path, repetiti
         )
         our_times.append(
             run(
-                ours(
-                    "--settings-file",
-                    str(settings),
-                    "--install-path",
-                    str(install),
-                    "--package-only",
-                    "--archive-dir",
-                    str(our_out),
-                    "--quiet",
-                    "bench",
-                ),
+                ours_package_only(settings, install, our_out),
                 cwd=scratch,
             ).seconds
         )
     our_rss = peak_rss_mb(
-        ours(
-            "--settings-file",
-            str(settings),
-            "--install-path",
-            str(install),
-            "--package-only",
-            "--archive-dir",
-            str(our_out),
-            "--quiet",
-            "bench",
-        ),
+        ours_package_only(settings, install, our_out),
         cwd=scratch,
     )
     base_size = (base_out / "requirements.zip").stat().st_size
@@ -410,62 +404,22 @@ def measure_scale(workload: Path, scratch: Path, repetitions: int) -> dict[str, 
             shutil.rmtree(scratch / out, ignore_errors=True)
         times1.append(
             run(
-                ours(
-                    "--settings-file",
-                    str(one),
-                    "--install-path",
-                    str(workload / "install"),
-                    "--package-only",
-                    "--archive-dir",
-                    str(scratch / "o1"),
-                    "--quiet",
-                    "bench",
-                ),
+                ours_package_only(one, workload / "install", scratch / "o1"),
                 cwd=scratch,
             ).seconds
         )
         times4.append(
             run(
-                ours(
-                    "--settings-file",
-                    str(four),
-                    "--install-path",
-                    str(big / "install"),
-                    "--package-only",
-                    "--archive-dir",
-                    str(scratch / "o4"),
-                    "--quiet",
-                    "bench",
-                ),
+                ours_package_only(four, big / "install", scratch / "o4"),
                 cwd=scratch,
             ).seconds
         )
     rss1 = peak_rss_mb(
-        ours(
-            "--settings-file",
-            str(one),
-            "--install-path",
-            str(workload / "install"),
-            "--package-only",
-            "--archive-dir",
-            str(scratch / "o1"),
-            "--quiet",
-            "bench",
-        ),
+        ours_package_only(one, workload / "install", scratch / "o1"),
         cwd=scratch,
     )
     rss4 = peak_rss_mb(
-        ours(
-            "--settings-file",
-            str(four),
-            "--install-path",
-            str(big / "install"),
-            "--package-only",
-            "--archive-dir",
-            str(scratch / "o4"),
-            "--quiet",
-            "bench",
-        ),
+        ours_package_only(four, big / "install", scratch / "o4"),
         cwd=scratch,
     )
     return {

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 # Lambda limits (AWS docs): layers per function, unzipped function + layers, zipped direct upload.
 MAX_LAYERS = 5
@@ -47,19 +47,21 @@ def _check_pattern(value: str, pattern: re.Pattern[str], what: str) -> str:
     return value
 
 
+def _region_name(value: str) -> str:
+    return _check_pattern(value, REGION_PATTERN, "AWS region name (e.g. us-east-1)")
+
+
+RegionName = Annotated[str, AfterValidator(_region_name)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
 
 class S3BucketPath(_Model):
-    region_name: str
+    region_name: RegionName
     bucket_name: str
     prefix: str = ""
-
-    @field_validator("region_name")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return _check_pattern(value, REGION_PATTERN, "AWS region name (e.g. us-east-1)")
 
     @field_validator("bucket_name")
     @classmethod
@@ -79,7 +81,7 @@ class S3BucketFileVersion(_Model):
 
 
 class Stage(_Model):
-    region_name: str
+    region_name: RegionName
     function_name: str
     compatible_runtime: str
     function_file_patterns: list[Regex] = Field(default_factory=list)
@@ -93,11 +95,6 @@ class Stage(_Model):
     alias: str | None = None
     keep_layer_versions: int | None = Field(default=None, ge=1)
     exclude_runtime_packages: bool = False
-
-    @field_validator("region_name")
-    @classmethod
-    def _region(cls, value: str) -> str:
-        return _check_pattern(value, REGION_PATTERN, "AWS region name (e.g. us-east-1)")
 
     @field_validator("function_name")
     @classmethod

@@ -86,9 +86,7 @@ def deploy(
         decisions.requirements_archive = drover.write_archive(
             "requirements", plan.requirements.files, directory / REQUIREMENTS_ARCHIVE
         )
-        record_archive(
-            result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir
-        )
+        record_archive(result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir)
     _preflight(target, plan, decisions, limit)
     actions = _planned_actions(plan, decisions, live)
     tags = _desired_tags(plan, decisions, live)

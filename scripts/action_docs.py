@@ -87,8 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if current == wanted:
         return 0
     if args.check:
-        diff = difflib.unified_diff(current.splitlines(), wanted.splitlines(), str(args.docs), "from action.yml",
-                                    lineterm="")
+        diff = difflib.unified_diff(
+            current.splitlines(), wanted.splitlines(), str(args.docs), "from action.yml", lineterm=""
+        )
         print("\n".join(diff), file=sys.stderr)
         print(f"{args.docs} is out of date: run python scripts/action_docs.py", file=sys.stderr)
         return 1

@@ -218,8 +218,10 @@ class FakeSts:
                 status, answer = response.status, response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.read()
-        found = {name: re.search(rf"<{name}>([^<]+)</{name}>", answer.decode()) for name in
-                 ("AccessKeyId", "SecretAccessKey", "SessionToken")}
+        found = {
+            name: re.search(rf"<{name}>([^<]+)</{name}>", answer.decode())
+            for name in ("AccessKeyId", "SecretAccessKey", "SessionToken")
+        }
         if all(found.values()):
             with self._lock:
                 self.issued.append(IssuedCredentials(*(match.group(1) for match in found.values() if match)))

@@ -105,12 +105,14 @@ class Runner:
             "RUNNER_TEMP": str(self.runner_temp),
         }
         if github_files:
-            env.update({
-                "GITHUB_ACTIONS": "true",
-                "GITHUB_WORKSPACE": str(self.workspace),
-                "GITHUB_OUTPUT": str(self.output_file),
-                "GITHUB_STEP_SUMMARY": str(self.summary_file),
-            })
+            env.update(
+                {
+                    "GITHUB_ACTIONS": "true",
+                    "GITHUB_WORKSPACE": str(self.workspace),
+                    "GITHUB_OUTPUT": str(self.output_file),
+                    "GITHUB_STEP_SUMMARY": str(self.summary_file),
+                }
+            )
         env.update({f"INPUT_{name.upper()}": value for name, value in inputs.items()})
         env.update(extra)
         return env
@@ -125,8 +127,11 @@ class Runner:
             timeout=120,
         )
         return ActionRun(
-            completed.returncode, completed.stdout, completed.stderr,
-            self.output_file.read_text(encoding="utf-8"), self.summary_file.read_text(encoding="utf-8"),
+            completed.returncode,
+            completed.stdout,
+            completed.stderr,
+            self.output_file.read_text(encoding="utf-8"),
+            self.summary_file.read_text(encoding="utf-8"),
         )
 
 
@@ -193,8 +198,13 @@ def test_oidc_deploy_end_to_end(
     write_project(service)
     infra.function("fn")
     run = runner.run(
-        {"working-directory": "service", "install-path": "install", "role-to-assume": ROLE,
-         "role-session-name": "deploy-main", "role-duration-seconds": "1800"},
+        {
+            "working-directory": "service",
+            "install-path": "install",
+            "role-to-assume": ROLE,
+            "role-session-name": "deploy-main",
+            "role-duration-seconds": "1800",
+        },
         **oidc_environment(oidc, sts, aws),
     )
     assert run.returncode == 0, run.stdout + run.stderr
@@ -212,15 +222,21 @@ def test_oidc_deploy_end_to_end(
 
     # no secret anywhere, each masked before any other line could carry it
     (issued,) = sts.issued
-    secrets = {"OIDC token": oidc.tokens[0], "request token": oidc.request_token,
-               "access key id": issued.access_key_id, "secret key": issued.secret_access_key,
-               "session token": issued.session_token}
+    secrets = {
+        "OIDC token": oidc.tokens[0],
+        "request token": oidc.request_token,
+        "access key id": issued.access_key_id,
+        "secret key": issued.secret_access_key,
+        "session token": issued.session_token,
+    }
     assert_masked_before_use(run, secrets)
     lines = run.stdout.splitlines()
     assert lines.index(f"::add-mask::{oidc.tokens[0]}") < next(
-        index for index, line in enumerate(lines) if line.startswith("Got an OIDC token"))
+        index for index, line in enumerate(lines) if line.startswith("Got an OIDC token")
+    )
     assert lines.index(f"::add-mask::{issued.session_token}") < next(
-        index for index, line in enumerate(lines) if line.startswith("Assumed "))
+        index for index, line in enumerate(lines) if line.startswith("Assumed ")
+    )
 
     # every output, result-json parses and agrees with the live function
     outputs = run.outputs
@@ -232,7 +248,10 @@ def test_oidc_deploy_end_to_end(
     assert [layer["Arn"] for layer in live["Layers"]] == [outputs["requirements-layer-arn"]]
     assert outputs["requirements-layer-arn"].startswith("arn:aws:lambda:us-east-1:123456789012:layer:fn-requirements:")
     assert (outputs["function-updated"], outputs["requirements-updated"], outputs["configuration-updated"]) == (
-        "true", "true", "true")
+        "true",
+        "true",
+        "true",
+    )
     assert outputs["version"] == ""
     assert outputs["function-digest"] == result["function_digest"] == infra.tags("fn")["drover:function-digest"]
     assert result["function_file_count"] == 3  # app/__init__.py, app/main.py, config/settings.json (working dir)
@@ -267,8 +286,10 @@ def test_oidc_endpoint_trouble_is_retried_then_a_clear_error(runner: Runner, fai
         url = refused_url() if failure == "down" else server.url
         run = runner.run(
             {"install-path": "install", "role-to-assume": ROLE},
-            ACTIONS_ID_TOKEN_REQUEST_URL=url, ACTIONS_ID_TOKEN_REQUEST_TOKEN=server.request_token,
-            AWS_ENDPOINT_URL=aws_endpoint.endpoint, **extra,
+            ACTIONS_ID_TOKEN_REQUEST_URL=url,
+            ACTIONS_ID_TOKEN_REQUEST_TOKEN=server.request_token,
+            AWS_ENDPOINT_URL=aws_endpoint.endpoint,
+            **extra,
         )
         assert aws_endpoint.requests == []
         assert len(server.requests) == (0 if failure == "down" else 3)
@@ -287,14 +308,21 @@ def test_sts_access_denied_is_not_retried_and_shows_the_token_claims(
     runner: Runner, aws: MotoServer, oidc: FakeOidcServer
 ) -> None:
     with fake_sts(aws.endpoint, [ACCESS_DENIED, ACCESS_DENIED]) as sts:
-        run = runner.run({"install-path": "install", "role-to-assume": ROLE, "audience": "my-audience"},
-                         **oidc_environment(oidc, sts, aws))
+        run = runner.run(
+            {"install-path": "install", "role-to-assume": ROLE, "audience": "my-audience"},
+            **oidc_environment(oidc, sts, aws),
+        )
         assert len(sts.requests) == 1
     assert run.returncode == 1
     error = run.only_error
     assert f"STS refused to let this workflow assume {ROLE} (AccessDenied: Not authorized" in error
-    for claim in ("sub=repo:octo-org/octo-app:environment:staging", "aud=my-audience",
-                  "repository=octo-org/octo-app", "ref=refs/heads/main", "environment=staging"):
+    for claim in (
+        "sub=repo:octo-org/octo-app:environment:staging",
+        "aud=my-audience",
+        "repository=octo-org/octo-app",
+        "ref=refs/heads/main",
+        "environment=staging",
+    ):
         assert claim in error
     assert oidc.requests[0].query["audience"] == ["my-audience"]
     assert_masked_before_use(run, {"OIDC token": oidc.tokens[0]})
@@ -319,8 +347,9 @@ def test_settings_error_is_an_annotation_with_file_line_and_column(
 ) -> None:
     write_project(runner.workspace / working_directory, SETTINGS.replace("    region_name:", "    region:"))
     with counting_server() as aws_endpoint:
-        run = runner.run({"working-directory": working_directory, "install-path": "install"},
-                         AWS_ENDPOINT_URL=aws_endpoint.endpoint)
+        run = runner.run(
+            {"working-directory": working_directory, "install-path": "install"}, AWS_ENDPOINT_URL=aws_endpoint.endpoint
+        )
         assert aws_endpoint.requests == []
     assert run.returncode == 2
     error = run.only_error
@@ -354,9 +383,12 @@ def test_invalid_inputs_exit_2_before_any_call(
     runner: Runner, oidc: FakeOidcServer, inputs: dict[str, str], message: str
 ) -> None:
     with counting_server() as aws_endpoint:
-        run = runner.run({"install-path": "install", "role-to-assume": ROLE, **inputs},
-                         ACTIONS_ID_TOKEN_REQUEST_URL=oidc.url, ACTIONS_ID_TOKEN_REQUEST_TOKEN=oidc.request_token,
-                         AWS_ENDPOINT_URL=aws_endpoint.endpoint)
+        run = runner.run(
+            {"install-path": "install", "role-to-assume": ROLE, **inputs},
+            ACTIONS_ID_TOKEN_REQUEST_URL=oidc.url,
+            ACTIONS_ID_TOKEN_REQUEST_TOKEN=oidc.request_token,
+            AWS_ENDPOINT_URL=aws_endpoint.endpoint,
+        )
         assert aws_endpoint.requests == []
     assert run.returncode == 2
     assert oidc.requests == []
@@ -368,8 +400,9 @@ def test_dry_run_reports_and_writes_nothing(
 ) -> None:
     infra.function("fn")
     before = infra.configuration("fn")
-    run = runner.run({"install-path": "install", "role-to-assume": ROLE, "dry-run": "true"},
-                     **oidc_environment(oidc, sts, aws))
+    run = runner.run(
+        {"install-path": "install", "role-to-assume": ROLE, "dry-run": "true"}, **oidc_environment(oidc, sts, aws)
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     after = infra.configuration("fn")
     assert (after["CodeSha256"], after.get("Layers", [])) == (before["CodeSha256"], before.get("Layers", []))
@@ -377,7 +410,10 @@ def test_dry_run_reports_and_writes_nothing(
     assert "drover:function-digest" not in infra.tags("fn")
     outputs = run.outputs
     assert (outputs["function-updated"], outputs["requirements-updated"], outputs["configuration-updated"]) == (
-        "false", "false", "false")
+        "false",
+        "false",
+        "false",
+    )
     assert outputs["code-sha256"] == before["CodeSha256"]
     result = json.loads(outputs["result-json"])
     assert result["mode"] == "dry-run"
@@ -390,11 +426,14 @@ def test_without_github_outputs_go_to_stdout(runner: Runner, infra: Infrastructu
     """The `docker run -e INPUT_STAGE=staging -e AWS_...` recipe: no GITHUB_* files, static keys."""
     infra.function("fn")
     run = runner.run(
-        {"install-path": "install"}, github_files=False,
-        AWS_ENDPOINT_URL=aws.endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+        {"install-path": "install"},
+        github_files=False,
+        AWS_ENDPOINT_URL=aws.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
     )
     assert run.returncode == 0, run.stdout + run.stderr
-    tail = run.stdout[run.stdout.index("function-arn="):]
+    tail = run.stdout[run.stdout.index("function-arn=") :]
     outputs = parse_github_output(tail)
     assert set(outputs) == set(github.OUTPUT_NAMES)
     assert outputs["function-updated"] == "true"
@@ -436,9 +475,14 @@ def test_requirements_install_into_a_fresh_directory_under_runner_temp(
     infra.function("fn")
     run = runner.run(
         {"working-directory": "service", "requirements": "requirements.txt"},
-        AWS_ENDPOINT_URL=aws.endpoint, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-        UV_CONFIG_FILE=str(tmp_path / "uv.toml"), UV_CACHE_DIR=str(tmp_path / "uv-cache"),
-        PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse),
+        AWS_ENDPOINT_URL=aws.endpoint,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        UV_CONFIG_FILE=str(tmp_path / "uv.toml"),
+        UV_CACHE_DIR=str(tmp_path / "uv-cache"),
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=str(wheelhouse),
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "::group::Install" in run.stdout.splitlines()
@@ -472,12 +516,28 @@ def test_image_builds_and_runs_the_action(tmp_path: Path, infra: Infrastructure,
     write_project(workspace)
     infra.function("fn")
     command = [
-        PODMAN, "run", "--rm", "--network", "host", "-v", f"{workspace}:/github/workspace", "-w", "/github/workspace",
-        "-e", "INPUT_STAGE=staging", "-e", "INPUT_INSTALL-PATH=install", "-e", f"AWS_ENDPOINT_URL={aws.endpoint}",
-        "-e", "AWS_ACCESS_KEY_ID=testing", "-e", "AWS_SECRET_ACCESS_KEY=testing", tag,
+        PODMAN,
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "-v",
+        f"{workspace}:/github/workspace",
+        "-w",
+        "/github/workspace",
+        "-e",
+        "INPUT_STAGE=staging",
+        "-e",
+        "INPUT_INSTALL-PATH=install",
+        "-e",
+        f"AWS_ENDPOINT_URL={aws.endpoint}",
+        "-e",
+        "AWS_ACCESS_KEY_ID=testing",
+        "-e",
+        "AWS_SECRET_ACCESS_KEY=testing",
+        tag,
     ]
     ran = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]
-    outputs = parse_github_output(ran.stdout[ran.stdout.index("function-arn="):])
+    outputs = parse_github_output(ran.stdout[ran.stdout.index("function-arn=") :])
     assert outputs["code-sha256"] == infra.configuration("fn")["CodeSha256"]
-

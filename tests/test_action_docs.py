@@ -51,13 +51,19 @@ def test_the_check_fails_when_action_yml_changes(tmp_path: Path) -> None:
 
 def test_tables_escape_pipes_and_show_required_and_empty_defaults() -> None:
     module = load_script()
-    table = module.render_inputs({"inputs": {
-        "a": {"required": True, "description": "x | y\nnext line"},
-        "b": {"default": "", "description": "d"},
-        "c": {"default": "3600", "description": "d"},
-    }})
+    table = module.render_inputs(
+        {
+            "inputs": {
+                "a": {"required": True, "description": "x | y\nnext line"},
+                "b": {"default": "", "description": "d"},
+                "c": {"default": "3600", "description": "d"},
+            }
+        }
+    )
     assert table.splitlines()[2:] == [
-        "| `a` | required | x \\| y next line |", "| `b` | — | d |", "| `c` | `3600` | d |"
+        "| `a` | required | x \\| y next line |",
+        "| `b` | — | d |",
+        "| `c` | `3600` | d |",
     ]
 
 

@@ -66,9 +66,16 @@ def fast_backoff(attempts: int = 3) -> tuple[Backoff, Sleeps]:
 
 def a_result(**changes: Any) -> DeployResult:
     values: dict[str, Any] = {
-        "stage": "staging", "mode": "deploy", "function_name": "fn", "region_name": "us-east-1",
-        "function_digest": "f" * 64, "requirements_digest": "r" * 64, "function_file_count": 3,
-        "requirements_file_count": 40, "function_unzipped_size": 1200, "requirements_unzipped_size": 90_000,
+        "stage": "staging",
+        "mode": "deploy",
+        "function_name": "fn",
+        "region_name": "us-east-1",
+        "function_digest": "f" * 64,
+        "requirements_digest": "r" * 64,
+        "function_file_count": 3,
+        "requirements_file_count": 40,
+        "function_unzipped_size": 1200,
+        "requirements_unzipped_size": 90_000,
     }
     return DeployResult(**{**values, **changes})
 
@@ -118,10 +125,20 @@ def test_hyphenated_inputs_and_paths_relative_to_the_working_directory(monkeypat
     Path("service").mkdir()
     monkeypatch.setenv("INPUT_ROLE-TO-ASSUME", f"  {ROLE}  ")  # the runner passes it with the hyphens
     set_inputs(
-        monkeypatch, stage="prod", working_directory="service", settings_file="deploy/drover.yml",
-        install_path="build", requirements="requirements.txt", install_source="/abs/project", aws_region="eu-west-1",
-        audience="my-audience", role_session_name="deploy@main", role_duration_seconds="900", dry_run="TRUE",
-        publish="false", alias="live",
+        monkeypatch,
+        stage="prod",
+        working_directory="service",
+        settings_file="deploy/drover.yml",
+        install_path="build",
+        requirements="requirements.txt",
+        install_source="/abs/project",
+        aws_region="eu-west-1",
+        audience="my-audience",
+        role_session_name="deploy@main",
+        role_duration_seconds="900",
+        dry_run="TRUE",
+        publish="false",
+        alias="live",
     )
     inputs = github.parse_inputs()
     assert inputs.role_to_assume == ROLE
@@ -198,8 +215,14 @@ def test_fresh_install_path_is_a_new_directory_under_runner_temp(tmp_path: Path)
 
 
 def test_retry_tuning_from_the_environment() -> None:
-    tuning = github.retry_tuning({"DROVER_OIDC_ATTEMPTS": "2", "DROVER_OIDC_TIMEOUT_SECONDS": "0.5",
-                                  "DROVER_STS_ATTEMPTS": "4", "DROVER_RETRY_BASE_SECONDS": "0.01"})
+    tuning = github.retry_tuning(
+        {
+            "DROVER_OIDC_ATTEMPTS": "2",
+            "DROVER_OIDC_TIMEOUT_SECONDS": "0.5",
+            "DROVER_STS_ATTEMPTS": "4",
+            "DROVER_RETRY_BASE_SECONDS": "0.01",
+        }
+    )
     assert (tuning.oidc.attempts, tuning.oidc_timeout, tuning.sts.attempts) == (2, 0.5, 4)
     assert tuning.oidc.base == tuning.sts.base == 0.01
     defaults = github.retry_tuning({})
@@ -212,8 +235,12 @@ def test_retry_tuning_from_the_environment() -> None:
 
 
 def test_runner_tokens_are_taken_out_of_the_environment() -> None:
-    environ = {"ACTIONS_ID_TOKEN_REQUEST_URL": "http://x/?a=1", "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "secret",
-               "ACTIONS_RUNTIME_TOKEN": "runtime", "PATH": "/bin"}
+    environ = {
+        "ACTIONS_ID_TOKEN_REQUEST_URL": "http://x/?a=1",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN": "secret",
+        "ACTIONS_RUNTIME_TOKEN": "runtime",
+        "PATH": "/bin",
+    }
     request = github.take_id_token_request(environ)
     assert request == github.IdTokenRequest("http://x/?a=1", "secret")
     assert environ == {"PATH": "/bin"}
@@ -233,11 +260,18 @@ def test_debug_is_runner_debug_or_step_debug() -> None:
 @pytest.mark.parametrize(
     ("url", "audience", "query"),
     [
-        ("https://t.example/token?api-version=2.0", "sts.amazonaws.com",
-         [("api-version", "2.0"), ("audience", "sts.amazonaws.com")]),
+        (
+            "https://t.example/token?api-version=2.0",
+            "sts.amazonaws.com",
+            [("api-version", "2.0"), ("audience", "sts.amazonaws.com")],
+        ),
         ("https://t.example/token", "sts.amazonaws.com", [("audience", "sts.amazonaws.com")]),
         ("https://t.example/token?audience=old&x=1", "new", [("x", "1"), ("audience", "new")]),
-        ("https://t.example/token?x=1", "https://a.example/p?q=1&r", [("x", "1"), ("audience", "https://a.example/p?q=1&r")]),
+        (
+            "https://t.example/token?x=1",
+            "https://a.example/p?q=1&r",
+            [("x", "1"), ("audience", "https://a.example/p?q=1&r")],
+        ),
         ("https://t.example/token?x=1", "", [("x", "1")]),
     ],
 )
@@ -263,8 +297,9 @@ def test_fetch_sends_the_bearer_token_and_audience() -> None:
 def test_fetch_retries_server_errors_with_jittered_backoff_then_succeeds() -> None:
     backoff, sleeps = fast_backoff(attempts=4)
     with oidc_server(fail_first=2) as server:
-        token = github.fetch_id_token(github.IdTokenRequest(server.url, server.request_token), "a", timeout=5,
-                                      backoff=backoff)
+        token = github.fetch_id_token(
+            github.IdTokenRequest(server.url, server.request_token), "a", timeout=5, backoff=backoff
+        )
     assert token == server.tokens[0]
     assert len(server.requests) == 3
     assert sleeps == [0.01, 0.02]  # base * 2**attempt, times the injected jitter (1.0)
@@ -273,8 +308,9 @@ def test_fetch_retries_server_errors_with_jittered_backoff_then_succeeds() -> No
 def test_fetch_retries_a_slow_answer_after_its_timeout() -> None:
     backoff, sleeps = fast_backoff(attempts=3)
     with oidc_server(slow_first=1, delay=1.0) as server:
-        token = github.fetch_id_token(github.IdTokenRequest(server.url, server.request_token), "a", timeout=0.2,
-                                      backoff=backoff)
+        token = github.fetch_id_token(
+            github.IdTokenRequest(server.url, server.request_token), "a", timeout=0.2, backoff=backoff
+        )
     assert token == server.tokens[-1]
     assert len(server.requests) == 2 and len(sleeps) == 1
 
@@ -358,6 +394,7 @@ def test_retry_raises_a_permanent_error_at_once_and_the_last_transient_one_at_th
         def call() -> Any:
             calls.append(1)
             raise error
+
         return call
 
     backoff, sleeps = fast_backoff(attempts=3)
@@ -366,8 +403,12 @@ def test_retry_raises_a_permanent_error_at_once_and_the_last_transient_one_at_th
     assert len(calls) == 1 and not sleeps
     hooks: list[int] = []
     with pytest.raises(TimeoutError):
-        retry(failing(TimeoutError()), transient=lambda e: isinstance(e, TimeoutError), backoff=backoff,
-              on_retry=lambda n, e, s: hooks.append(n))
+        retry(
+            failing(TimeoutError()),
+            transient=lambda e: isinstance(e, TimeoutError),
+            backoff=backoff,
+            on_retry=lambda n, e, s: hooks.append(n),
+        )
     assert len(calls) == 4 and hooks == [1, 2] and len(sleeps) == 2
 
 
@@ -402,7 +443,12 @@ def test_sts_throttling_is_retried_until_moto_answers(moto_server: Any, sts_at: 
     backoff, sleeps = fast_backoff(attempts=4)
     with fake_sts(moto_server.endpoint, [THROTTLED, sts_error(503, "ServiceUnavailable", "busy")]) as sts:
         credentials = assume_role_with_web_identity(
-            ROLE, make_jwt(CLAIMS), "drover-action", 900, "us-east-1", session=sts_at(sts.endpoint),
+            ROLE,
+            make_jwt(CLAIMS),
+            "drover-action",
+            900,
+            "us-east-1",
+            session=sts_at(sts.endpoint),
             backoff=backoff,
         )
     assert len(sts.requests) == 3 and len(sleeps) == 2
@@ -413,8 +459,9 @@ def test_sts_throttling_is_retried_until_moto_answers(moto_server: Any, sts_at: 
 def test_sts_access_denied_is_not_retried(moto_server: Any, sts_at: Any) -> None:
     backoff, sleeps = fast_backoff(attempts=4)
     with fake_sts(moto_server.endpoint, [ACCESS_DENIED]) as sts, pytest.raises(AssumeRoleError) as raised:
-        assume_role_with_web_identity(ROLE, make_jwt(CLAIMS), "drover-action", 900, "us-east-1",
-                                      session=sts_at(sts.endpoint), backoff=backoff)
+        assume_role_with_web_identity(
+            ROLE, make_jwt(CLAIMS), "drover-action", 900, "us-east-1", session=sts_at(sts.endpoint), backoff=backoff
+        )
     assert len(sts.requests) == 1 and not sleeps
     assert raised.value.code == "AccessDenied" and "Not authorized" in raised.value.aws_message
     assert isinstance(raised.value, UpdateError) and raised.value.exit_code == 1
@@ -423,8 +470,9 @@ def test_sts_access_denied_is_not_retried(moto_server: Any, sts_at: Any) -> None
 def test_sts_gives_up_after_the_attempts(moto_server: Any, sts_at: Any) -> None:
     backoff, _ = fast_backoff(attempts=2)
     with fake_sts(moto_server.endpoint, [THROTTLED] * 3) as sts, pytest.raises(AssumeRoleError) as raised:
-        assume_role_with_web_identity(ROLE, make_jwt(CLAIMS), "s1", 900, "us-east-1",
-                                      session=sts_at(sts.endpoint), backoff=backoff)
+        assume_role_with_web_identity(
+            ROLE, make_jwt(CLAIMS), "s1", 900, "us-east-1", session=sts_at(sts.endpoint), backoff=backoff
+        )
     assert len(sts.requests) == 2 and raised.value.code == "Throttling"
 
 
@@ -450,7 +498,8 @@ def test_outputs_booleans_and_missing_values() -> None:
     assert outputs["function-arn"] == "arn:fn"
     assert outputs["requirements-digest"] == outputs["version"] == outputs["requirements-layer-arn"] == ""
     assert json.loads(outputs["result-json"]) == a_result(
-        function_updated=True, function_arn="arn:fn", requirements_digest=None).model_dump(mode="json")
+        function_updated=True, function_arn="arn:fn", requirements_digest=None
+    ).model_dump(mode="json")
 
 
 def test_output_file_format_uses_a_heredoc_for_result_json(tmp_path: Path) -> None:
@@ -535,19 +584,31 @@ def test_phases_are_groups_with_their_time_and_nested_phases_stay_inside(capsys:
 
 def test_summary_table_has_what_changed_and_why_digests_sizes_and_timings() -> None:
     result = a_result(
-        function_arn="arn:aws:lambda:us-east-1:123456789012:function:fn", code_sha256="abc=", version="7",
-        requirements_layer_arn="arn:aws:lambda:us-east-1:123456789012:layer:fn-requirements:3", bytes_uploaded=2048,
-        function_size=900, requirements_size=50_000, timings={"package": 0.5, "deploy": 1.25},
+        function_arn="arn:aws:lambda:us-east-1:123456789012:function:fn",
+        code_sha256="abc=",
+        version="7",
+        requirements_layer_arn="arn:aws:lambda:us-east-1:123456789012:layer:fn-requirements:3",
+        bytes_uploaded=2048,
+        function_size=900,
+        requirements_size=50_000,
+        timings={"package": 0.5, "deploy": 1.25},
         actions=[DeployAction(action="update-code", target="fn", reason="CodeSha256 a|b <differs>", done=True)],
         warnings=["layer x will be detached"],
     )
     summary = github.render_summary(result)
     assert summary.startswith("### drover deployed fn (staging)\n")
-    for row in ("| Stage | staging |", "| Function | fn in us-east-1 |", f"| Function digest | {'f' * 64} |",
-                "| Code SHA-256 | abc= |", "| Version | 7 |", "| Uploaded | 2.00 KiB |",
-                "| Requirements layer | arn:aws:lambda:us-east-1:123456789012:layer:fn-requirements:3 |",
-                "| update-code | fn | CodeSha256 a\\|b &lt;differs&gt; | done |", "| deploy | 1.25 |",
-                "- layer x will be detached"):
+    for row in (
+        "| Stage | staging |",
+        "| Function | fn in us-east-1 |",
+        f"| Function digest | {'f' * 64} |",
+        "| Code SHA-256 | abc= |",
+        "| Version | 7 |",
+        "| Uploaded | 2.00 KiB |",
+        "| Requirements layer | arn:aws:lambda:us-east-1:123456789012:layer:fn-requirements:3 |",
+        "| update-code | fn | CodeSha256 a\\|b &lt;differs&gt; | done |",
+        "| deploy | 1.25 |",
+        "- layer x will be detached",
+    ):
         assert row in summary, row
     assert "900" in summary or "900.00 B" in summary
 
@@ -555,8 +616,11 @@ def test_summary_table_has_what_changed_and_why_digests_sizes_and_timings() -> N
 def test_summary_of_an_unchanged_function_and_of_a_dry_run() -> None:
     assert "Nothing to change" in github.render_summary(a_result())
     assert "is up to date" in github.render_summary(a_result())
-    dry = github.render_summary(a_result(mode="dry-run", actions=[
-        DeployAction(action="publish-layer", target="fn", reason="new digest", done=False)]))
+    dry = github.render_summary(
+        a_result(
+            mode="dry-run", actions=[DeployAction(action="publish-layer", target="fn", reason="new digest", done=False)]
+        )
+    )
     assert "dry run" in dry and "| publish-layer | fn | new digest | would do |" in dry
 
 

@@ -37,6 +37,7 @@ from tests.wheels import offline_environment, project_files, write_wheel
 INSTALLERS = ["uv", "pip"]
 PAD = b"# padding so sizes are not trivial\n" * 40
 
+
 def write_sdist(directory: Path, name: str, version: str, *, tag: str | None = None) -> Path:
     path = directory / f"{name}-{version}.tar.gz"
     files = {

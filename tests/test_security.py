@@ -88,8 +88,9 @@ def test_no_secret_in_a_debug_run_that_fails_after_the_credentials(
     runner = Runner(tmp_path)
     write_project(runner.workspace)
     with fake_sts(aws.endpoint) as sts:
-        run = runner.run({"install-path": "install", "role-to-assume": ROLE}, RUNNER_DEBUG="1",
-                         **oidc_environment(oidc, sts, aws))
+        run = runner.run(
+            {"install-path": "install", "role-to-assume": ROLE}, RUNNER_DEBUG="1", **oidc_environment(oidc, sts, aws)
+        )
         (issued,) = sts.issued
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Traceback (most recent call last)" in run.stderr
@@ -116,8 +117,10 @@ def test_no_secret_in_a_debug_deploy_and_builds_see_no_credentials(
     infra.function("fn")
     with fake_sts(aws.endpoint) as sts:
         run = runner.run(
-            {"install-source": "project", "role-to-assume": ROLE}, RUNNER_DEBUG="1",
-            **oidc_environment(oidc, sts, aws), **offline_environment(empty_wheelhouse, tmp_path),
+            {"install-source": "project", "role-to-assume": ROLE},
+            RUNNER_DEBUG="1",
+            **oidc_environment(oidc, sts, aws),
+            **offline_environment(empty_wheelhouse, tmp_path),
         )
         (issued,) = sts.issued
     assert run.returncode == 0, run.stdout + run.stderr
@@ -209,8 +212,9 @@ def test_archives_carry_normalized_modes_and_safe_relative_names(tmp_path: Path)
     absolute.chmod(0o6777)
     (project / "drover.yml").write_text(SETTINGS.format(absolute=absolute))
 
-    result = run_drover("--install-path", "install", "--package-only", "--json", "--archive-dir", "out", "dev",
-                        cwd=project)
+    result = run_drover(
+        "--install-path", "install", "--package-only", "--json", "--archive-dir", "out", "dev", cwd=project
+    )
 
     assert result.returncode == 0, result.stderr
     modes: dict[str, int] = {}
@@ -363,13 +367,19 @@ def recorded(tmp_path: Path, infra: Infrastructure) -> tuple[list[Call], dict[st
     code(1)
     reverted = project.deploy()  # back to the first code: its archive is already in the bucket
     assert reverted.function_updated and reverted.bytes_uploaded < (reverted.function_size or 0) + (
-        reverted.requirements_size or 0)
+        reverted.requirements_size or 0
+    )
     project.stage.pop("upload_bucket")
     code(4)
     assert project.deploy().function_updated  # direct upload, no bucket
     substitutions = {
-        "REGION": REGION, "ACCOUNT": ACCOUNT, "FUNCTION": "fn", "LAYER": "fn-requirements",
-        "SUPPLEMENTAL_LAYER_ARNS": extension, "BUCKET": BUCKET, "PREFIX": PREFIX,
+        "REGION": REGION,
+        "ACCOUNT": ACCOUNT,
+        "FUNCTION": "fn",
+        "LAYER": "fn-requirements",
+        "SUPPLEMENTAL_LAYER_ARNS": extension,
+        "BUCKET": BUCKET,
+        "PREFIX": PREFIX,
     }
     return log.calls, substitutions
 
@@ -382,13 +392,28 @@ def test_the_policy_in_security_md_allows_every_call_and_nothing_more(
     # the scenarios reach every operation drover has
     operations = Counter(call.operation for call in calls)
     assert set(operations) >= {
-        "GetFunction", "GetLayerVersion", "ListLayerVersions", "PublishLayerVersion", "UpdateFunctionCode",
-        "UpdateFunctionConfiguration", "TagResource", "ListVersionsByFunction", "PublishVersion", "GetAlias",
-        "CreateAlias", "UpdateAlias", "DeleteLayerVersion", "GetBucketLocation", "HeadObject", "PutObject",
+        "GetFunction",
+        "GetLayerVersion",
+        "ListLayerVersions",
+        "PublishLayerVersion",
+        "UpdateFunctionCode",
+        "UpdateFunctionConfiguration",
+        "TagResource",
+        "ListVersionsByFunction",
+        "PublishVersion",
+        "GetAlias",
+        "CreateAlias",
+        "UpdateAlias",
+        "DeleteLayerVersion",
+        "GetBucketLocation",
+        "HeadObject",
+        "PutObject",
     }, operations
     # every call is allowed: its action, on its resource
     requests = [request for call in calls for request in iam_requests(call)]
-    refused = sorted({f"{action} on {resource}" for action, resource in requests if not allowed(policy, action, resource)})
+    refused = sorted(
+        {f"{action} on {resource}" for action, resource in requests if not allowed(policy, action, resource)}
+    )
     assert refused == [], "add these to SECURITY.md's policy (or stop calling them)"
     called = {action for action, _ in requests}
     assert not [action for action in called if action.startswith(NEVER)]

@@ -30,7 +30,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not network and not container"
 
 lint: $(STAMP)
-	$(BIN)/ruff check drover tests bench entrypoint.py
+	$(BIN)/ruff check drover tests bench scripts examples entrypoint.py
+	$(BIN)/ruff format --check drover tests bench scripts examples entrypoint.py
 	$(BIN)/mypy drover
 
 demo: $(STAMP)

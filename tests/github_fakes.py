@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 CLAIMS = {
     "iss": "https://token.actions.githubusercontent.com",
@@ -54,6 +54,30 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
 
+class _LocalHttpServer:
+    """A threaded HTTP server on 127.0.0.1 (random port) serving a subclass's handler."""
+
+    def _start_server(self) -> None:
+        self._lock = threading.Lock()
+        self._server = _Server(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 @dataclass
 class OidcRequest:
     path: str
@@ -62,7 +86,7 @@ class OidcRequest:
 
 
 @dataclass
-class FakeOidcServer:
+class FakeOidcServer(_LocalHttpServer):
     """GitHub's token endpoint: GET {url}&audience=... with `Authorization: bearer <request token>`."""
 
     fail_first: int = 0
@@ -74,14 +98,12 @@ class FakeOidcServer:
     claims: dict[str, Any] = field(default_factory=lambda: dict(CLAIMS))
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._start_server()
 
     @property
     def url(self) -> str:
         """Shaped like the runner's: it already has a query string."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}/_apis/token?api-version=2.0"
+        return f"http://127.0.0.1:{self.port}/_apis/token?api-version=2.0"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -122,14 +144,6 @@ class FakeOidcServer:
                 pass
 
         return Handler
-
-    def start(self) -> FakeOidcServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @contextmanager
@@ -173,7 +187,7 @@ class IssuedCredentials:
 
 
 @dataclass
-class FakeSts:
+class FakeSts(_LocalHttpServer):
     """STS that answers from `script` first (status, body), then forwards to `upstream` (moto)."""
 
     upstream: str
@@ -182,13 +196,11 @@ class FakeSts:
     issued: list[IssuedCredentials] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._start_server()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -226,14 +238,6 @@ class FakeSts:
             with self._lock:
                 self.issued.append(IssuedCredentials(*(match.group(1) for match in found.values() if match)))
         return status, answer
-
-    def start(self) -> FakeSts:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @contextmanager
@@ -274,7 +278,7 @@ HOP_BY_HOP_HEADERS = frozenset({"host", "connection", "transfer-encoding", "expe
 
 
 @dataclass
-class CountingServer:
+class CountingServer(_LocalHttpServer):
     """An AWS endpoint that counts every request ("METHOD /path?query").
 
     Without `upstream` it answers HTTP 500 to everything: an endpoint that must never be called.
@@ -287,13 +291,11 @@ class CountingServer:
     requests: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._server = _Server(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True)
+        self._start_server()
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     @property
     def writes(self) -> list[str]:
@@ -343,14 +345,6 @@ class CountingServer:
             return response.status, response.getheaders(), response.read()
         finally:
             connection.close()
-
-    def start(self) -> CountingServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @contextmanager

@@ -92,11 +92,9 @@ def deploy(
     tags = _desired_tags(plan, decisions, live)
     if drover.options.dry_run:
         if tags:
-            actions.append(DeployAction(action="tag", target=live.name, reason=f"record {', '.join(tags)}", done=False))
+            actions.append(_planned("tag", live.name, f"record {', '.join(tags)}"))
         if stage.publish:
-            actions.append(
-                DeployAction(action="publish-version", target=live.name, reason="publish is set", done=False)
-            )
+            actions.append(_planned("publish-version", live.name, "publish is set"))
         result.actions = actions
         result.requirements_layer_arn = decisions.layer_arn
         result.code_sha256 = live.code_sha256
@@ -206,35 +204,22 @@ def _preflight(target: LambdaTarget, plan: PackagePlan, decisions: Decisions, li
 def _planned_actions(plan: PackagePlan, decisions: Decisions, live: LiveFunction) -> list[DeployAction]:
     actions = []
     if decisions.publish_layer:
-        actions.append(
-            DeployAction(
-                action="publish-layer",
-                target=target_layer_name(live, decisions),
-                reason=f"no version records requirements digest {plan.requirements.digest}",
-                done=False,
-            )
-        )
+        reason = f"no version records requirements digest {plan.requirements.digest}"
+        actions.append(_planned("publish-layer", target_layer_name(live, decisions), reason))
     if decisions.code_changed:
         assert decisions.function_archive is not None
-        actions.append(
-            DeployAction(
-                action="update-code",
-                target=live.name,
-                reason=f"live CodeSha256 {live.code_sha256 or 'none'} differs from the package's {decisions.function_archive.code_sha256}",
-                done=False,
-            )
-        )
+        package_sha = decisions.function_archive.code_sha256
+        reason = f"live CodeSha256 {live.code_sha256 or 'none'} differs from the package's {package_sha}"
+        actions.append(_planned("update-code", live.name, reason))
     if decisions.layers_changed:
         detached = f"; detaches {', '.join(decisions.foreign_layers)}" if decisions.foreign_layers else ""
-        actions.append(
-            DeployAction(
-                action="update-layers",
-                target=live.name,
-                reason=f"layers {live.layer_arns} -> {decisions.desired_layers}{detached}",
-                done=False,
-            )
-        )
+        reason = f"layers {live.layer_arns} -> {decisions.desired_layers}{detached}"
+        actions.append(_planned("update-layers", live.name, reason))
     return actions
+
+
+def _planned(action: str, target: str, reason: str) -> DeployAction:
+    return DeployAction(action=action, target=target, reason=reason, done=False)
 
 
 def target_layer_name(live: LiveFunction, decisions: Decisions) -> str:

@@ -27,6 +27,7 @@ import deflate
 from zlib_ng import zlib_ng
 
 from drover.errors import PackagingError
+from drover.models import DeployResult
 from drover.packaging import READ_SIZE, HashedFile, PackageFile, default_workers, read_digest, thread_buffer
 
 COMPRESSION_LEVEL = 6
@@ -341,3 +342,19 @@ class _ZipWriter:
                 0,
             )
         )
+
+
+# -- archive names and how a run reports them ---------------------------------------------------
+
+FUNCTION_ARCHIVE = "function.zip"
+REQUIREMENTS_ARCHIVE = "requirements.zip"
+ARCHIVE_NAMES = {"function": FUNCTION_ARCHIVE, "requirements": REQUIREMENTS_ARCHIVE}
+
+
+def record_archive(result: DeployResult, archive: ArchiveInfo, kind: str, archive_dir: Path | None) -> None:
+    """Report an archive's size, and its final path when it is kept in archive_dir."""
+    path = str((archive_dir / archive.path.name).resolve()) if archive_dir is not None else None
+    if kind == "function":
+        result.function_archive, result.function_size = path, archive.size
+    else:
+        result.requirements_archive, result.requirements_size = path, archive.size

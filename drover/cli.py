@@ -13,8 +13,8 @@ from typing import NoReturn, TextIO
 from drover import __version__
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError
-from drover.io import format_file_size
 from drover.models import DeployResult
+from drover.report import render_text
 from drover.settings import load_settings, select_stage
 
 logger = logging.getLogger("drover")
@@ -109,25 +109,6 @@ def run(args: argparse.Namespace) -> DeployResult:
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     drover = Drover(settings, args.stage, interactive, options=options)
     return drover.update(args.install_path)
-
-
-def render_text(result: DeployResult) -> str:
-    lines = []
-    for kind, size, count, path in (
-        ("function", result.function_size, result.function_file_count, result.function_archive),
-        ("requirements", result.requirements_size, result.requirements_file_count, result.requirements_archive),
-    ):
-        if size is not None:
-            where = f" at {path}" if path else ""
-            lines.append(f"{kind.capitalize()} archive: {format_file_size(size)}, {count} files{where}")
-    for action in result.actions:
-        state = "done" if action.done else "would do"
-        lines.append(f"{state}: {action.action} {action.target} ({action.reason})")
-    if result.function_arn:
-        lines.append(f"Function {result.function_name!r} ARN: {result.function_arn}")
-    if result.mode == "deploy" and not result.actions:
-        lines.append(f"Function {result.function_name!r} is up to date; nothing to do")
-    return "\n".join(lines)
 
 
 def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:

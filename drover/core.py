@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drover.archive import ArchiveInfo, write_zip
+from drover.archive import ARCHIVE_NAMES, ArchiveInfo, record_archive, write_zip
 from drover.errors import PackagingError, SettingsError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, InstallSummary, Settings, Stage
@@ -34,8 +34,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("drover")
 
 DEFAULT_ARCHITECTURE = "x86_64"
-FUNCTION_ARCHIVE = "function.zip"
-REQUIREMENTS_ARCHIVE = "requirements.zip"
 
 
 @dataclass
@@ -104,13 +102,32 @@ class Drover:
         if self.options.package_only:
             return self.build(install_path)
         from drover import workflow  # pulls in boto3; package-only runs never import it
+        from drover.deploy import AwsClients
 
-        target, live = workflow.connect(self)  # the install targets the live function's architecture
-        self.install(install_path, self.stage.architecture or live.architecture)
+        clients = self.options.aws or AwsClients(self.stage.region_name)
+        target, live = workflow.connect(self.stage, clients, self.timings.phase)
+        self.install(install_path, self.stage.architecture or live.architecture)  # for the live architecture
         plan, result = self.package(install_path)
         result.mode = "dry-run" if self.options.dry_run else "deploy"
         with self._archive_directory() as directory:
-            workflow.deploy(self, target, live, plan, result, directory)
+
+            def build_archive(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
+                archive = self.write_archive(kind, files, directory / ARCHIVE_NAMES[kind])
+                record_archive(result, archive, kind, self.options.archive_dir)
+                return archive
+
+            deployment = workflow.Deployment(
+                stage=self.stage,
+                target=target,
+                live=live,
+                package=plan,
+                result=result,
+                build_archive=build_archive,
+                phase=self.timings.phase,
+                dry_run=self.options.dry_run,
+                direct_upload_limit=self.options.direct_upload_limit,
+            )
+            workflow.deploy(deployment)
         result.timings = dict(self.timings)
         return result
 
@@ -128,17 +145,14 @@ class Drover:
             logger.warning("%s (a deploy would stop here)", problem)
         archives: list[tuple[ArchiveInfo, str]] = []
         with self._archive_directory() as directory:
-            for kind, files, name in (
-                ("function", layout.function, FUNCTION_ARCHIVE),
-                ("requirements", layout.requirements, REQUIREMENTS_ARCHIVE),
-            ):
+            for kind, files in (("function", layout.function), ("requirements", layout.requirements)):
                 if files:
-                    archives.append((self.write_archive(kind, files, directory / name), kind))
+                    archives.append((self.write_archive(kind, files, directory / ARCHIVE_NAMES[kind]), kind))
             partitions = {kind: Partition(kind, archive.files) for archive, kind in archives}
             plan = PackagePlan(partitions["function"], partitions.get("requirements", Partition("requirements", ())))
             result = self._result(plan, "package-only")
             for archive, kind in archives:
-                record_archive(result, archive, partitions[kind], self.options.archive_dir)
+                record_archive(result, archive, kind, self.options.archive_dir)
         if problem:
             result.warnings.append(problem)
         result.timings = dict(self.timings)
@@ -209,15 +223,6 @@ class Drover:
             function_unzipped_size=plan.function.unzipped_size,
             requirements_unzipped_size=plan.requirements.unzipped_size,
         )
-
-
-def record_archive(result: DeployResult, archive: ArchiveInfo, partition: Partition, archive_dir: Path | None) -> None:
-    """Report an archive's size, and its final path when it is kept in archive_dir."""
-    path = str((archive_dir / archive.path.name).resolve()) if archive_dir is not None else None
-    if partition.kind == "function":
-        result.function_archive, result.function_size = path, archive.size
-    else:
-        result.requirements_archive, result.requirements_size = path, archive.size
 
 
 def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:

@@ -1,29 +1,46 @@
-"""Everything that talks to AWS: the only module importing boto3.
+"""Everything that talks to AWS: the only module importing boto3 (and the only one catching botocore).
 
-Calls go through `AwsClients.call`, the one place that knows AWS's failure modes: it retries
-what a wait fixes (an update in progress), and turns every other failure into one UpdateError
-line that names the operation, AWS's message and, where there is one, the fix.
+Every call goes through `AwsClients.call`, the one error boundary: it retries what a wait fixes
+(an update in progress), and turns every other failure into an `AwsError` (an UpdateError carrying
+AWS's error code) whose one line names the operation, AWS's message and, where there is one, the
+fix. Missing credentials are a `MissingCredentials` (a PreflightError: exit 2, nothing written).
+Clients are typed with the boto3 stubs, so a misspelt parameter fails `mypy --strict`.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config
+from botocore.retries.standard import RetryContext, StandardRetryConditions
 
 from drover.archive import ArchiveInfo
 from drover.errors import PreflightError, UpdateError
-from drover.models import LAYER_VERSION_ARN_PATTERN, S3BucketFileVersion, S3BucketPath, Stage
-from drover.retry import Backoff, retry
+from drover.models import LAYER_VERSION_ARN_PATTERN, Architecture, S3BucketFileVersion, S3BucketPath, Stage
+
+if TYPE_CHECKING:
+    from mypy_boto3_lambda import LambdaClient
+    from mypy_boto3_lambda.type_defs import (
+        GetFunctionResponseTypeDef,
+        LayerVersionContentInputTypeDef,
+        PublishVersionRequestTypeDef,
+        UpdateAliasRequestTypeDef,
+        UpdateFunctionCodeRequestTypeDef,
+        UpdateFunctionConfigurationRequestTypeDef,
+    )
+    from mypy_boto3_s3 import S3Client
 
 logger = logging.getLogger("drover")
+T = TypeVar("T")
 
 LAYER_DESCRIPTION_PREFIX = "drover requirements sha256:"
 TAG_FUNCTION_DIGEST = "drover:function-digest"
@@ -46,12 +63,32 @@ WRITE_OPERATIONS = frozenset(
 CONFLICT_RETRIES = 5
 UPDATE_TIMEOUT_SECONDS = 900.0
 NO_CREDENTIALS = "no AWS credentials found — set role-to-assume (GitHub Action), AWS_PROFILE or AWS_ACCESS_KEY_ID"
+NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 RETRY_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 6},
     connect_timeout=10,
     read_timeout=300,
     user_agent_extra="drover-action",
 )
+
+
+class AwsError(UpdateError):
+    """AWS refused or failed a call. `code` is AWS's error code ("" for a connection failure)."""
+
+    def __init__(self, message: str, code: str = "", aws_message: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.aws_message = aws_message
+
+
+class MissingCredentials(PreflightError):
+    """No credentials: a configuration problem found at the first (read) call, before any write."""
+
+    code = "NoCredentials"
+
+
+class CodeMismatchError(UpdateError):
+    """Lambda runs (or published) other bytes than the archive drover built."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +132,15 @@ class LayerVersion:
     version: int
     description: str
     code_size: int | None = None
+    architectures: tuple[str, ...] = ("x86_64",)
+
+
+@dataclass(frozen=True)
+class Alias:
+    arn: str
+    version: str
+    extra_weights: dict[str, float]
+    revision_id: str | None
 
 
 @dataclass(frozen=True)
@@ -104,61 +150,109 @@ class CodeLocation:
     archive: ArchiveInfo
     s3: S3BucketFileVersion | None = None
 
-    def lambda_arguments(self) -> dict[str, Any]:
+    def describe(self) -> str:
+        if self.s3 is None:
+            return f"{self.archive.path.name} (direct upload)"
+        version = f" (version {self.s3.version_id})" if self.s3.version_id else ""
+        return f"s3://{self.s3.bucket_name}/{self.s3.key}{version}"
+
+    def layer_content(self) -> LayerVersionContentInputTypeDef:
         if self.s3 is None:
             return {"ZipFile": self.archive.path.read_bytes()}
-        arguments = {"S3Bucket": self.s3.bucket_name, "S3Key": self.s3.key}
+        content: LayerVersionContentInputTypeDef = {"S3Bucket": self.s3.bucket_name, "S3Key": self.s3.key}
         if self.s3.version_id:
-            arguments["S3ObjectVersion"] = self.s3.version_id
-        return arguments
+            content["S3ObjectVersion"] = self.s3.version_id
+        return content
+
+    def function_code(self, name: str, revision_id: str | None) -> UpdateFunctionCodeRequestTypeDef:
+        request: UpdateFunctionCodeRequestTypeDef = {"FunctionName": name}
+        if self.s3 is None:
+            request["ZipFile"] = self.archive.path.read_bytes()
+        else:
+            request["S3Bucket"], request["S3Key"] = self.s3.bucket_name, self.s3.key
+            if self.s3.version_id:
+                request["S3ObjectVersion"] = self.s3.version_id
+        if revision_id:
+            request["RevisionId"] = revision_id
+        return request
 
 
 @dataclass
 class AwsClients:
-    """boto3 clients for one region, with standard retries, on explicit or default credentials."""
+    """One boto3 session per run and its typed clients for one region, with botocore's standard retries."""
 
     region_name: str
     credentials: AwsCredentials | None = None
     session: boto3.Session | None = None
     sleep: Callable[[float], None] = time.sleep
-    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    def client(self, service: str) -> Any:
-        if service not in self._clients:
-            session = self.session or boto3.Session()
-            keys: dict[str, Any] = {}
-            if self.credentials is not None:
-                keys = {
-                    "aws_access_key_id": self.credentials.access_key_id,
-                    "aws_secret_access_key": self.credentials.secret_access_key,
-                    "aws_session_token": self.credentials.session_token,
-                }
-            self._clients[service] = session.client(  # type: ignore[call-overload]  # service is a runtime string
-                service, region_name=self.region_name, config=RETRY_CONFIG, **keys
-            )
-        return self._clients[service]
+    def __post_init__(self) -> None:
+        if self.session is None:
+            self.session = boto3.Session()
+
+    @cached_property
+    def lambda_(self) -> LambdaClient:
+        assert self.session is not None
+        keys = self.credentials or AwsCredentials("", "")
+        if self.credentials is None:
+            return self.session.client("lambda", region_name=self.region_name, config=RETRY_CONFIG)
+        return self.session.client(
+            "lambda",
+            region_name=self.region_name,
+            config=RETRY_CONFIG,
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+            aws_session_token=keys.session_token,
+        )
+
+    @cached_property
+    def s3(self) -> S3Client:
+        assert self.session is not None
+        keys = self.credentials or AwsCredentials("", "")
+        if self.credentials is None:
+            return self.session.client("s3", region_name=self.region_name, config=RETRY_CONFIG)
+        return self.session.client(
+            "s3",
+            region_name=self.region_name,
+            config=RETRY_CONFIG,
+            aws_access_key_id=keys.access_key_id,
+            aws_secret_access_key=keys.secret_access_key,
+            aws_session_token=keys.session_token,
+        )
 
     def call(
-        self, service: str, operation: str, *, on_conflict: Callable[[], object] | None = None, **arguments: Any
-    ) -> Any:
-        """Call a client method by its snake_case name; the single place AWS errors become UpdateError."""
-        method = getattr(self.client(service), operation)
+        self,
+        operation: str,
+        request: Callable[[], T],
+        *,
+        service: str = "lambda",
+        on_conflict: Callable[[], object] | None = None,
+    ) -> T:
+        """Make one AWS call; an update in progress (ResourceConflictException) is waited out, then retried."""
         for attempt in range(CONFLICT_RETRIES + 1):
             try:
-                return method(**arguments)
-            except botocore.exceptions.ClientError as error:
-                code = error_code(error)
-                if code == "ResourceConflictException" and on_conflict is not None and attempt < CONFLICT_RETRIES:
-                    logger.info("Lambda is busy with another update (%s); waiting, then retrying", error_message(error))
-                    self.sleep(min(2.0**attempt, 10.0))
-                    on_conflict()
-                    continue
-                raise UpdateError(describe_client_error(service, error)) from error
-            except botocore.exceptions.NoCredentialsError:
-                raise UpdateError(NO_CREDENTIALS) from None
-            except botocore.exceptions.BotoCoreError as error:
-                raise UpdateError(f"{_operation_name(error, operation)} failed: {error}") from error
+                return aws_call(operation, request, service=service)
+            except AwsError as error:
+                if error.code != "ResourceConflictException" or on_conflict is None or attempt == CONFLICT_RETRIES:
+                    raise
+                logger.info("Lambda is busy with another update (%s); waiting, then retrying", error.aws_message)
+                self.sleep(min(2.0**attempt, 10.0))
+                on_conflict()
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def aws_call(
+    operation: str, request: Callable[[], T], *, service: str = "lambda", error: type[AwsError] = AwsError
+) -> T:
+    """The single place botocore's exceptions become drover's errors (AwsError, carrying AWS's code)."""
+    try:
+        return request()
+    except botocore.exceptions.ClientError as failure:
+        raise error(describe_client_error(service, failure), error_code(failure), error_message(failure)) from failure
+    except botocore.exceptions.NoCredentialsError:
+        raise MissingCredentials(NO_CREDENTIALS) from None
+    except botocore.exceptions.BotoCoreError as failure:
+        raise error(f"{_operation_name(failure, operation)} failed: {failure}") from failure
 
 
 def error_code(error: botocore.exceptions.ClientError) -> str:
@@ -207,23 +301,28 @@ class LambdaTarget:
         self.clients = clients
         self.update_timeout = update_timeout
 
+    @property
+    def _lambda(self) -> LambdaClient:
+        return self.clients.lambda_
+
+    def _get_function(self) -> LiveFunction:
+        response = self.clients.call(
+            "GetFunction", lambda: self._lambda.get_function(FunctionName=self.stage.function_name)
+        )
+        return parse_live_function(response)
+
     # -- reads ---------------------------------------------------------------------------------
 
     def read_function(self) -> LiveFunction:
         try:
-            response = self.clients.client("lambda").get_function(FunctionName=self.stage.function_name)
-        except botocore.exceptions.ClientError as error:
-            if error_code(error) == "ResourceNotFoundException":
+            return self._get_function()
+        except AwsError as error:
+            if error.code == "ResourceNotFoundException":
                 raise UpdateError(
                     f"function {self.stage.function_name} not found in region {self.stage.region_name} — "
                     "create it with your infrastructure tool first (drover updates functions, it does not create them)"
                 ) from None
-            raise UpdateError(describe_client_error("lambda", error)) from error
-        except botocore.exceptions.NoCredentialsError:
-            raise UpdateError(NO_CREDENTIALS) from None
-        except botocore.exceptions.BotoCoreError as error:
-            raise UpdateError(f"GetFunction failed: {error}") from error
-        return parse_live_function(response)
+            raise
 
     def wait_until_updated(self, operation: str | None = None) -> LiveFunction:
         """Poll until LastUpdateStatus is no longer InProgress; Failed is an UpdateError quoting Lambda.
@@ -233,9 +332,7 @@ class LambdaTarget:
         deadline = time.monotonic() + self.update_timeout
         delay = 1.0
         while True:
-            live = parse_live_function(
-                self.clients.call("lambda", "get_function", FunctionName=self.stage.function_name)
-            )
+            live = self._get_function()
             if live.last_update_status == "Failed":
                 accepted = f"{operation} was accepted, but " if operation else ""
                 raise UpdateError(
@@ -257,243 +354,316 @@ class LambdaTarget:
         for arn in attached:
             match = LAYER_VERSION_ARN_PATTERN.match(arn)
             if match and match["name"] == self.stage.layer_name:
-                attached_version = self._get_layer_version(int(match["version"]))
+                attached_version = self._get_layer_version(self.stage.layer_name, int(match["version"]))
                 if attached_version and attached_version.description == description:
                     return attached_version
         for listed in self.list_layer_versions():
             if listed.description == description and architecture in listed.architectures:
-                return LayerVersion(listed.arn, listed.version, listed.description)
+                return listed
         return None
 
-    def list_layer_versions(self) -> Iterator[_ListedLayerVersion]:
-        paginator = self.clients.client("lambda").get_paginator("list_layer_versions")
-        try:
-            for page in paginator.paginate(LayerName=self.stage.layer_name):
-                for item in page.get("LayerVersions", []):
-                    yield _ListedLayerVersion(
-                        item["LayerVersionArn"],
-                        int(item["Version"]),
-                        item.get("Description", ""),
-                        tuple(item.get("CompatibleArchitectures") or ("x86_64",)),
-                    )
-        except botocore.exceptions.ClientError as error:
-            if error_code(error) == "ResourceNotFoundException":
-                return
-            raise UpdateError(describe_client_error("lambda", error)) from error
-        except botocore.exceptions.BotoCoreError as error:
-            raise UpdateError(f"ListLayerVersions failed: {error}") from error
+    def list_layer_versions(self) -> list[LayerVersion]:
+        def request() -> list[LayerVersion]:
+            paginator = self._lambda.get_paginator("list_layer_versions")
+            return [
+                LayerVersion(
+                    item["LayerVersionArn"],
+                    int(item["Version"]),
+                    item.get("Description", ""),
+                    architectures=tuple(item.get("CompatibleArchitectures") or ("x86_64",)),
+                )
+                for page in paginator.paginate(LayerName=self.stage.layer_name)
+                for item in page.get("LayerVersions", [])
+            ]
 
-    def layer_code_size(self, arn: str) -> int:
+        try:
+            return self.clients.call("ListLayerVersions", request)
+        except AwsError as error:
+            if error.code == "ResourceNotFoundException":
+                return []
+            raise
+
+    def layers_attached_elsewhere(self, function_arn: str) -> set[str]:
+        """Every layer version ARN attached to a function of the region other than this one (paginated)."""
+
+        def request() -> set[str]:
+            paginator = self._lambda.get_paginator("list_functions")
+            return {
+                layer["Arn"]
+                for page in paginator.paginate()
+                for function in page.get("Functions", [])
+                if function.get("FunctionArn") != function_arn
+                for layer in function.get("Layers", [])
+            }
+
+        return self.clients.call("ListFunctions", request)
+
+    def supplemental_layer_size(self, arn: str) -> int:
+        """The layer version's code size; a layer that is missing (or not shared with us) is a PreflightError."""
         match = LAYER_VERSION_ARN_PATTERN.match(arn)
         if match is None:
             return 0
-        response = self.clients.call(
-            "lambda", "get_layer_version", LayerName=f"{arn.rsplit(':', 1)[0]}", VersionNumber=int(match["version"])
-        )
-        return int(response.get("Content", {}).get("CodeSize", 0))
+        layer = self._get_layer_version(arn.rsplit(":", 1)[0], int(match["version"]))
+        if layer is None:
+            raise PreflightError(
+                f"supplemental_layer_arns: {arn} does not exist in {self.stage.region_name} (or is not shared with "
+                "this account) — fix the ARN in drover.yml, or publish that layer version first"
+            )
+        return layer.code_size or 0
 
-    def check_bucket_region(self, bucket: S3BucketPath) -> None:
-        response = self.clients.call("s3", "get_bucket_location", Bucket=bucket.bucket_name)
-        region = response.get("LocationConstraint") or "us-east-1"
+    def layer_code_size(self, arn: str) -> int:  # kept for callers of the seed's name
+        return self.supplemental_layer_size(arn)
+
+    def bucket_exists(self, bucket: S3BucketPath) -> bool:
+        """True when the bucket exists in the function's region; another region is a PreflightError."""
+        try:
+            response = self.clients.call(
+                "GetBucketLocation",
+                lambda: self.clients.s3.get_bucket_location(Bucket=bucket.bucket_name),
+                service="s3",
+            )
+        except AwsError as error:
+            if error.code == "NoSuchBucket":
+                return False
+            raise
+        region = str(response.get("LocationConstraint") or "us-east-1")
         region = "eu-west-1" if region == "EU" else region
         if region != self.stage.region_name:
             raise PreflightError(
                 f"upload_bucket {bucket.bucket_name} is in {region}, but the function is in "
                 f"{self.stage.region_name}; Lambda only reads code from a bucket in its own region — use another bucket"
             )
+        return True
 
-    def _get_layer_version(self, version: int) -> LayerVersion | None:
+    def check_bucket_region(self, bucket: S3BucketPath) -> None:
+        self.bucket_exists(bucket)
+
+    def _get_layer_version(self, layer: str, version: int) -> LayerVersion | None:
         try:
-            response = self.clients.client("lambda").get_layer_version(
-                LayerName=self.stage.layer_name, VersionNumber=version
+            response = self.clients.call(
+                "GetLayerVersion", lambda: self._lambda.get_layer_version(LayerName=layer, VersionNumber=version)
             )
-        except botocore.exceptions.ClientError as error:
-            if error_code(error) == "ResourceNotFoundException":
+        except AwsError as error:
+            if error.code == "ResourceNotFoundException":
                 return None
-            raise UpdateError(describe_client_error("lambda", error)) from error
-        except botocore.exceptions.BotoCoreError as error:
-            raise UpdateError(f"GetLayerVersion failed: {error}") from error
+            raise
         return LayerVersion(
             response["LayerVersionArn"],
             int(response["Version"]),
             response.get("Description", ""),
             response.get("Content", {}).get("CodeSize"),
         )
+
+    def find_published_version(self, code_sha256: str, layer_arns: Sequence[str]) -> str | None:
+        """The newest published version with this code and these layers, so it is not published again."""
+
+        def request() -> str | None:
+            paginator = self._lambda.get_paginator("list_versions_by_function")
+            newest: int | None = None
+            for page in paginator.paginate(FunctionName=self.stage.function_name):
+                for item in page.get("Versions", []):
+                    version = item.get("Version", "$LATEST")
+                    if version == "$LATEST" or item.get("CodeSha256") != code_sha256:
+                        continue
+                    if [layer["Arn"] for layer in item.get("Layers", [])] != list(layer_arns):
+                        continue
+                    newest = max(newest or 0, int(version))
+            return str(newest) if newest is not None else None
+
+        return self.clients.call("ListVersionsByFunction", request)
+
+    def read_alias(self, alias: str) -> Alias | None:
+        try:
+            current = self.clients.call(
+                "GetAlias", lambda: self._lambda.get_alias(FunctionName=self.stage.function_name, Name=alias)
+            )
+        except AwsError as error:
+            if error.code == "ResourceNotFoundException":
+                return None
+            raise
+        weights = dict(current.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}) or {})
+        return Alias(current["AliasArn"], current["FunctionVersion"], weights, current.get("RevisionId"))
 
     # -- writes --------------------------------------------------------------------------------
 
-    def upload_to_s3(self, archive: ArchiveInfo, digest: str) -> tuple[S3BucketFileVersion, bool]:
-        """Put the archive at its content-addressed key unless the same bytes are already there.
+    def content_key(self, digest: str) -> str:
+        bucket = self.stage.upload_bucket
+        assert bucket is not None
+        return "/".join(part for part in (bucket.prefix, self.stage.short_function_name, f"{digest}.zip") if part)
 
-        Returns the object and whether it was uploaded now.
+    def upload_to_s3(self, archive: ArchiveInfo, digest: str) -> tuple[S3BucketFileVersion, bool, str | None]:
+        """Put the archive at its content-addressed key unless S3's SHA-256 of the object there is the archive's.
+
+        Returns the object, whether it was uploaded now, and a warning when an object with other
+        bytes had to be replaced. S3 verifies the SHA-256 drover sends with the upload.
         """
         bucket = self.stage.upload_bucket
         assert bucket is not None
-        key = "/".join(part for part in (bucket.prefix, self.stage.short_function_name, f"{digest}.zip") if part)
-        s3 = self.clients.client("s3")
+        key = self.content_key(digest)
+        s3 = self.clients.s3
+        warning = None
         try:
-            head = s3.head_object(Bucket=bucket.bucket_name, Key=key)
-            if head.get("Metadata", {}).get(CODE_SHA256_METADATA) == archive.code_sha256:
-                logger.info("Archive already in s3://%s/%s; not uploading it again", bucket.bucket_name, key)
-                existing = S3BucketFileVersion(
-                    bucket_name=bucket.bucket_name, key=key, version_id=head.get("VersionId")
-                )
-                return existing, False
-        except botocore.exceptions.ClientError as error:
-            if error_code(error) not in {"404", "NoSuchKey", "NotFound", "403"}:
-                raise
-        with open(archive.path, "rb") as body:
-            response = s3.put_object(
-                Bucket=bucket.bucket_name, Key=key, Body=body, Metadata={CODE_SHA256_METADATA: archive.code_sha256}
+            head = self.clients.call(
+                "HeadObject",
+                lambda: s3.head_object(Bucket=bucket.bucket_name, Key=key, ChecksumMode="ENABLED"),
+                service="s3",
             )
-        uploaded = S3BucketFileVersion(bucket_name=bucket.bucket_name, key=key, version_id=response.get("VersionId"))
-        return uploaded, True
+        except AwsError as error:
+            if error.code not in NOT_FOUND_CODES | {"403"}:
+                raise
+        else:
+            stored = head.get("ChecksumSHA256")
+            where = S3BucketFileVersion(bucket_name=bucket.bucket_name, key=key, version_id=head.get("VersionId"))
+            if stored == archive.code_sha256:
+                logger.info(
+                    "Archive already in s3://%s/%s (SHA-256 checked); not uploading it again", where.bucket_name, key
+                )
+                return where, False, None
+            warning = (
+                f"s3://{bucket.bucket_name}/{key} holds other bytes than {archive.path.name} (S3's SHA-256 "
+                f"{stored or 'none'}, the archive's {archive.code_sha256}); uploading it again"
+            )
+            logger.warning(warning)
 
-    def publish_layer(self, location: CodeLocation, digest: str, architecture: str) -> LayerVersion:
-        content = location.lambda_arguments()
+        def put() -> Any:
+            with open(archive.path, "rb") as body:
+                return s3.put_object(
+                    Bucket=bucket.bucket_name,
+                    Key=key,
+                    Body=body,
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=archive.code_sha256,
+                    Metadata={CODE_SHA256_METADATA: archive.code_sha256},
+                )
+
+        response = self.clients.call("PutObject", put, service="s3")
+        uploaded = S3BucketFileVersion(bucket_name=bucket.bucket_name, key=key, version_id=response.get("VersionId"))
+        return uploaded, True, warning
+
+    def publish_layer(self, location: CodeLocation, digest: str, architecture: Architecture) -> LayerVersion:
         response = self.clients.call(
-            "lambda",
-            "publish_layer_version",
-            LayerName=self.stage.layer_name,
-            Description=LAYER_DESCRIPTION_PREFIX + digest,
-            Content=content,
-            CompatibleRuntimes=[self.stage.compatible_runtime],
-            CompatibleArchitectures=[architecture],
+            "PublishLayerVersion",
+            lambda: self._lambda.publish_layer_version(
+                LayerName=self.stage.layer_name,
+                Description=LAYER_DESCRIPTION_PREFIX + digest,
+                Content=location.layer_content(),
+                CompatibleRuntimes=[self.stage.compatible_runtime],  # type: ignore[list-item]  # a checked python3.N
+                CompatibleArchitectures=[architecture],
+            ),
         )
-        return LayerVersion(
+        layer = LayerVersion(
             response["LayerVersionArn"],
             int(response["Version"]),
             response.get("Description", ""),
             response.get("Content", {}).get("CodeSize"),
         )
+        _verify("PublishLayerVersion", layer.arn, response.get("Content", {}).get("CodeSha256", ""), location)
+        return layer
 
     def update_code(self, location: CodeLocation, live: LiveFunction) -> LiveFunction:
         sha256 = location.archive.code_sha256
-        return self._update(
-            "update_function_code",
-            lambda updated: updated.code_sha256 == sha256,
-            **location.lambda_arguments(),
-            **_revision(live),
-        )
+        request = location.function_code(self.stage.function_name, live.revision_id)
+        answered: list[str] = []
+
+        def call() -> object:
+            response = self._lambda.update_function_code(**request)
+            answered.append(response.get("CodeSha256", ""))
+            return response
+
+        updated = self._update("UpdateFunctionCode", call, lambda now: now.code_sha256 == sha256)
+        for reported in (*answered, updated.code_sha256):
+            _verify("UpdateFunctionCode", updated.name, reported, location)
+        return updated
 
     def update_layers(self, layer_arns: Sequence[str], live: LiveFunction) -> LiveFunction:
         wanted = list(layer_arns)
+        request: UpdateFunctionConfigurationRequestTypeDef = {
+            "FunctionName": self.stage.function_name,
+            "Layers": wanted,
+        }
+        if live.revision_id:
+            request["RevisionId"] = live.revision_id
         return self._update(
-            "update_function_configuration",
-            lambda updated: updated.layer_arns == wanted,
-            Layers=wanted,
-            **_revision(live),
+            "UpdateFunctionConfiguration",
+            lambda: self._lambda.update_function_configuration(**request),
+            lambda now: now.layer_arns == wanted,
         )
 
-    def _update(self, operation: str, applied: Callable[[LiveFunction], bool], **arguments: Any) -> LiveFunction:
+    def _update(
+        self, operation: str, request: Callable[[], object], applied: Callable[[LiveFunction], bool]
+    ) -> LiveFunction:
         """Call an update and wait for it to finish.
 
         A PreconditionFailedException (stale RevisionId) while the function already has this very
         change is botocore retrying a request whose first attempt was applied but whose answer was
         lost (a read timeout, a reset connection): the update is done, not a conflict.
         """
-        name = _api_name(operation)
         try:
-            self.clients.call(
-                "lambda",
-                operation,
-                on_conflict=self.wait_until_updated,
-                FunctionName=self.stage.function_name,
-                **arguments,
-            )
-        except UpdateError as error:
-            cause = error.__cause__
-            stale = (
-                isinstance(cause, botocore.exceptions.ClientError)
-                and error_code(cause) == "PreconditionFailedException"
-            )
-            if not stale:
+            self.clients.call(operation, request, on_conflict=self.wait_until_updated)
+        except AwsError as error:
+            if error.code != "PreconditionFailedException":
                 raise
-            live = self.wait_until_updated(name)
+            live = self.wait_until_updated(operation)
             if not applied(live):
                 raise
-            logger.info("%s had already been applied (its answer was lost, so botocore retried it)", name)
+            logger.info("%s had already been applied (its answer was lost, so botocore retried it)", operation)
             return live
-        return self.wait_until_updated(name)
+        return self.wait_until_updated(operation)
 
     def tag_function(self, live: LiveFunction, tags: dict[str, str]) -> None:
-        self.clients.call("lambda", "tag_resource", Resource=_unqualified(live.arn), Tags=tags)
-
-    def find_published_version(self, live: LiveFunction) -> str | None:
-        """The newest published version with the live code and layers, so an unchanged function is not republished."""
-        paginator = self.clients.client("lambda").get_paginator("list_versions_by_function")
-        newest: tuple[int, str] | None = None
-        try:
-            for page in paginator.paginate(FunctionName=self.stage.function_name):
-                for item in page.get("Versions", []):
-                    if item["Version"] == "$LATEST" or item.get("CodeSha256") != live.code_sha256:
-                        continue
-                    if [layer["Arn"] for layer in item.get("Layers", [])] != live.layer_arns:
-                        continue
-                    number = int(item["Version"])
-                    if newest is None or number > newest[0]:
-                        newest = (number, item["Version"])
-        except botocore.exceptions.ClientError as error:
-            raise UpdateError(describe_client_error("lambda", error)) from error
-        except botocore.exceptions.BotoCoreError as error:
-            raise UpdateError(f"ListVersionsByFunction failed: {error}") from error
-        return newest[1] if newest else None
+        self.clients.call("TagResource", lambda: self._lambda.tag_resource(Resource=_unqualified(live.arn), Tags=tags))
 
     def publish_version(self, live: LiveFunction) -> str:
-        arguments: dict[str, Any] = {"FunctionName": self.stage.function_name, "CodeSha256": live.code_sha256}
-        arguments.update(_revision(live))
-        response = self.clients.call("lambda", "publish_version", on_conflict=self.wait_until_updated, **arguments)
+        request: PublishVersionRequestTypeDef = {
+            "FunctionName": self.stage.function_name,
+            "CodeSha256": live.code_sha256,
+        }
+        if live.revision_id:
+            request["RevisionId"] = live.revision_id
+        response = self.clients.call(
+            "PublishVersion", lambda: self._lambda.publish_version(**request), on_conflict=self.wait_until_updated
+        )
         return str(response["Version"])
 
-    def point_alias(self, alias: str, version: str) -> tuple[str, bool]:
-        """Make the alias point at version; returns (alias ARN, whether it changed)."""
-        lambda_client = self.clients.client("lambda")
-        try:
-            current = lambda_client.get_alias(FunctionName=self.stage.function_name, Name=alias)
-        except botocore.exceptions.BotoCoreError as error:
-            raise UpdateError(f"GetAlias failed: {error}") from error
-        except botocore.exceptions.ClientError as error:
-            if error_code(error) != "ResourceNotFoundException":
-                raise UpdateError(describe_client_error("lambda", error)) from error
+    def point_alias(self, alias: str, version: str, current: Alias | None) -> str:
+        """Point the alias at version with no other weights (all of its traffic); returns the alias ARN."""
+        name = self.stage.function_name
+        if current is None:
             created = self.clients.call(
-                "lambda", "create_alias", FunctionName=self.stage.function_name, Name=alias, FunctionVersion=version
+                "CreateAlias", lambda: self._lambda.create_alias(FunctionName=name, Name=alias, FunctionVersion=version)
             )
-            return str(created["AliasArn"]), True
-        if current.get("FunctionVersion") == version:
-            return str(current["AliasArn"]), False
-        arguments: dict[str, Any] = {
-            "FunctionName": self.stage.function_name,
+            return str(created["AliasArn"])
+        request: UpdateAliasRequestTypeDef = {
+            "FunctionName": name,
             "Name": alias,
             "FunctionVersion": version,
+            "RoutingConfig": {"AdditionalVersionWeights": {}},
         }
-        if current.get("RevisionId"):
-            arguments["RevisionId"] = current["RevisionId"]
-        updated = self.clients.call("lambda", "update_alias", **arguments)
-        return str(updated["AliasArn"]), True
+        if current.revision_id:
+            request["RevisionId"] = current.revision_id
+        updated = self.clients.call("UpdateAlias", lambda: self._lambda.update_alias(**request))
+        return str(updated["AliasArn"])
 
-    def prune_layer_versions(self, keep: int, attached: Sequence[str]) -> list[int]:
-        versions = sorted(self.list_layer_versions(), key=lambda item: item.version, reverse=True)
-        deleted = []
-        for version in versions[keep:]:
-            if version.arn in attached:
-                continue
-            self.clients.call(
-                "lambda", "delete_layer_version", LayerName=self.stage.layer_name, VersionNumber=version.version
-            )
-            deleted.append(version.version)
-        return deleted
+    def delete_layer_version(self, version: int) -> None:
+        self.clients.call(
+            "DeleteLayerVersion",
+            lambda: self._lambda.delete_layer_version(LayerName=self.stage.layer_name, VersionNumber=version),
+        )
 
 
-@dataclass(frozen=True)
-class _ListedLayerVersion:
-    arn: str
-    version: int
-    description: str
-    architectures: tuple[str, ...]
+def _verify(operation: str, target: str, reported: str, location: CodeLocation) -> None:
+    """Lambda's CodeSha256 must be the archive's: anything else is other bytes than drover built."""
+    expected = location.archive.code_sha256
+    if reported != expected:
+        raise CodeMismatchError(
+            f"{operation} of {target}: Lambda reports CodeSha256 {reported or '(none)'}, but the archive drover "
+            f"built has {expected}; Lambda read {location.describe()} — the code there is not drover's "
+            "(check who else writes to the upload bucket); nothing was tagged, rerun drover"
+        )
 
 
-def parse_live_function(response: dict[str, Any]) -> LiveFunction:
-    configuration = response["Configuration"]
+def parse_live_function(response: GetFunctionResponseTypeDef | dict[str, Any]) -> LiveFunction:
+    configuration: Any = response["Configuration"]
     return LiveFunction(
         arn=configuration["FunctionArn"],
         name=configuration["FunctionName"],
@@ -522,63 +692,49 @@ def _unqualified(arn: str) -> str:
     return ":".join(parts[:7])
 
 
-def s3_failure_message(error: Exception) -> str:
-    if isinstance(error, botocore.exceptions.ClientError):
-        return describe_client_error("s3", error)
-    return f"{type(error).__name__}: {error}"
-
-
-S3_FAILURES = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError)
-
-
 # -- STS: the web identity exchange of the GitHub Action --------------------------------------
 
 STS_ATTEMPTS = 6
-# botocore's own retries are off for STS: `assume_role_with_web_identity` retries with its own
-# Backoff, so the policy (what is transient, how long to wait) is explicit and testable.
-STS_CONFIG = RETRY_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=30))
-STS_TRANSIENT_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestThrottled",
-        "IDPCommunicationError",
-        "InternalFailure",
-        "InternalError",
-        "ServiceUnavailable",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "PriorRequestNotComplete",
-    }
-)
-# STS's answers when the role's trust policy (or the OIDC provider) does not accept the token
 STS_TRUST_CODES = frozenset({"AccessDenied", "InvalidIdentityToken", "IDPRejectedClaim", "ExpiredTokenException"})
 
 
-class AssumeRoleError(UpdateError):
+def sts_config(attempts: int) -> Config:
+    """botocore's own standard retry mode (throttling, 5xx, connection errors, IDPCommunicationError)."""
+    return RETRY_CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": attempts}, read_timeout=30))
+
+
+class AssumeRoleError(AwsError):
     """STS did not hand out credentials.
 
     `code` and `aws_message` are AWS's error code and message ("" for a connection failure), so
     the caller can explain a trust-policy refusal in its own terms.
     """
 
-    def __init__(self, message: str, code: str = "", aws_message: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.aws_message = aws_message
+
+@dataclass(frozen=True)
+class _Status:
+    status_code: int
+
+
+_STS_OPERATION: list[Any] = []
 
 
 def is_transient_sts_error(error: BaseException) -> bool:
-    """Throttling, 5xx and connection failures are worth retrying; AccessDenied and friends never are."""
-    if isinstance(error, botocore.exceptions.ClientError):
-        code = error_code(error)
-        if code in STS_TRUST_CODES:
-            return False
-        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code in STS_TRANSIENT_CODES or status >= 500
-    return isinstance(error, botocore.exceptions.ConnectionError | botocore.exceptions.HTTPClientError)
+    """Whether botocore's standard retry mode retries this STS error (it decides; drover only asks)."""
+    if not _STS_OPERATION:
+        _STS_OPERATION.append(
+            botocore.session.get_session().get_service_model("sts").operation_model("AssumeRoleWithWebIdentity")
+        )
+    parsed = error.response if isinstance(error, botocore.exceptions.ClientError) else None
+    status = int((parsed or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    context = RetryContext(
+        attempt_number=1,
+        operation_model=_STS_OPERATION[0],
+        parsed_response=parsed,
+        http_response=_Status(status) if parsed is not None else None,
+        caught_exception=error if parsed is None and isinstance(error, Exception) else None,
+    )
+    return bool(StandardRetryConditions(max_attempts=2).is_retryable(context))
 
 
 def assume_role_with_web_identity(
@@ -589,34 +745,26 @@ def assume_role_with_web_identity(
     region_name: str,
     *,
     session: boto3.Session | None = None,
-    backoff: Backoff | None = None,
+    attempts: int = STS_ATTEMPTS,
 ) -> AwsCredentials:
     """Exchange a GitHub OIDC token for role credentials.
 
-    Throttling, 5xx and connection errors are retried with jittered backoff; AccessDenied (and the
-    other trust-policy refusals) fail at once with an AssumeRoleError carrying AWS's code.
+    botocore's standard retry mode retries throttling, 5xx and connection errors with jittered
+    backoff; AccessDenied (and the other trust-policy refusals) fail at once with an
+    AssumeRoleError carrying AWS's code.
     """
-    sts = (session or boto3.Session()).client("sts", region_name=region_name, config=STS_CONFIG)
-
-    def call() -> Any:
-        return sts.assume_role_with_web_identity(
+    sts = (session or boto3.Session()).client("sts", region_name=region_name, config=sts_config(attempts))
+    response = aws_call(
+        "AssumeRoleWithWebIdentity",
+        lambda: sts.assume_role_with_web_identity(
             RoleArn=role_arn,
             RoleSessionName=session_name,
             WebIdentityToken=web_identity_token,
             DurationSeconds=duration_seconds,
-        )
-
-    def log_retry(attempt: int, error: BaseException, seconds: float) -> None:
-        logger.info("AssumeRoleWithWebIdentity failed (%s); retry %d in %.1f s", _short_error(error), attempt, seconds)
-
-    try:
-        response = retry(
-            call, transient=is_transient_sts_error, backoff=backoff or Backoff(STS_ATTEMPTS), on_retry=log_retry
-        )
-    except botocore.exceptions.ClientError as error:
-        raise AssumeRoleError(describe_client_error("sts", error), error_code(error), error_message(error)) from error
-    except botocore.exceptions.BotoCoreError as error:
-        raise AssumeRoleError(f"AssumeRoleWithWebIdentity failed: {error}") from error
+        ),
+        service="sts",
+        error=AssumeRoleError,
+    )
     credentials = response["Credentials"]
     return AwsCredentials(
         credentials["AccessKeyId"],
@@ -624,9 +772,3 @@ def assume_role_with_web_identity(
         credentials["SessionToken"],
         credentials.get("Expiration"),
     )
-
-
-def _short_error(error: BaseException) -> str:
-    if isinstance(error, botocore.exceptions.ClientError):
-        return f"{error_code(error)}: {error_message(error)}".rstrip(": ")
-    return str(error)

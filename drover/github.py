@@ -39,7 +39,6 @@ from actions_toolkit.command import Command
 from actions_toolkit.file_command import prepare_key_value_message
 
 from drover import __version__
-from drover.cli import render_text
 from drover.core import Drover, RunOptions, Timings
 from drover.deploy import (
     STS_ATTEMPTS,
@@ -50,8 +49,8 @@ from drover.deploy import (
     assume_role_with_web_identity,
 )
 from drover.errors import DroverError, SettingsError
-from drover.io import format_file_size
 from drover.models import REGION_PATTERN, DeployResult
+from drover.report import render_summary, render_text
 from drover.retry import Backoff, retry
 from drover.settings import load_settings, select_stage
 
@@ -85,6 +84,8 @@ OUTPUT_NAMES = (
     "requirements-updated",
     "configuration-updated",
     "version",
+    "version-published",
+    "changed",
     "result-json",
 )
 HEREDOC_OUTPUTS = frozenset({"result-json"})
@@ -432,7 +433,7 @@ def obtain_credentials(
             inputs.role_session_name,
             inputs.role_duration_seconds,
             region_name,
-            backoff=tuning.sts,
+            attempts=tuning.sts.attempts,
         )
     except AssumeRoleError as error:
         if error.code in STS_TRUST_CODES:
@@ -510,6 +511,8 @@ def outputs_of(result: DeployResult) -> dict[str, str]:
         "requirements-updated": flag(result.requirements_updated),
         "configuration-updated": flag(result.configuration_updated),
         "version": text(result.version),
+        "version-published": flag(result.version_published),
+        "changed": flag(result.changed),
         "result-json": json.dumps(result.model_dump(mode="json"), sort_keys=True),
     }
 
@@ -533,81 +536,6 @@ def write_outputs(outputs: Mapping[str, str], output_file: str | None) -> None:
     else:
         sys.stdout.write(text)
         sys.stdout.flush()
-
-
-def markdown_cell(value: object) -> str:
-    text = str(value)
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
-    return " ".join(text.split()) or "—"
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in rows]
-    return lines
-
-
-def _archive_cell(size: int | None, files: int, unzipped: int) -> str:
-    zipped = f"{format_file_size(size)} zipped, " if size is not None else ""
-    return f"{zipped}{files} files, {format_file_size(unzipped)} unzipped"
-
-
-def summary_title(result: DeployResult) -> str:
-    if result.mode == "dry-run":
-        return f"drover dry run: {result.function_name} ({result.stage}) — nothing was changed"
-    if result.mode == "package-only":
-        return f"drover packaged {result.function_name} ({result.stage})"
-    if any(action.done for action in result.actions):
-        return f"drover deployed {result.function_name} ({result.stage})"
-    return f"drover: {result.function_name} ({result.stage}) is up to date"
-
-
-def render_summary(result: DeployResult) -> str:
-    """The step summary: what was deployed where, what changed and why, sizes and timings."""
-    lines = [f"### {markdown_cell(summary_title(result))}", ""]
-    lines += _table(
-        ("Item", "Value"),
-        [
-            ("Stage", result.stage),
-            ("Function", f"{result.function_name} in {result.region_name}"),
-            ("Function ARN", result.function_arn or ""),
-            ("Mode", result.mode),
-            ("Function digest", result.function_digest or ""),
-            ("Requirements digest", result.requirements_digest or "none (no requirements)"),
-            ("Code SHA-256", result.code_sha256 or ""),
-            ("Requirements layer", result.requirements_layer_arn or ""),
-            ("Version", result.version or ""),
-            ("Alias", result.alias_arn or ""),
-            (
-                "Function package",
-                _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size),
-            ),
-            (
-                "Requirements package",
-                _archive_cell(
-                    result.requirements_size, result.requirements_file_count, result.requirements_unzipped_size
-                ),
-            ),
-            ("Uploaded", format_file_size(result.bytes_uploaded)),
-        ],
-    )
-    lines += ["", "#### Changes", ""]
-    if result.actions:
-        lines += _table(
-            ("Change", "Target", "Why", "Status"),
-            [
-                (action.action, action.target, action.reason, "done" if action.done else "would do")
-                for action in result.actions
-            ],
-        )
-    else:
-        lines.append("Nothing to change: the live function already runs this package.")
-    if result.warnings:
-        lines += ["", "#### Warnings", ""] + [f"- {markdown_cell(warning)}" for warning in result.warnings]
-    if result.timings:
-        lines += ["", "#### Timings", ""]
-        lines += _table(("Phase", "Seconds"), [(name, f"{seconds:.2f}") for name, seconds in result.timings.items()])
-    return "\n".join(lines) + "\n"
 
 
 def write_summary(result: DeployResult, summary_file: str | None) -> None:

@@ -226,7 +226,9 @@ class DeployResult(BaseModel):
     function_updated: bool = False
     requirements_updated: bool = False
     configuration_updated: bool = False
-    version: str | None = None
+    version: str | None = None  # the version that now serves this code: published by this run or reused
+    version_published: bool = False  # whether this run published `version`
+    changed: bool = False  # whether this run changed anything (code, layers, tags, version, alias, layer versions)
     alias_arn: str | None = None
     bytes_uploaded: int = 0
     actions: list[DeployAction] = Field(default_factory=list)

@@ -1,68 +1,208 @@
-"""The deploy workflow: small steps from a package plan to a live function that runs it.
+"""The deploy as a plan: an ordered list of steps, described by a dry run and applied by a deploy.
 
-1. read the live function (waiting out an update in progress);
-2. decide, from digests, what differs: requirements layer, function code, layers list, tags;
-3. build only the archives that must be uploaded;
-4. preflight every limit before any write;
-5. apply in an order a rerun can always finish: layer, code, configuration, tags, version, alias, prune.
+1. read the live function (waiting out an update in progress) and check drover can update it;
+2. plan: compare the package's digests with the live function, its layer versions, published
+   versions and alias, and list the steps that make them agree — building only the archives a
+   step must upload;
+3. preflight every limit and every setting AWS can check (bucket, supplemental layers) before any write;
+4. dry run: describe every step | deploy: apply every step in order (layer, code, layers, tags,
+   version, alias, prune), verify what AWS answered, and record each step done.
+
+Both uses walk the same list, so the dry run shows exactly what the deploy would do. Steps whose
+value is only known after an earlier write (the ARN of a new layer version, the number of a new
+function version) are decided from the plan: a step that publishes makes every later step that
+depends on the new value necessary.
 """
 
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from drover.archive import ArchiveInfo
-from drover.core import FUNCTION_ARCHIVE, REQUIREMENTS_ARCHIVE, record_archive
 from drover.deploy import (
-    S3_FAILURES,
     TAG_CODE_SHA256,
     TAG_FUNCTION_DIGEST,
     TAG_REQUIREMENTS_DIGEST,
+    Alias,
     AwsClients,
+    AwsError,
     CodeLocation,
     LambdaTarget,
     LiveFunction,
-    s3_failure_message,
 )
 from drover.errors import PreflightError, UpdateError
 from drover.io import format_file_size
-from drover.models import LAYER_VERSION_ARN_PATTERN, MAX_LAYERS, UNZIPPED_LIMIT, DeployAction, DeployResult
-from drover.packaging import PackagePlan
-
-if TYPE_CHECKING:
-    from drover.core import Drover
+from drover.models import (
+    LAYER_VERSION_ARN_PATTERN,
+    MAX_LAYERS,
+    UNZIPPED_LIMIT,
+    Architecture,
+    DeployAction,
+    DeployResult,
+    Stage,
+)
+from drover.packaging import HashedFile, PackageFile, PackagePlan
 
 logger = logging.getLogger("drover")
 PENDING_LAYER = "(new requirements layer version)"
 
+ArchiveBuilder = Callable[[str, Sequence[HashedFile | PackageFile]], ArchiveInfo]
+"""Builds the archive of a partition ("function" or "requirements") and reports it in the result."""
+Phase = Callable[[str], AbstractContextManager[None]]
+
 
 @dataclass
-class Decisions:
-    """What differs between the package and the live function."""
+class Deployment:
+    """Everything a run's steps share: the stage, the live function, the package and what was decided."""
 
-    architecture: str
-    layer_arn: str | None = None
-    publish_layer: bool = False
-    code_changed: bool = False
-    desired_layers: list[str] = field(default_factory=list)
-    foreign_layers: list[str] = field(default_factory=list)
-    current_layers: list[str] = field(default_factory=list)
+    stage: Stage
+    target: LambdaTarget
+    live: LiveFunction
+    package: PackagePlan
+    result: DeployResult
+    build_archive: ArchiveBuilder
+    phase: Phase
+    dry_run: bool = False
+    direct_upload_limit: int = 0
+    architecture: Architecture = "x86_64"
+    layer_arn: str | None = None  # the requirements layer version to attach (None until a new one is published)
     function_archive: ArchiveInfo | None = None
     requirements_archive: ArchiveInfo | None = None
+    desired_layers: list[str] = field(default_factory=list)
+    use_bucket: bool = True
+    version: str | None = None
+    alias: Alias | None = None
 
-    @property
-    def layers_changed(self) -> bool:
-        return self.publish_layer or self.desired_layers != self.current_layers
+    def warn(self, warning: str) -> None:
+        logger.warning(warning)
+        self.result.warnings.append(warning)
+
+    def resolved_layers(self) -> list[str]:
+        return [self.layer_arn if arn == PENDING_LAYER and self.layer_arn else arn for arn in self.desired_layers]
 
 
-def connect(drover: Drover) -> tuple[LambdaTarget, LiveFunction]:
+class Step(ABC):
+    """One write of the deploy. describe() is what a dry run shows; apply() does it and says what it did."""
+
+    kind: str
+
+    def __init__(self, target: str, reason: str) -> None:
+        self.target = target
+        self.reason = reason
+
+    def describe(self) -> tuple[str, str, str]:
+        return self.kind, self.target, self.reason
+
+    @abstractmethod
+    def apply(self, deployment: Deployment) -> str: ...
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.target!r}, {self.reason!r})"
+
+
+class PublishLayer(Step):
+    kind = "publish-layer"
+
+    def apply(self, deployment: Deployment) -> str:
+        archive, digest = deployment.requirements_archive, deployment.package.requirements.digest
+        assert archive is not None and digest is not None
+        logger.info("Uploading requirements archive...")
+        location = upload(deployment, archive, digest)
+        layer = deployment.target.publish_layer(location, digest, deployment.architecture)
+        deployment.layer_arn = layer.arn
+        deployment.result.requirements_updated = True
+        logger.info("Published requirements layer %s", layer.arn)
+        return f"published {layer.arn} (requirements digest {digest}, CodeSha256 {archive.code_sha256})"
+
+
+class UpdateCode(Step):
+    kind = "update-code"
+
+    def apply(self, deployment: Deployment) -> str:
+        archive, digest = deployment.function_archive, deployment.package.function.digest
+        assert archive is not None and digest is not None
+        logger.info("Uploading function archive...")
+        location = upload(deployment, archive, digest)
+        logger.info("Updating function resource...")
+        deployment.live = deployment.target.update_code(location, deployment.live)
+        deployment.result.function_updated = True
+        logger.info(
+            'Updated function "%s" resource; size: %s; ARN: %s',
+            deployment.live.name,
+            format_file_size(archive.size),
+            deployment.live.arn,
+        )
+        return f"CodeSha256 is now {deployment.live.code_sha256}"
+
+
+class UpdateLayers(Step):
+    kind = "update-layers"
+
+    def apply(self, deployment: Deployment) -> str:
+        deployment.live = deployment.target.update_layers(deployment.resolved_layers(), deployment.live)
+        deployment.result.configuration_updated = True
+        logger.info("Attached layers: %s", ", ".join(deployment.live.layer_arns) or "none")
+        return f"layers are now {deployment.live.layer_arns}"
+
+
+class Tag(Step):
+    kind = "tag"
+
+    def __init__(self, target: str, tags: dict[str, str]) -> None:
+        super().__init__(target, f"record {', '.join(sorted(tags))}")
+        self.tags = tags
+
+    def apply(self, deployment: Deployment) -> str:
+        deployment.target.tag_function(deployment.live, self.tags)
+        return f"recorded {', '.join(sorted(self.tags))}"
+
+
+class PublishVersion(Step):
+    kind = "publish-version"
+
+    def apply(self, deployment: Deployment) -> str:
+        deployment.version = deployment.target.publish_version(deployment.live)
+        deployment.result.version_published = True
+        logger.info("Published version %s", deployment.version)
+        return f"version {deployment.version}"
+
+
+class PointAlias(Step):
+    kind = "point-alias"
+
+    def apply(self, deployment: Deployment) -> str:
+        assert deployment.version is not None
+        version = deployment.version
+        deployment.result.alias_arn = deployment.target.point_alias(self.target, version, deployment.alias)
+        logger.info("Alias %s now points at version %s (all of its traffic)", self.target, version)
+        return f"now version {version}"
+
+
+class PruneLayerVersions(Step):
+    kind = "delete-layer-versions"
+
+    def __init__(self, target: str, reason: str, versions: list[int]) -> None:
+        super().__init__(target, reason)
+        self.versions = versions
+
+    def apply(self, deployment: Deployment) -> str:
+        for version in self.versions:
+            deployment.target.delete_layer_version(version)
+        logger.info("Deleted requirements layer versions %s", ", ".join(map(str, self.versions)))
+        return f"keep_layer_versions is {deployment.stage.keep_layer_versions}: deleted {self.versions}"
+
+
+# -- reading and planning ------------------------------------------------------------------------
+
+
+def connect(stage: Stage, clients: AwsClients, phase: Phase) -> tuple[LambdaTarget, LiveFunction]:
     """Read the live function (waiting out an update in progress) and check it is one drover can update."""
-    stage = drover.stage
-    target = LambdaTarget(stage, drover.options.aws or AwsClients(stage.region_name))
-    with drover.timings.phase("read"):
+    target = LambdaTarget(stage, clients)
+    with phase("read"):
         live = target.read_function()
         if live.last_update_status == "InProgress" or live.state == "Pending":
             logger.info("Waiting for an update in progress on %s", live.name)
@@ -71,39 +211,59 @@ def connect(drover: Drover) -> tuple[LambdaTarget, LiveFunction]:
     return target, live
 
 
-def deploy(
-    drover: Drover, target: LambdaTarget, live: LiveFunction, plan: PackagePlan, result: DeployResult, directory: Path
-) -> None:
-    stage = drover.stage
-    result.function_arn = live.arn
-    decisions = Decisions(architecture=stage.architecture or live.architecture, current_layers=live.layer_arns)
-    with drover.timings.phase("compare"):
-        _decide_layer(target, plan, decisions, live)
-        _decide_code(drover, plan, decisions, live, result, directory)
-        _decide_layers_list(target, decisions, live)
-    limit = drover.options.direct_upload_limit
-    if decisions.publish_layer:
-        decisions.requirements_archive = drover.write_archive(
-            "requirements", plan.requirements.files, directory / REQUIREMENTS_ARCHIVE
-        )
-        record_archive(result, decisions.requirements_archive, plan.requirements, drover.options.archive_dir)
-    _preflight(target, plan, decisions, limit)
-    actions = _planned_actions(plan, decisions, live)
-    tags = _desired_tags(plan, decisions, live)
-    if drover.options.dry_run:
-        if tags:
-            actions.append(_planned("tag", live.name, f"record {', '.join(tags)}"))
-        if stage.publish:
-            actions.append(_planned("publish-version", live.name, "publish is set"))
-        result.actions = actions
-        result.requirements_layer_arn = decisions.layer_arn
-        result.code_sha256 = live.code_sha256
-        return
-    with drover.timings.phase("deploy"):
-        live = _apply(drover, target, plan, decisions, live, result, limit)
-    result.requirements_layer_arn = decisions.layer_arn
+def deploy(deployment: Deployment) -> None:
+    """Plan, preflight, then describe (dry run) or apply (deploy) the steps."""
+    deployment.result.function_arn = deployment.live.arn
+    with deployment.phase("compare"):
+        steps = plan(deployment)
+    preflight(deployment)
+    if deployment.dry_run:
+        deployment.result.actions = [_action(step, step.reason, done=False) for step in steps]
+    else:
+        with deployment.phase("deploy"):
+            for step in steps:
+                outcome = step.apply(deployment)
+                deployment.result.actions.append(_action(step, outcome, done=True))
+    _report(deployment)
+
+
+def _action(step: Step, reason: str, *, done: bool) -> DeployAction:
+    return DeployAction(action=step.kind, target=step.target, reason=reason, done=done)
+
+
+def _report(deployment: Deployment) -> None:
+    result, live = deployment.result, deployment.live
+    result.requirements_layer_arn = deployment.layer_arn
     result.function_arn = live.arn
     result.code_sha256 = live.code_sha256
+    result.version = deployment.version
+    result.changed = any(action.done for action in result.actions)
+
+
+def plan(deployment: Deployment) -> list[Step]:
+    """The steps that make the live function run this package, decided from what AWS reports now."""
+    stage, live = deployment.stage, deployment.live
+    deployment.architecture = stage.architecture or ("arm64" if live.architecture == "arm64" else "x86_64")
+    steps: list[Step] = []
+    publish_layer = _plan_layer(deployment)
+    if publish_layer:
+        steps.append(publish_layer)
+    code = _plan_code(deployment)
+    if code:
+        steps.append(code)
+    layers = _plan_layers(deployment, publishing=publish_layer is not None)
+    if layers:
+        steps.append(layers)
+    tags = _desired_tags(deployment)
+    if tags:
+        steps.append(Tag(live.name, tags))
+    if stage.publish:
+        steps += _plan_version(deployment, changing=bool(publish_layer or code or layers))
+    if stage.keep_layer_versions:
+        prune = _plan_prune(deployment, stage.keep_layer_versions, publishing=publish_layer is not None)
+        if prune:
+            steps.append(prune)
+    return steps
 
 
 def _check_function_kind(name: str, runtime: str, architecture: str | None, live: LiveFunction) -> None:
@@ -120,52 +280,58 @@ def _check_function_kind(name: str, runtime: str, architecture: str | None, live
         )
 
 
-def _decide_layer(target: LambdaTarget, plan: PackagePlan, decisions: Decisions, live: LiveFunction) -> None:
-    digest = plan.requirements.digest
-    if digest is None:
+def _plan_layer(deployment: Deployment) -> Step | None:
+    requirements = deployment.package.requirements
+    if requirements.digest is None:
         logger.info("Skipping requirements upload")
-        return
-    existing = target.find_layer_version(digest, decisions.architecture, live.layer_arns)
+        return None
+    existing = deployment.target.find_layer_version(
+        requirements.digest, deployment.architecture, deployment.live.layer_arns
+    )
     if existing is not None:
-        logger.info("Requirements layer %s already holds digest %s", existing.arn, digest[:12])
-        decisions.layer_arn = existing.arn
-    else:
-        decisions.publish_layer = True
+        logger.info("Requirements layer %s already holds digest %s", existing.arn, requirements.digest[:12])
+        deployment.layer_arn = existing.arn
+        return None
+    deployment.requirements_archive = deployment.build_archive("requirements", requirements.files)
+    reason = f"no version records requirements digest {requirements.digest}"
+    return PublishLayer(deployment.stage.layer_name, reason)
 
 
-def _decide_code(
-    drover: Drover, plan: PackagePlan, decisions: Decisions, live: LiveFunction, result: DeployResult, directory: Path
-) -> None:
+def _plan_code(deployment: Deployment) -> Step | None:
     """The live CodeSha256 is the truth; the tags only let an unchanged function skip building its zip."""
-    recorded_digest = live.tags.get(TAG_FUNCTION_DIGEST)
-    recorded_sha = live.tags.get(TAG_CODE_SHA256)
-    if recorded_digest == plan.function.digest and recorded_sha == live.code_sha256:
+    function, live = deployment.package.function, deployment.live
+    if live.tags.get(TAG_FUNCTION_DIGEST) == function.digest and live.tags.get(TAG_CODE_SHA256) == live.code_sha256:
         logger.info("Function code unchanged (CodeSha256 %s)", live.code_sha256)
-        return
-    archive = drover.write_archive("function", plan.function.files, directory / FUNCTION_ARCHIVE)
-    record_archive(result, archive, plan.function, drover.options.archive_dir)
-    decisions.function_archive = archive
-    decisions.code_changed = archive.code_sha256 != live.code_sha256
-    if not decisions.code_changed:
+        return None
+    archive = deployment.build_archive("function", function.files)
+    deployment.function_archive = archive
+    if archive.code_sha256 == live.code_sha256:
         logger.info("Function code unchanged (CodeSha256 %s)", live.code_sha256)
+        return None
+    reason = f"live CodeSha256 {live.code_sha256 or 'none'} differs from the package's {archive.code_sha256}"
+    return UpdateCode(live.name, reason)
 
 
-def _decide_layers_list(target: LambdaTarget, decisions: Decisions, live: LiveFunction) -> None:
-    stage = target.stage
-    requirements = [decisions.layer_arn or PENDING_LAYER] if (decisions.layer_arn or decisions.publish_layer) else []
-    decisions.desired_layers = [*stage.supplemental_layer_arns, *requirements]
-    decisions.foreign_layers = [
+def _plan_layers(deployment: Deployment, *, publishing: bool) -> Step | None:
+    stage, live = deployment.stage, deployment.live
+    requirements = [deployment.layer_arn or PENDING_LAYER] if (deployment.layer_arn or publishing) else []
+    deployment.desired_layers = [*stage.supplemental_layer_arns, *requirements]
+    foreign = [
         arn
         for arn in live.layer_arns
         if arn not in stage.supplemental_layer_arns and not _is_requirements_layer(stage.layer_name, arn)
     ]
-    for arn in decisions.foreign_layers:
+    for arn in foreign:
         logger.warning(
             "layer %s is attached to %s but not named in drover.yml; it will be detached — add it to "
             "supplemental_layer_arns to keep it",
             arn,
             live.name,
         )
+    if deployment.desired_layers == live.layer_arns:
+        return None
+    detached = f"; detaches {', '.join(foreign)}" if foreign else ""
+    return UpdateLayers(live.name, f"layers {live.layer_arns} -> {deployment.desired_layers}{detached}")
 
 
 def _is_requirements_layer(layer_name: str, arn: str) -> bool:
@@ -173,169 +339,150 @@ def _is_requirements_layer(layer_name: str, arn: str) -> bool:
     return bool(match and match["name"] == layer_name)
 
 
-def _preflight(target: LambdaTarget, plan: PackagePlan, decisions: Decisions, limit: int) -> None:
-    stage = target.stage
-    uploads = [
-        archive
-        for archive in (decisions.requirements_archive, decisions.function_archive if decisions.code_changed else None)
-        if archive
-    ]
-    if stage.upload_bucket is None:
-        for archive in uploads:
-            if archive.size > limit:
-                raise PreflightError(
-                    f"{archive.path.name} is {format_file_size(archive.size)} zipped, over Lambda's "
-                    f"{format_file_size(limit)} direct upload limit — set upload_bucket in drover.yml to upload through S3"
-                )
-    elif uploads:
-        target.check_bucket_region(stage.upload_bucket)
-    if len(decisions.desired_layers) > MAX_LAYERS:
-        raise PreflightError(f"{len(decisions.desired_layers)} layers exceed Lambda's limit of {MAX_LAYERS}")
-    supplemental_size = sum(target.layer_code_size(arn) for arn in stage.supplemental_layer_arns)
-    total = plan.function.unzipped_size + plan.requirements.unzipped_size + supplemental_size
-    if total > UNZIPPED_LIMIT:
-        raise PreflightError(
-            f"function ({plan.function.unzipped_size} bytes) + requirements ({plan.requirements.unzipped_size} bytes) "
-            f"+ supplemental layers (at least {supplemental_size} bytes) exceed Lambda's {UNZIPPED_LIMIT}-byte "
-            "unzipped limit — exclude files or use fewer layers"
-        )
-
-
-def _planned_actions(plan: PackagePlan, decisions: Decisions, live: LiveFunction) -> list[DeployAction]:
-    actions = []
-    if decisions.publish_layer:
-        reason = f"no version records requirements digest {plan.requirements.digest}"
-        actions.append(_planned("publish-layer", target_layer_name(live, decisions), reason))
-    if decisions.code_changed:
-        assert decisions.function_archive is not None
-        package_sha = decisions.function_archive.code_sha256
-        reason = f"live CodeSha256 {live.code_sha256 or 'none'} differs from the package's {package_sha}"
-        actions.append(_planned("update-code", live.name, reason))
-    if decisions.layers_changed:
-        detached = f"; detaches {', '.join(decisions.foreign_layers)}" if decisions.foreign_layers else ""
-        reason = f"layers {live.layer_arns} -> {decisions.desired_layers}{detached}"
-        actions.append(_planned("update-layers", live.name, reason))
-    return actions
-
-
-def _planned(action: str, target: str, reason: str) -> DeployAction:
-    return DeployAction(action=action, target=target, reason=reason, done=False)
-
-
-def target_layer_name(live: LiveFunction, decisions: Decisions) -> str:
-    return decisions.layer_arn or live.name + " requirements layer"
-
-
-def _desired_tags(plan: PackagePlan, decisions: Decisions, live: LiveFunction) -> dict[str, str]:
-    code_sha = decisions.function_archive.code_sha256 if decisions.function_archive else live.code_sha256
+def _desired_tags(deployment: Deployment) -> dict[str, str]:
+    package, live = deployment.package, deployment.live
+    code_sha = deployment.function_archive.code_sha256 if deployment.function_archive else live.code_sha256
     wanted = {
-        TAG_FUNCTION_DIGEST: plan.function.digest or "",
-        TAG_REQUIREMENTS_DIGEST: plan.requirements.digest or "none",
+        TAG_FUNCTION_DIGEST: package.function.digest or "",
+        TAG_REQUIREMENTS_DIGEST: package.requirements.digest or "none",
         TAG_CODE_SHA256: code_sha,
     }
     return {key: value for key, value in wanted.items() if live.tags.get(key) != value}
 
 
-def _upload_location(
-    target: LambdaTarget, archive: ArchiveInfo, digest: str, limit: int, result: DeployResult
-) -> CodeLocation:
+def _plan_version(deployment: Deployment, *, changing: bool) -> list[Step]:
+    """Publish unless a version already runs the desired code and layers; move the alias unless it is there."""
+    live, stage = deployment.live, deployment.stage
+    code_sha = deployment.function_archive.code_sha256 if deployment.function_archive else live.code_sha256
+    steps: list[Step] = []
+    if PENDING_LAYER not in deployment.desired_layers:
+        deployment.version = deployment.target.find_published_version(code_sha, deployment.desired_layers)
+    if deployment.version is None:
+        why = "the code or layers change" if changing else "no published version runs this code and these layers"
+        steps.append(PublishVersion(live.name, f"publish is set and {why}"))
+    else:
+        logger.info("Version %s already runs this code and these layers", deployment.version)
+    if stage.alias:
+        step = _plan_alias(deployment, stage.alias)
+        if step:
+            steps.append(step)
+    return steps
+
+
+def _plan_alias(deployment: Deployment, alias: str) -> Step | None:
+    current = deployment.alias = deployment.target.read_alias(alias)
+    if current is not None:
+        deployment.result.alias_arn = current.arn
+    target = deployment.version or "the new version"
+    if current is None:
+        return PointAlias(alias, f"alias {alias} does not exist; create it at {target}")
+    if current.extra_weights:
+        weights = ", ".join(
+            f"version {version}: {weight:.0%}" for version, weight in sorted(current.extra_weights.items())
+        )
+        deployment.warn(
+            f"alias {alias} sends part of its traffic to other versions ({weights}); drover points all of it at "
+            f"{target} and removes those weights"
+        )
+    if current.version == deployment.version and not current.extra_weights:
+        return None
+    extra = " and removes its other weights" if current.extra_weights else ""
+    return PointAlias(alias, f"alias {alias} points at version {current.version}; move it to {target}{extra}")
+
+
+def _plan_prune(deployment: Deployment, keep: int, *, publishing: bool) -> Step | None:
+    """The newest `keep` versions stay (a version published by this run counts); attached ones are never deleted."""
+    target, stage = deployment.target, deployment.stage
+    versions = sorted(target.list_layer_versions(), key=lambda item: item.version, reverse=True)
+    older = versions[keep - 1 :] if publishing else versions[keep:]
+    candidates = [version for version in older if version.arn != deployment.layer_arn]
+    if not candidates:
+        return None
+    attached = target.layers_attached_elsewhere(deployment.live.arn)
+    kept = [version.version for version in candidates if version.arn in attached]
+    if kept:
+        logger.info("Keeping layer versions %s: other functions in the region use them", kept)
+    doomed = [version.version for version in candidates if version.arn not in attached]
+    if not doomed:
+        return None
+    return PruneLayerVersions(stage.layer_name, f"keep_layer_versions is {keep}: delete versions {doomed}", doomed)
+
+
+# -- preflight and uploads -----------------------------------------------------------------------
+
+
+def preflight(deployment: Deployment) -> None:
+    """Every Lambda limit and every setting AWS can check, before any write."""
+    stage, target, limit = deployment.stage, deployment.target, deployment.direct_upload_limit
+    uploads = [
+        archive
+        for archive, step_needs in (
+            (deployment.requirements_archive, deployment.requirements_archive is not None),
+            (deployment.function_archive, _code_changes(deployment)),
+        )
+        if archive is not None and step_needs
+    ]
+    too_large = [archive for archive in uploads if archive.size > limit]
+    if stage.upload_bucket is None:
+        for archive in too_large:
+            raise PreflightError(
+                f"{archive.path.name} is {format_file_size(archive.size)} zipped, over Lambda's "
+                f"{format_file_size(limit)} direct upload limit — set upload_bucket in drover.yml to upload through S3"
+            )
+    elif not target.bucket_exists(stage.upload_bucket):
+        _missing_bucket(deployment, stage.upload_bucket.bucket_name, uploads, too_large)
+    if len(deployment.desired_layers) > MAX_LAYERS:
+        raise PreflightError(f"{len(deployment.desired_layers)} layers exceed Lambda's limit of {MAX_LAYERS}")
+    supplemental_size = sum(target.supplemental_layer_size(arn) for arn in stage.supplemental_layer_arns)
+    package = deployment.package
+    total = package.function.unzipped_size + package.requirements.unzipped_size + supplemental_size
+    if total > UNZIPPED_LIMIT:
+        raise PreflightError(
+            f"function ({package.function.unzipped_size} bytes) + requirements ({package.requirements.unzipped_size} "
+            f"bytes) + supplemental layers (at least {supplemental_size} bytes) exceed Lambda's {UNZIPPED_LIMIT}-byte "
+            "unzipped limit — exclude files or use fewer layers"
+        )
+
+
+def _code_changes(deployment: Deployment) -> bool:
+    archive = deployment.function_archive
+    return archive is not None and archive.code_sha256 != deployment.live.code_sha256
+
+
+def _missing_bucket(
+    deployment: Deployment, bucket: str, uploads: list[ArchiveInfo], too_large: list[ArchiveInfo]
+) -> None:
+    fix = f"create bucket {bucket} in {deployment.stage.region_name}, or fix upload_bucket.bucket_name in drover.yml"
+    if too_large:
+        archive = too_large[0]
+        raise PreflightError(
+            f"upload_bucket.bucket_name is {bucket!r}, which does not exist, and {archive.path.name} "
+            f"({format_file_size(archive.size)}) is over the {format_file_size(deployment.direct_upload_limit)} "
+            f"direct upload limit — {fix}"
+        )
+    deployment.use_bucket = False
+    what = "uploading directly instead" if uploads else "nothing needed uploading this time"
+    deployment.warn(f"upload_bucket.bucket_name is {bucket!r}, which does not exist ({what}) — {fix}")
+
+
+def upload(deployment: Deployment, archive: ArchiveInfo, digest: str) -> CodeLocation:
     """S3 when a bucket is set (falling back to a direct upload that fits), else direct."""
-    if target.stage.upload_bucket is None:
-        result.bytes_uploaded += archive.size
+    target, limit, bucket = deployment.target, deployment.direct_upload_limit, deployment.stage.upload_bucket
+    if bucket is None or not deployment.use_bucket:
+        deployment.result.bytes_uploaded += archive.size
         return CodeLocation(archive)
     try:
-        s3_object, uploaded = target.upload_to_s3(archive, digest)
-    except S3_FAILURES as error:
-        message = s3_failure_message(error)
+        s3_object, uploaded, warning = target.upload_to_s3(archive, digest)
+    except AwsError as error:
         if archive.size > limit:
             raise UpdateError(
-                f"uploading {archive.path.name} to s3://{target.stage.upload_bucket.bucket_name} failed ({message}), and at "
+                f"uploading {archive.path.name} to s3://{bucket.bucket_name} failed ({error}), and at "
                 f"{format_file_size(archive.size)} it is over the {format_file_size(limit)} direct upload limit"
             ) from None
-        warning = (
-            f"upload to s3://{target.stage.upload_bucket.bucket_name} failed ({message}); falling back to direct upload"
-        )
-        logger.warning(warning)
-        result.warnings.append(warning)
-        result.bytes_uploaded += archive.size
+        deployment.warn(f"upload to s3://{bucket.bucket_name} failed ({error}); falling back to direct upload")
+        deployment.result.bytes_uploaded += archive.size
         return CodeLocation(archive)
-    result.bytes_uploaded += archive.size if uploaded else 0
+    if warning:
+        deployment.result.warnings.append(warning)
+    deployment.result.bytes_uploaded += archive.size if uploaded else 0
     return CodeLocation(archive, s3_object)
-
-
-def _apply(
-    drover: Drover,
-    target: LambdaTarget,
-    plan: PackagePlan,
-    decisions: Decisions,
-    live: LiveFunction,
-    result: DeployResult,
-    limit: int,
-) -> LiveFunction:
-    stage = target.stage
-    if decisions.publish_layer:
-        assert decisions.requirements_archive is not None and plan.requirements.digest is not None
-        logger.info("Uploading requirements archive...")
-        location = _upload_location(target, decisions.requirements_archive, plan.requirements.digest, limit, result)
-        layer = target.publish_layer(location, plan.requirements.digest, decisions.architecture)
-        decisions.layer_arn = layer.arn
-        decisions.desired_layers = [arn if arn != PENDING_LAYER else layer.arn for arn in decisions.desired_layers]
-        result.requirements_updated = True
-        _done(result, "publish-layer", layer.arn, f"requirements digest {plan.requirements.digest}")
-        logger.info("Published requirements layer %s", layer.arn)
-    if decisions.code_changed:
-        assert decisions.function_archive is not None and plan.function.digest is not None
-        logger.info("Uploading function archive...")
-        location = _upload_location(target, decisions.function_archive, plan.function.digest, limit, result)
-        logger.info("Updating function resource...")
-        live = target.update_code(location, live)
-        result.function_updated = True
-        _done(result, "update-code", live.name, f"CodeSha256 is now {live.code_sha256}")
-        logger.info(
-            'Updated function "%s" resource; size: %s; ARN: %s',
-            live.name,
-            format_file_size(decisions.function_archive.size),
-            live.arn,
-        )
-    if decisions.desired_layers != live.layer_arns:
-        live = target.update_layers(decisions.desired_layers, live)
-        result.configuration_updated = True
-        _done(result, "update-layers", live.name, f"layers are now {live.layer_arns}")
-        logger.info("Attached layers: %s", ", ".join(live.layer_arns) or "none")
-    tags = _desired_tags(plan, decisions, live)
-    if tags:
-        target.tag_function(live, tags)
-        _done(result, "tag", live.name, f"recorded {', '.join(sorted(tags))}")
-    if stage.publish:
-        _publish(target, live, result)
-    if stage.keep_layer_versions:
-        deleted = target.prune_layer_versions(stage.keep_layer_versions, live.layer_arns)
-        if deleted:
-            _done(
-                result,
-                "delete-layer-versions",
-                stage.layer_name,
-                f"keep_layer_versions is {stage.keep_layer_versions}: deleted {deleted}",
-            )
-            logger.info("Deleted requirements layer versions %s", ", ".join(map(str, deleted)))
-    return live
-
-
-def _publish(target: LambdaTarget, live: LiveFunction, result: DeployResult) -> None:
-    version = target.find_published_version(live)
-    if version is None:
-        version = target.publish_version(live)
-        _done(result, "publish-version", live.name, f"version {version}")
-        logger.info("Published version %s", version)
-    else:
-        logger.info("Version %s already runs this code and these layers", version)
-    result.version = version
-    if target.stage.alias:
-        result.alias_arn, moved = target.point_alias(target.stage.alias, version)
-        if moved:
-            _done(result, "point-alias", target.stage.alias, f"now version {version}")
-            logger.info("Alias %s now points at version %s", target.stage.alias, version)
-
-
-def _done(result: DeployResult, action: str, target: str, reason: str) -> None:
-    result.actions.append(DeployAction(action=action, target=target, reason=reason, done=True))

@@ -334,7 +334,7 @@ def stubbed_target(stage_overrides: dict[str, Any] | None = None) -> tuple[Any, 
     from tests.aws import boto_session
 
     clients = AwsClients(REGION, session=boto_session(), sleep=lambda seconds: None)
-    stubber = Stubber(clients.client("lambda"))
+    stubber = Stubber(clients.lambda_)
     stage = Stage(
         region_name=REGION,
         function_name="fn",
@@ -369,7 +369,7 @@ def code_location(tmp_path: Path) -> Any:
 
     path = tmp_path / "function.zip"
     path.write_bytes(zip_bytes({"app.py": "x = 1"}))
-    return CodeLocation(ArchiveInfo(path, path.stat().st_size, "sha=", 1))
+    return CodeLocation(ArchiveInfo(path, path.stat().st_size, "abc=", 1))  # the CodeSha256 the stubs report
 
 
 def test_waits_for_an_update_in_progress_then_succeeds() -> None:
@@ -399,7 +399,7 @@ def test_resource_conflict_waits_for_the_other_update_and_retries(tmp_path: Path
     stubber.add_client_error("update_function_code", "ResourceConflictException", "An update is in progress", 409)
     stubber.add_response("get_function", function_response("InProgress"))
     stubber.add_response("get_function", function_response("Successful", revision="r2"))
-    stubber.add_response("update_function_code", {"FunctionName": "fn"})
+    stubber.add_response("update_function_code", {"FunctionName": "fn", "CodeSha256": "abc="})
     stubber.add_response("get_function", function_response("Successful", revision="r3"))
     with stubber:
         updated = target.update_code(code_location(tmp_path), live)
@@ -422,7 +422,9 @@ def test_a_revision_conflict_is_a_clear_error_not_a_silent_overwrite(tmp_path: P
         },
     )
     # drover re-reads the function: only if its own update were live (a retried request) would it go on
-    stubber.add_response("get_function", function_response("Successful", revision="r2"))
+    other_writer = function_response("Successful", revision="r2")
+    other_writer["Configuration"]["CodeSha256"] = "other-writers-code="
+    stubber.add_response("get_function", other_writer)
     with stubber, pytest.raises(UpdateError, match=r"PreconditionFailedException.*changed while drover was deploying"):
         target.update_code(code_location(tmp_path), live)
     stubber.assert_no_pending_responses()

@@ -1,0 +1,109 @@
+"""Rendering a run's result for people: plain text (the CLI, the Action's log) and Markdown (the step summary).
+
+Pure functions of a DeployResult; the adapters (cli, github) print what these return.
+"""
+
+from __future__ import annotations
+
+from drover.io import format_file_size
+from drover.models import DeployResult
+
+
+def render_text(result: DeployResult) -> str:
+    lines = []
+    for kind, size, count, path in (
+        ("function", result.function_size, result.function_file_count, result.function_archive),
+        ("requirements", result.requirements_size, result.requirements_file_count, result.requirements_archive),
+    ):
+        if size is not None:
+            where = f" at {path}" if path else ""
+            lines.append(f"{kind.capitalize()} archive: {format_file_size(size)}, {count} files{where}")
+    for action in result.actions:
+        state = "done" if action.done else "would do"
+        lines.append(f"{state}: {action.action} {action.target} ({action.reason})")
+    if result.version:
+        lines.append(f"Version {result.version} ({_version_origin(result)}) serves this code")
+    if result.function_arn:
+        lines.append(f"Function {result.function_name!r} ARN: {result.function_arn}")
+    if result.mode == "deploy" and not result.actions:
+        lines.append(f"Function {result.function_name!r} is up to date; nothing to do")
+    return "\n".join(lines)
+
+
+def markdown_cell(value: object) -> str:
+    text = str(value)
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return " ".join(text.split()) or "—"
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[object, ...]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(markdown_cell(cell) for cell in row) + " |" for row in rows]
+    return lines
+
+
+def _archive_cell(size: int | None, files: int, unzipped: int) -> str:
+    zipped = f"{format_file_size(size)} zipped, " if size is not None else ""
+    return f"{zipped}{files} files, {format_file_size(unzipped)} unzipped"
+
+
+def summary_title(result: DeployResult) -> str:
+    if result.mode == "dry-run":
+        return f"drover dry run: {result.function_name} ({result.stage}) — nothing was changed"
+    if result.mode == "package-only":
+        return f"drover packaged {result.function_name} ({result.stage})"
+    if any(action.done for action in result.actions):
+        return f"drover deployed {result.function_name} ({result.stage})"
+    return f"drover: {result.function_name} ({result.stage}) is up to date"
+
+
+def render_summary(result: DeployResult) -> str:
+    """The step summary: what was deployed where, what changed and why, sizes and timings."""
+    lines = [f"### {markdown_cell(summary_title(result))}", ""]
+    lines += _table(
+        ("Item", "Value"),
+        [
+            ("Stage", result.stage),
+            ("Function", f"{result.function_name} in {result.region_name}"),
+            ("Function ARN", result.function_arn or ""),
+            ("Mode", result.mode),
+            ("Function digest", result.function_digest or ""),
+            ("Requirements digest", result.requirements_digest or "none (no requirements)"),
+            ("Code SHA-256", result.code_sha256 or ""),
+            ("Requirements layer", result.requirements_layer_arn or ""),
+            ("Version", f"{result.version} ({_version_origin(result)})" if result.version else ""),
+            ("Alias", result.alias_arn or ""),
+            (
+                "Function package",
+                _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size),
+            ),
+            (
+                "Requirements package",
+                _archive_cell(
+                    result.requirements_size, result.requirements_file_count, result.requirements_unzipped_size
+                ),
+            ),
+            ("Uploaded", format_file_size(result.bytes_uploaded)),
+        ],
+    )
+    lines += ["", "#### Changes", ""]
+    if result.actions:
+        lines += _table(
+            ("Change", "Target", "Why", "Status"),
+            [
+                (action.action, action.target, action.reason, "done" if action.done else "would do")
+                for action in result.actions
+            ],
+        )
+    else:
+        lines.append("Nothing to change: the live function already runs this package.")
+    if result.warnings:
+        lines += ["", "#### Warnings", ""] + [f"- {markdown_cell(warning)}" for warning in result.warnings]
+    if result.timings:
+        lines += ["", "#### Timings", ""]
+        lines += _table(("Phase", "Seconds"), [(name, f"{seconds:.2f}") for name, seconds in result.timings.items()])
+    return "\n".join(lines) + "\n"
+
+
+def _version_origin(result: DeployResult) -> str:
+    return "published by this run" if result.version_published else "already published"

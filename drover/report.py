@@ -71,7 +71,8 @@ def render_summary(result: DeployResult) -> str:
             ("Requirements digest", result.requirements_digest or "none (no requirements)"),
             ("Code SHA-256", result.code_sha256 or ""),
             ("Requirements layer", result.requirements_layer_arn or ""),
-            ("Version", f"{result.version} ({_version_origin(result)})" if result.version else ""),
+            ("Version", result.version or ""),
+            ("Version published", ("yes" if result.version_published else "no, reused") if result.version else ""),
             ("Alias", result.alias_arn or ""),
             (
                 "Function package",

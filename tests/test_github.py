@@ -439,8 +439,8 @@ def test_sts_retry_classification(error: BaseException, transient: bool) -> None
     assert is_transient_sts_error(error) is transient
 
 
-def test_sts_throttling_is_retried_until_moto_answers(moto_server: Any, sts_at: Any) -> None:
-    backoff, sleeps = fast_backoff(attempts=4)
+def test_sts_throttling_is_retried_until_moto_answers(moto_server: Any, sts_at: Any, retry_sleeps: Sleeps) -> None:
+    sleeps = retry_sleeps
     with fake_sts(moto_server.endpoint, [THROTTLED, sts_error(503, "ServiceUnavailable", "busy")]) as sts:
         credentials = assume_role_with_web_identity(
             ROLE,
@@ -449,31 +449,45 @@ def test_sts_throttling_is_retried_until_moto_answers(moto_server: Any, sts_at: 
             900,
             "us-east-1",
             session=sts_at(sts.endpoint),
-            backoff=backoff,
+            attempts=4,
         )
     assert len(sts.requests) == 3 and len(sleeps) == 2
     assert credentials.secret_access_key == sts.issued[0].secret_access_key
     assert sts.requests[-1]["RoleArn"] == [ROLE] and sts.requests[-1]["DurationSeconds"] == ["900"]
 
 
-def test_sts_access_denied_is_not_retried(moto_server: Any, sts_at: Any) -> None:
-    backoff, sleeps = fast_backoff(attempts=4)
+def test_sts_access_denied_is_not_retried(moto_server: Any, sts_at: Any, retry_sleeps: Sleeps) -> None:
+    sleeps = retry_sleeps
     with fake_sts(moto_server.endpoint, [ACCESS_DENIED]) as sts, pytest.raises(AssumeRoleError) as raised:
         assume_role_with_web_identity(
-            ROLE, make_jwt(CLAIMS), "drover-action", 900, "us-east-1", session=sts_at(sts.endpoint), backoff=backoff
+            ROLE, make_jwt(CLAIMS), "drover-action", 900, "us-east-1", session=sts_at(sts.endpoint), attempts=4
         )
     assert len(sts.requests) == 1 and not sleeps
     assert raised.value.code == "AccessDenied" and "Not authorized" in raised.value.aws_message
     assert isinstance(raised.value, UpdateError) and raised.value.exit_code == 1
 
 
-def test_sts_gives_up_after_the_attempts(moto_server: Any, sts_at: Any) -> None:
-    backoff, _ = fast_backoff(attempts=2)
+def test_sts_gives_up_after_the_attempts(moto_server: Any, sts_at: Any, retry_sleeps: Sleeps) -> None:
     with fake_sts(moto_server.endpoint, [THROTTLED] * 3) as sts, pytest.raises(AssumeRoleError) as raised:
         assume_role_with_web_identity(
-            ROLE, make_jwt(CLAIMS), "s1", 900, "us-east-1", session=sts_at(sts.endpoint), backoff=backoff
+            ROLE, make_jwt(CLAIMS), "s1", 900, "us-east-1", session=sts_at(sts.endpoint), attempts=2
         )
     assert len(sts.requests) == 2 and raised.value.code == "Throttling"
+
+
+@pytest.fixture
+def retry_sleeps(monkeypatch: pytest.MonkeyPatch) -> Sleeps:
+    """The waits botocore's standard retry mode asks for (STS retries are botocore's own); none is slept."""
+    from botocore.retries.standard import ExponentialBackoff
+
+    sleeps = Sleeps()
+
+    def delay(self: Any, context: Any) -> float:
+        sleeps(1.0)
+        return 0.0
+
+    monkeypatch.setattr(ExponentialBackoff, "delay_amount", delay)
+    return sleeps
 
 
 @pytest.fixture

@@ -468,7 +468,9 @@ def test_versions_listing_that_keeps_failing_stops_the_plan_before_any_write(dep
 
     failed = deployment.run()
 
-    assert_clear_error(failed, r"^ListVersionsByFunction failed: Connection was closed before we received a valid response")
+    assert_clear_error(
+        failed, r"^ListVersionsByFunction failed: Connection was closed before we received a valid response"
+    )
     assert failed.attempts["ListVersionsByFunction"] == ATTEMPTS and failed.writes == []
     rerun = deployment.rerun()
     assert rerun.error is None, rerun.error

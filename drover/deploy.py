@@ -187,38 +187,27 @@ class AwsClients:
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
-        if self.session is None:
-            self.session = boto3.Session()
+        if self.session is None:  # one session per run: explicit credentials, or boto3's default chain
+            keys = self.credentials
+            self.session = (
+                boto3.Session(
+                    aws_access_key_id=keys.access_key_id,
+                    aws_secret_access_key=keys.secret_access_key,
+                    aws_session_token=keys.session_token,
+                )
+                if keys
+                else boto3.Session()
+            )
 
     @cached_property
     def lambda_(self) -> LambdaClient:
         assert self.session is not None
-        keys = self.credentials or AwsCredentials("", "")
-        if self.credentials is None:
-            return self.session.client("lambda", region_name=self.region_name, config=RETRY_CONFIG)
-        return self.session.client(
-            "lambda",
-            region_name=self.region_name,
-            config=RETRY_CONFIG,
-            aws_access_key_id=keys.access_key_id,
-            aws_secret_access_key=keys.secret_access_key,
-            aws_session_token=keys.session_token,
-        )
+        return self.session.client("lambda", region_name=self.region_name, config=RETRY_CONFIG)
 
     @cached_property
     def s3(self) -> S3Client:
         assert self.session is not None
-        keys = self.credentials or AwsCredentials("", "")
-        if self.credentials is None:
-            return self.session.client("s3", region_name=self.region_name, config=RETRY_CONFIG)
-        return self.session.client(
-            "s3",
-            region_name=self.region_name,
-            config=RETRY_CONFIG,
-            aws_access_key_id=keys.access_key_id,
-            aws_secret_access_key=keys.secret_access_key,
-            aws_session_token=keys.session_token,
-        )
+        return self.session.client("s3", region_name=self.region_name, config=RETRY_CONFIG)
 
     def call(
         self,

@@ -475,3 +475,28 @@ def test_only_deploy_py_touches_botocore() -> None:
     handlers = [node for node in ast.walk(ast.parse(deploy)) if isinstance(node, ast.ExceptHandler)]
     botocore_handlers = [node for node in handlers if node.type is not None and "botocore" in ast.unparse(node.type)]
     assert len({id(node) for node in botocore_handlers}) == 3, "one boundary: aws_call's three handlers"
+
+
+def test_a_misspelt_aws_parameter_fails_mypy(tmp_path: Path) -> None:
+    """The clients are typed with the boto3 stubs: mypy --strict catches a parameter name AWS would refuse."""
+    import subprocess
+    import sys
+
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        "from drover.deploy import AwsClients\n\n\n"
+        "def deploy(clients: AwsClients) -> None:\n"
+        '    clients.lambda_.update_function_code(FunctionName="fn", ZipFile=b"")\n'
+        '    clients.lambda_.update_function_code(FunctionNme="fn", ZipFile=b"")\n'
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), str(snippet)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+    )
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
+    assert errors and all("snippet.py:6:" in line for line in errors), checked.stdout
+    assert "FunctionNme" in checked.stdout

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -381,7 +381,7 @@ class LambdaTarget:
                 layer["Arn"]
                 for page in paginator.paginate()
                 for function in page.get("Functions", [])
-                if function.get("FunctionArn") != function_arn
+                if _unqualified(function.get("FunctionArn", "")) != _unqualified(function_arn)
                 for layer in function.get("Layers", [])
             }
 
@@ -399,9 +399,6 @@ class LambdaTarget:
                 "this account) — fix the ARN in drover.yml, or publish that layer version first"
             )
         return layer.code_size or 0
-
-    def layer_code_size(self, arn: str) -> int:  # kept for callers of the seed's name
-        return self.supplemental_layer_size(arn)
 
     def bucket_exists(self, bucket: S3BucketPath) -> bool:
         """True when the bucket exists in the function's region; another region is a PreflightError."""
@@ -423,9 +420,6 @@ class LambdaTarget:
                 f"{self.stage.region_name}; Lambda only reads code from a bucket in its own region — use another bucket"
             )
         return True
-
-    def check_bucket_region(self, bucket: S3BucketPath) -> None:
-        self.bucket_exists(bucket)
 
     def _get_layer_version(self, layer: str, version: int) -> LayerVersion | None:
         try:
@@ -705,20 +699,18 @@ class _Status:
     status_code: int
 
 
-_STS_OPERATION: list[Any] = []
+@cache
+def _sts_operation() -> Any:
+    return botocore.session.get_session().get_service_model("sts").operation_model("AssumeRoleWithWebIdentity")
 
 
 def is_transient_sts_error(error: BaseException) -> bool:
     """Whether botocore's standard retry mode retries this STS error (it decides; drover only asks)."""
-    if not _STS_OPERATION:
-        _STS_OPERATION.append(
-            botocore.session.get_session().get_service_model("sts").operation_model("AssumeRoleWithWebIdentity")
-        )
     parsed = error.response if isinstance(error, botocore.exceptions.ClientError) else None
     status = int((parsed or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
     context = RetryContext(
         attempt_number=1,
-        operation_model=_STS_OPERATION[0],
+        operation_model=_sts_operation(),
         parsed_response=parsed,
         http_response=_Status(status) if parsed is not None else None,
         caught_exception=error if parsed is None and isinstance(error, Exception) else None,

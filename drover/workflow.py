@@ -218,17 +218,19 @@ def deploy(deployment: Deployment) -> None:
         steps = plan(deployment)
     preflight(deployment)
     if deployment.dry_run:
-        deployment.result.actions = [_action(step, step.reason, done=False) for step in steps]
+        deployment.result.actions = [_action(step) for step in steps]
     else:
         with deployment.phase("deploy"):
             for step in steps:
                 outcome = step.apply(deployment)
-                deployment.result.actions.append(_action(step, outcome, done=True))
+                deployment.result.actions.append(_action(step, outcome))
     _report(deployment)
 
 
-def _action(step: Step, reason: str, *, done: bool) -> DeployAction:
-    return DeployAction(action=step.kind, target=step.target, reason=reason, done=done)
+def _action(step: Step, outcome: str | None = None) -> DeployAction:
+    """A planned step (would do, with its reason) or, given what it did, a done one."""
+    kind, target, reason = step.describe()
+    return DeployAction(action=kind, target=target, reason=outcome or reason, done=outcome is not None)
 
 
 def _report(deployment: Deployment) -> None:

@@ -37,6 +37,7 @@ from drover.deploy import (
 from drover.errors import PreflightError, UpdateError
 from drover.io import format_file_size
 from drover.models import (
+    DIRECT_UPLOAD_LIMIT,
     LAYER_VERSION_ARN_PATTERN,
     MAX_LAYERS,
     UNZIPPED_LIMIT,
@@ -67,7 +68,7 @@ class Deployment:
     build_archive: ArchiveBuilder
     phase: Phase
     dry_run: bool = False
-    direct_upload_limit: int = 0
+    direct_upload_limit: int = DIRECT_UPLOAD_LIMIT
     architecture: Architecture = "x86_64"
     layer_arn: str | None = None  # the requirements layer version to attach (None until a new one is published)
     function_archive: ArchiveInfo | None = None

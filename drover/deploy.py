@@ -708,14 +708,40 @@ def is_transient_sts_error(error: BaseException) -> bool:
     """Whether botocore's standard retry mode retries this STS error (it decides; drover only asks)."""
     parsed = error.response if isinstance(error, botocore.exceptions.ClientError) else None
     status = int((parsed or {}).get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    return _sts_retries(
+        parsed,
+        _Status(status) if parsed is not None else None,
+        error if parsed is None and isinstance(error, Exception) else None,
+        attempt=1,
+        attempts=2,
+    )
+
+
+def _sts_retries(parsed: Any, http_response: Any, caught: Exception | None, *, attempt: int, attempts: int) -> bool:
     context = RetryContext(
-        attempt_number=1,
+        attempt_number=attempt,
         operation_model=_sts_operation(),
         parsed_response=parsed,
-        http_response=_Status(status) if parsed is not None else None,
-        caught_exception=error if parsed is None and isinstance(error, Exception) else None,
+        http_response=http_response,
+        caught_exception=caught,
     )
-    return bool(StandardRetryConditions(max_attempts=2).is_retryable(context))
+    return bool(StandardRetryConditions(max_attempts=attempts).is_retryable(context))
+
+
+def _log_sts_retries(attempts: int) -> Callable[..., None]:
+    """A `needs-retry` hook that says, in the log, why botocore is about to retry the STS call."""
+
+    def log(response: Any = None, caught_exception: Exception | None = None, **kwargs: Any) -> None:
+        http_response, parsed = response if response is not None else (None, None)
+        failed = caught_exception is not None or (http_response is not None and http_response.status_code >= 300)
+        attempt = int(kwargs.get("attempts", 1))
+        if failed and _sts_retries(parsed, http_response, caught_exception, attempt=attempt, attempts=attempts):
+            error = (parsed or {}).get("Error", {})
+            why = f"{error.get('Code', '')}: {error.get('Message', '')}".strip(": ") if error else ""
+            status = f"HTTP {http_response.status_code}" if http_response is not None else ""
+            logger.info("AssumeRoleWithWebIdentity failed (%s); retry %d", why or status or caught_exception, attempt)
+
+    return log
 
 
 def assume_role_with_web_identity(
@@ -735,6 +761,7 @@ def assume_role_with_web_identity(
     AssumeRoleError carrying AWS's code.
     """
     sts = (session or boto3.Session()).client("sts", region_name=region_name, config=sts_config(attempts))
+    sts.meta.events.register("needs-retry.sts.AssumeRoleWithWebIdentity", _log_sts_retries(attempts))
     response = aws_call(
         "AssumeRoleWithWebIdentity",
         lambda: sts.assume_role_with_web_identity(

@@ -648,3 +648,16 @@ def test_summary_is_appended_and_capped_at_one_mebibyte(tmp_path: Path) -> None:
     assert len(text.encode()) <= github.SUMMARY_LIMIT + len("earlier\n")
     assert text.rstrip().endswith("result-json has everything)")
     github.write_summary(a_result(), None)  # no summary file: nothing happens
+
+
+def test_each_sts_retry_is_logged_with_awss_reason(
+    moto_server: Any, sts_at: Any, retry_sleeps: Sleeps, caplog: pytest.LogCaptureFixture
+) -> None:
+    with (
+        caplog.at_level(logging.INFO, logger="drover"),
+        fake_sts(moto_server.endpoint, [THROTTLED, THROTTLED]) as sts,
+    ):
+        assume_role_with_web_identity(
+            ROLE, make_jwt(CLAIMS), "s1", 900, "us-east-1", session=sts_at(sts.endpoint), attempts=4
+        )
+    assert caplog.text.count("AssumeRoleWithWebIdentity failed (Throttling: Rate exceeded)") == 2

@@ -502,10 +502,16 @@ class LambdaTarget:
                     "Archive already in s3://%s/%s (SHA-256 checked); not uploading it again", where.bucket_name, key
                 )
                 return where, False, None
-            warning = (
-                f"s3://{bucket.bucket_name}/{key} holds other bytes than {archive.path.name} (S3's SHA-256 "
-                f"{stored or 'none'}, the archive's {archive.code_sha256}); uploading it again"
-            )
+            if stored is None:
+                warning = (
+                    f"s3://{bucket.bucket_name}/{key} has no SHA-256 checksum S3 verified (it was put without one), "
+                    f"so its bytes cannot be trusted to be {archive.path.name}'s; uploading it again"
+                )
+            else:
+                warning = (
+                    f"s3://{bucket.bucket_name}/{key} holds other bytes than {archive.path.name} (S3's SHA-256 "
+                    f"{stored}, the archive's {archive.code_sha256}); uploading it again"
+                )
             logger.warning(warning)
 
         def put() -> Any:

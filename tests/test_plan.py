@@ -264,15 +264,26 @@ def package_sha256(project: Project) -> tuple[str, str]:
     return result.function_digest, base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
+@pytest.mark.parametrize(
+    ("checksum", "warning"),
+    [("SHA256", "holds other bytes than function.zip"), ("CRC32", "has no SHA-256 checksum S3 verified")],
+)
 def test_a_planted_object_at_the_content_key_is_detected_and_replaced(
-    project: Project, infra: Infrastructure, caplog: pytest.LogCaptureFixture
+    project: Project, infra: Infrastructure, checksum: str, warning: str
 ) -> None:
+    """Same key, same metadata, other bytes (with S3's SHA-256 of those bytes, or with none)."""
     infra.bucket("deploy-artifacts")
     project.stage["upload_bucket"] = {"region_name": REGION, "bucket_name": "deploy-artifacts"}
     digest, sha256 = package_sha256(project)
     planted = zip_bytes({"app/__init__.py": "def handler(event, context):\n    return 'pwned'\n"})
     s3 = infra.client("s3")
-    s3.put_object(Bucket="deploy-artifacts", Key=f"fn/{digest}.zip", Body=planted, Metadata={"code-sha256": sha256})
+    s3.put_object(
+        Bucket="deploy-artifacts",
+        Key=f"fn/{digest}.zip",
+        Body=planted,
+        Metadata={"code-sha256": sha256},
+        ChecksumAlgorithm=checksum,
+    )
 
     result = project.deploy()
 
@@ -280,7 +291,7 @@ def test_a_planted_object_at_the_content_key_is_detected_and_replaced(
     assert project.writes.count("PutObject") == 2, "both archives uploaded, the planted one replaced"
     head = s3.head_object(Bucket="deploy-artifacts", Key=f"fn/{digest}.zip", ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] == sha256
-    assert any(f"fn/{digest}.zip holds other bytes" in warning for warning in result.warnings)
+    assert any(f"fn/{digest}.zip {warning}" in text for text in result.warnings), result.warnings
     (put,) = [params for params in project.parameters_of("PutObject") if params["Key"] == f"fn/{digest}.zip"]
     assert put["ChecksumSHA256"] == sha256, "S3 is given the SHA-256 to verify"
     project.deploy()

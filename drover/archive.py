@@ -27,7 +27,17 @@ import deflate
 from zlib_ng import zlib_ng
 
 from drover.errors import PackagingError
-from drover.packaging import READ_SIZE, HashedFile, PackageFile, default_workers, read_digest, thread_buffer
+from drover.packaging import (
+    READ_SIZE,
+    HashedFile,
+    PackageFile,
+    changed_while_packaging,
+    check_read_size,
+    default_workers,
+    open_as_seen,
+    read_digest,
+    thread_buffer,
+)
 
 COMPRESSION_LEVEL = 6
 # Per-kind libdeflate levels, measured on the benchmark workload (bench/, DESIGN.md): shared
@@ -141,7 +151,7 @@ def _compress(item: HashedFile | PackageFile, spool_dir: Path) -> _Compressed:
     else:
         compressed = _compress_whole(package_file)
     if isinstance(item, HashedFile) and compressed.hashed.sha256 != item.sha256:
-        raise PackagingError(f"{package_file.source} changed while drover was packaging it — rerun drover")
+        raise changed_while_packaging(package_file.source, "its bytes differ from when they were hashed")
     return compressed
 
 
@@ -170,14 +180,16 @@ def _read_whole(package_file: PackageFile) -> memoryview:
     capacity = package_file.size + 1  # one spare byte tells a file that grew since the walk
     view = memoryview(thread_buffer(capacity))[:capacity]
     length = 0
+    descriptor = open_as_seen(package_file)
     try:
-        with open(package_file.source, "rb", buffering=0) as stream:
+        with open(descriptor, "rb", buffering=0, closefd=False) as stream:
             while length < capacity and (count := stream.readinto(view[length:])):
                 length += count
     except OSError as error:
         raise PackagingError(f"{package_file.source}: cannot read: {error.strerror}") from None
-    if length == capacity:
-        raise PackagingError(f"{package_file.source} changed while drover was packaging it — rerun drover")
+    finally:
+        os.close(descriptor)
+    check_read_size(package_file, length)
     return view[:length]
 
 
@@ -192,7 +204,7 @@ def _compress_streaming(package_file: PackageFile, spool_dir: Path) -> _Compress
             crc = zlib_ng.crc32(chunk, crc)
             spool.write(compressor.compress(chunk))
 
-        size, sha256 = read_digest(package_file.source, consume)
+        size, sha256 = read_digest(package_file, consume)
         spool.write(compressor.flush())
         compressed_size = spool.tell()
     return _Compressed(HashedFile(package_file, size, sha256), crc, DEFLATED, None, Path(spool_name), compressed_size)

@@ -225,7 +225,7 @@ def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:
     if options.publish is not None:
         updates["publish"] = options.publish
     if options.alias:
-        if not ALIAS_PATTERN.match(options.alias):
+        if not ALIAS_PATTERN.fullmatch(options.alias):
             raise SettingsError(
                 f"alias {options.alias!r} is not a valid alias name (letters, digits, - and _, not only digits)"
             )

@@ -181,12 +181,12 @@ def parse_inputs() -> ActionInputs:
             f"input 'working-directory' is {str(working_directory)!r}, which is not a directory in the workspace"
         )
     role = get_input("role-to-assume") or None
-    if role is not None and not ROLE_ARN_PATTERN.match(role):
+    if role is not None and not ROLE_ARN_PATTERN.fullmatch(role):
         raise ActionInputError(
             f"input 'role-to-assume' is {role!r}: give the role's full ARN, arn:aws:iam::ACCOUNT:role/NAME"
         )
     region = get_input("aws-region") or None
-    if region is not None and not REGION_PATTERN.match(region):
+    if region is not None and not REGION_PATTERN.fullmatch(region):
         raise ActionInputError(f"input 'aws-region' is {region!r}: give an AWS region name such as us-east-1")
     return ActionInputs(
         stage=stage,
@@ -217,7 +217,7 @@ def parse_duration(value: str) -> int:
 
 
 def parse_session_name(value: str) -> str:
-    if not SESSION_NAME_PATTERN.match(value):
+    if not SESSION_NAME_PATTERN.fullmatch(value):
         raise ActionInputError(
             f"input 'role-session-name' is {value!r}: use 2 to 64 characters from letters, digits and +=,.@_-"
         )

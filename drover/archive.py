@@ -58,6 +58,54 @@ BATCH_BYTES = 1 << 20
 BATCH_FILES = 64
 
 
+ARCHIVE_NAMES = ("function.zip", "requirements.zip")
+
+
+def check_archive_dir(
+    archive_dir: Path, install_path: Path, extra_paths: Sequence[Path], working_directory: Path
+) -> None:
+    """Refuse, before any work, an --archive-dir that would be read as input or cannot take the archives.
+
+    Rule: the archive dir is never packaged. It may sit inside the install path (the walk skips it),
+    but it may not be the install path itself, nor an extra path or lie inside one (extra paths are
+    walked whole), and function.zip/requirements.zip in it must be files if they exist.
+    """
+    target = Path(os.path.realpath(archive_dir))
+    inputs = [("the install path", install_path)]
+    inputs += [
+        (f"function_extra_paths entry {str(path)!r}", path if path.is_absolute() else working_directory / path)
+        for path in extra_paths
+    ]
+    for what, path in inputs:
+        source = Path(os.path.realpath(path))
+        if target == source or (what != "the install path" and source in target.parents):
+            where = "is" if target == source else "is inside"
+            raise PackagingError(
+                f"--archive-dir {archive_dir} {where} {what} ({path}), so the archives would package themselves — "
+                "keep them in a directory outside the inputs (e.g. --archive-dir dist)"
+            )
+    if os.path.lexists(archive_dir) and not archive_dir.is_dir():
+        raise PackagingError(f"--archive-dir {archive_dir} exists and is not a directory — remove it or pick another")
+    for name in ARCHIVE_NAMES:
+        existing = archive_dir / name
+        if os.path.lexists(existing) and (existing.is_symlink() or not existing.is_file()):
+            raise PackagingError(
+                f"--archive-dir {archive_dir}: {name} exists and is not a regular file — remove it or pick another "
+                "--archive-dir"
+            )
+
+
+def publish_archives(scratch: Path, archive_dir: Path) -> None:
+    """Move this run's archives into archive_dir and remove an earlier run's archive this run did not make,
+    so archive_dir ends with exactly this run's archives."""
+    for name in ARCHIVE_NAMES:
+        built = scratch / name
+        if built.exists():
+            os.replace(built, archive_dir / name)
+        else:
+            (archive_dir / name).unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class ArchiveInfo:
     path: Path

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 from drover import __version__
+from drover.archive import check_archive_dir
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError
 from drover.io import format_file_size
@@ -18,6 +20,7 @@ from drover.models import DeployResult
 from drover.settings import load_settings, select_stage
 
 logger = logging.getLogger("drover")
+MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whole
 
 
 class _Parser(argparse.ArgumentParser):
@@ -80,22 +83,58 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result = run(args)
     except DroverError as error:
-        return _fail(error, error.exit_code, args.verbose)
-    except KeyboardInterrupt:
-        print("drover: interrupted", file=sys.stderr)
-        return 130
+        return _fail(error, error.exit_code, args.verbose, json_output=args.json)
+    except KeyboardInterrupt as error:
+        return _fail(error, 130, False, json_output=args.json, message="interrupted")
     except Exception as error:  # an unexpected bug still gets one line unless -v
-        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ")
-    if args.json:
-        print(json.dumps(result.model_dump(mode="json"), sort_keys=True))
-    if not args.quiet:
-        print(render_text(result), file=human)
+        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ", json_output=args.json)
+    return _report(result, args)
+
+
+def _report(result: DeployResult, args: argparse.Namespace) -> int:
+    """Print the result; when stdout cannot take it (a full disk, a closed pipe), say so on stderr, exit 1."""
+    try:
+        if args.json:
+            _write(sys.stdout, json.dumps(result.model_dump(mode="json"), sort_keys=True))
+        if not args.quiet:
+            _write(sys.stdout if not args.json else sys.stderr, render_text(result))
+    except OSError as error:
+        _silence_stdout()
+        done = [f"{action.action} {action.target}" for action in result.actions if action.done]
+        deployed = f"; it did: {', '.join(done)}" if done else ""
+        _error_line(f"the run finished{deployed}, but its report could not be written: {error.strerror or error}")
+        return 1
     return 0
+
+
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit cannot fail again with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _error_line(message: str) -> None:
+    try:
+        sys.stderr.write(f"drover: error: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def run(args: argparse.Namespace) -> DeployResult:
     settings = load_settings(args.settings_file)
-    select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
+    stage = select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
+    if args.archive_dir is not None:  # before any work: the archives must never be read as input
+        check_archive_dir(args.archive_dir, args.install_path, stage.function_extra_paths, Path.cwd())
     options = RunOptions(
         archive_dir=args.archive_dir,
         package_only=args.package_only,
@@ -142,11 +181,33 @@ def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
-def _fail(error: BaseException, code: int, verbose: bool, prefix: str = "") -> int:
+def _fail(
+    error: BaseException,
+    code: int,
+    verbose: bool,
+    prefix: str = "",
+    *,
+    json_output: bool = False,
+    message: str | None = None,
+) -> int:
     if verbose:
         import traceback
 
         traceback.print_exception(error, file=sys.stderr)
-    message = " ".join(str(error).split()) or type(error).__name__
-    print(f"drover: error: {prefix}{message}", file=sys.stderr)
+    text = shorten(prefix + (message or " ".join(str(error).split()) or type(error).__name__))
+    _error_line(text)
+    if json_output:  # the README promises one JSON object on stdout, also when the run fails
+        document = {"error": {"code": type(error).__name__, "message": text, "exit_code": code}}
+        try:
+            _write(sys.stdout, json.dumps(document, sort_keys=True))
+        except OSError:
+            _silence_stdout()
     return code
+
+
+def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:
+    """Cut the middle out of an over-long line, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]} … [{len(text) - 2 * keep} characters cut] … {text[-keep:]}"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drover.archive import ArchiveInfo, write_zip
+from drover.archive import ArchiveInfo, publish_archives, write_zip
 from drover.errors import PackagingError, SettingsError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, InstallSummary, Settings, Stage
@@ -190,8 +189,7 @@ class Drover:
         with tempfile.TemporaryDirectory(prefix=".drover-", dir=archive_dir) as directory:
             yield Path(directory)
             if archive_dir is not None:
-                for built in Path(directory).glob("*.zip"):
-                    os.replace(built, archive_dir / built.name)
+                publish_archives(Path(directory), archive_dir)
 
     def _result(self, plan: PackagePlan, mode: str) -> DeployResult:
         logger.info("Requirements digest: %s", plan.requirements.digest)

@@ -131,7 +131,7 @@ def test_hyphenated_inputs_and_paths_relative_to_the_working_directory(monkeypat
         settings_file="deploy/drover.yml",
         install_path="build",
         requirements="requirements.txt",
-        install_source="/abs/project",
+        install_source=str(Path.cwd() / "project"),  # absolute, inside the workspace
         aws_region="eu-west-1",
         audience="my-audience",
         role_session_name="deploy@main",
@@ -145,7 +145,7 @@ def test_hyphenated_inputs_and_paths_relative_to_the_working_directory(monkeypat
     assert inputs.settings_file == Path("service/deploy/drover.yml")
     assert inputs.install_path == Path("service/build")
     assert inputs.requirements == Path("service/requirements.txt")
-    assert inputs.install_source == Path("/abs/project")
+    assert inputs.install_source == Path.cwd() / "project"
     assert (inputs.aws_region, inputs.audience, inputs.role_session_name) == ("eu-west-1", "my-audience", "deploy@main")
     assert (inputs.role_duration_seconds, inputs.dry_run, inputs.publish, inputs.alias) == (900, True, False, "live")
 

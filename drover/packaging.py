@@ -455,8 +455,12 @@ def open_as_seen(package_file: PackageFile) -> int:
         seen = package_file.identity
         if seen is not None and (info.st_dev, info.st_ino) != seen[:2]:
             raise changed_while_packaging(package_file.source, "replaced by another file")
-        if info.st_size != package_file.size or (seen is not None and info.st_mtime_ns != seen[2]):
-            raise changed_while_packaging(package_file.source, f"{package_file.size} bytes then, {info.st_size} now")
+        if info.st_size != package_file.size:
+            raise changed_while_packaging(
+                package_file.source, f"{package_file.size} bytes when listed, {info.st_size} bytes now"
+            )
+        if seen is not None and info.st_mtime_ns != seen[2]:
+            raise changed_while_packaging(package_file.source, "modified since it was listed")
     except BaseException:
         os.close(descriptor)
         raise

@@ -648,7 +648,7 @@ def test_an_audience_in_its_grammar_is_accepted(monkeypatch: pytest.MonkeyPatch,
 @pytest.mark.parametrize("audience", ["sts\n::add-mask::x", "sts amazonaws", "x" * 257, "stś"])
 def test_an_audience_outside_its_grammar_is_refused(monkeypatch: pytest.MonkeyPatch, audience: str) -> None:
     set_inputs(monkeypatch, stage="prod", audience=audience)
-    with pytest.raises(github.ActionInputError, match="input 'audience' is .*printable ASCII without spaces"):
+    with pytest.raises(github.ActionInputError, match=r"input 'audience' is .*printable ASCII without spaces"):
         github.parse_inputs()
 
 

@@ -85,7 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DroverError as error:
         return _fail(error, error.exit_code, args.verbose, json_output=args.json)
     except KeyboardInterrupt as error:
-        return _fail(error, 130, False, json_output=args.json, message="interrupted")
+        print("drover: interrupted", file=sys.stderr)
+        return _json_error(error, "interrupted", 130) if args.json else 130
     except Exception as error:  # an unexpected bug still gets one line unless -v
         return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ", json_output=args.json)
     return _report(result, args)
@@ -188,20 +189,23 @@ def _fail(
     prefix: str = "",
     *,
     json_output: bool = False,
-    message: str | None = None,
 ) -> int:
     if verbose:
         import traceback
 
         traceback.print_exception(error, file=sys.stderr)
-    text = shorten(prefix + (message or " ".join(str(error).split()) or type(error).__name__))
+    text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
     _error_line(text)
-    if json_output:  # the README promises one JSON object on stdout, also when the run fails
-        document = {"error": {"code": type(error).__name__, "message": text, "exit_code": code}}
-        try:
-            _write(sys.stdout, json.dumps(document, sort_keys=True))
-        except OSError:
-            _silence_stdout()
+    return _json_error(error, text, code) if json_output else code
+
+
+def _json_error(error: BaseException, message: str, code: int) -> int:
+    """The README promises one JSON object on stdout with --json, also when the run fails."""
+    document = {"error": {"code": type(error).__name__, "message": message, "exit_code": code}}
+    try:
+        _write(sys.stdout, json.dumps(document, sort_keys=True))
+    except OSError:
+        _silence_stdout()
     return code
 
 

@@ -40,7 +40,7 @@ from actions_toolkit.command import Command
 from actions_toolkit.file_command import prepare_key_value_message
 
 from drover import __version__
-from drover.cli import render_text
+from drover.cli import render_text, shorten
 from drover.core import Drover, RunOptions, Timings
 from drover.deploy import (
     STS_ATTEMPTS,
@@ -839,7 +839,7 @@ def configure_logging(debug: bool) -> None:
 def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "") -> int:
     if debug:
         traceback.print_exception(error, file=sys.stderr)
-    message = prefix + (" ".join(str(error).split()) or type(error).__name__)
+    message = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
     report_error(message, error, workspace)
     return code
 

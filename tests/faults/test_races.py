@@ -230,7 +230,7 @@ def test_archive_writing_interrupted_leaves_no_partial(
             package(project, monkeypatch)
     else:
         code, stderr = package(project, monkeypatch)
-        assert (code, stderr) == (130, "drover: error: interrupted\n")
+        assert (code, stderr) == (130, "drover: interrupted\n")
     assert nothing_left(project) == []
 
 

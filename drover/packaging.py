@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from re import Pattern
+from typing import Any
 
 import regex
 
@@ -273,8 +274,11 @@ def walk_files(
 def user_match(pattern: Pattern[str], name: str) -> bool:
     """pattern.match(name) with re's semantics, but bounded: a backtracking pattern is a clear error, not a hang.
 
-    The match runs on the `regex` engine (re-compatible V0 syntax) with a timeout; a pattern only re
-    understands falls back to re.
+    Patterns that cannot backtrack badly (no repeat around a repeat or an alternation, no
+    backreference, at most two unbounded repeats: at worst quadratic in a name of at most PATH_MAX)
+    run on re. The others run on the `regex` engine (re-compatible VERSION0 syntax) with a time
+    bound per name; its timeout check costs ~2 µs a match, too much for every file of a 100,000-file
+    tree, hence the split.
     """
     engine = _bounded_engine(pattern)
     if engine is None:
@@ -288,17 +292,76 @@ def user_match(pattern: Pattern[str], name: str) -> bool:
         ) from None
 
 
-_engines: dict[tuple[str, int], object] = {}
+_engines: dict[tuple[str, int], regex.Pattern[str] | None] = {}
+_sre_parser: Any = getattr(re, "_parser", None)
+_sre: Any = getattr(re, "_constants", None)
 
 
 def _bounded_engine(pattern: Pattern[str]) -> regex.Pattern[str] | None:
+    """The bounded engine for a pattern that could backtrack badly, None for one re runs safely."""
     key = (pattern.pattern, pattern.flags)
     if key not in _engines:
-        try:
-            _engines[key] = regex.compile(pattern.pattern, pattern.flags | regex.VERSION0)
-        except (regex.error, ValueError):
-            _engines[key] = None
+        engine = None
+        if may_backtrack(pattern):
+            try:
+                engine = regex.compile(pattern.pattern, pattern.flags | regex.VERSION0)
+            except (regex.error, ValueError):
+                engine = None
+        _engines[key] = engine
     return _engines[key]
+
+
+def may_backtrack(pattern: Pattern[str]) -> bool:
+    """Whether matching could take more than quadratic time (conservative: unsure means yes)."""
+    if _sre_parser is None or _sre is None:
+        return True
+    try:
+        parsed = _sre_parser.parse(pattern.pattern, pattern.flags & ~re.UNICODE)
+    except Exception:
+        return True
+    nested, unbounded = _complexity(list(parsed))
+    return nested or unbounded > 2
+
+
+def _complexity(items: list[tuple[Any, Any]]) -> tuple[bool, int]:
+    """(a repeat holds a repeat/alternation or a backreference exists, count of unbounded repeats)."""
+    nested, unbounded = False, 0
+    repeats = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", _sre.MAX_REPEAT)}
+    for op, value in items:
+        children: list[list[tuple[Any, Any]]] = []
+        if op in repeats:
+            _, high, sub = value
+            if _has_choice(list(sub), repeats):
+                nested = True
+            if high == _sre.MAXREPEAT or high > 64:
+                unbounded += 1
+            children = [list(sub)]
+        elif op == _sre.SUBPATTERN:
+            children = [list(value[-1])]
+        elif op == _sre.BRANCH:
+            children = [list(branch) for branch in value[1]]
+        elif op in {_sre.ASSERT, _sre.ASSERT_NOT}:
+            children = [list(value[1])]
+        elif op == getattr(_sre, "ATOMIC_GROUP", None):
+            children = [list(value)]
+        elif op in {_sre.GROUPREF, _sre.GROUPREF_EXISTS, getattr(_sre, "GROUPREF_IGNORE", None)}:
+            nested = True
+        for child in children:
+            child_nested, child_unbounded = _complexity(child)
+            nested, unbounded = nested or child_nested, unbounded + child_unbounded
+    return nested, unbounded
+
+
+def _has_choice(items: list[tuple[Any, Any]], repeats: set[Any]) -> bool:
+    """A repeat or an alternation anywhere inside items."""
+    for op, value in items:
+        if op in repeats or op == _sre.BRANCH:
+            return True
+        if op == _sre.SUBPATTERN and _has_choice(list(value[-1]), repeats):
+            return True
+        if op in {_sre.ASSERT, _sre.ASSERT_NOT} and _has_choice(list(value[1]), repeats):
+            return True
+    return False
 
 
 def _list_directory(directory: str) -> list[os.DirEntry[str]]:

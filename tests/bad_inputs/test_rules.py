@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator, Mapping
@@ -30,7 +31,7 @@ from typing import Any
 import pytest
 import yaml
 
-from drover import cli, github
+from drover import cli, github, packaging
 from tests.aws import REGION, Infrastructure, MotoServer
 from tests.bad_inputs.test_bad_inputs import BASE_STAGE, Project, code
 from tests.github_fakes import CountingServer, counting_server
@@ -509,6 +510,38 @@ def test_an_archive_dir_of_a_deploy_is_validated_in_a_child_process_too(project:
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("drover: error: --archive-dir install is the install path")
     assert len(result.stderr.splitlines()) == 1 and result.stdout == ""
+
+
+# -- user patterns: re semantics, bounded time ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pattern", [r".*__pycache__.*", r"^app/", r"^(app|handler)/.*\.py$", r"^app/(?!tests/)", r"[a-z]+\.py$", r"(ab)+"]
+)
+def test_patterns_that_cannot_backtrack_badly_run_on_re(pattern: str) -> None:
+    assert not packaging.may_backtrack(re.compile(pattern))
+
+
+@pytest.mark.parametrize("pattern", [r"(a|aa)+$", r"(\w+\s?)*$", r"(.*a){12}", r".*a.*a.*a", r"(a)\1", r"(?=(a+)+$)b"])
+def test_patterns_that_may_backtrack_run_bounded(pattern: str) -> None:
+    assert packaging.may_backtrack(re.compile(pattern))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name"),
+    [
+        (r"(a|aa)+$", "aaaa"),
+        (r"(a|aa)+$", "aaab"),
+        (r"(a|pp)+$", "app\n"),  # re's $ matches before a final newline; the bounded engine must agree
+        (r"(?i)APP/(\w+)*\.py", "app/x.py"),
+        (r"(\w+\s?)*$", "café au lait"),
+        (r"(?=(a+)+$)a", "aaa"),
+    ],
+)
+def test_the_bounded_engine_keeps_re_match_semantics(pattern: str, name: str) -> None:
+    compiled = re.compile(pattern)
+    assert packaging.may_backtrack(compiled)
+    assert packaging.user_match(compiled, name) == (compiled.match(name) is not None)
 
 
 # -- the Action in-process -----------------------------------------------------------------------

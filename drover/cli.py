@@ -24,8 +24,14 @@ MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whol
 
 
 class _Parser(argparse.ArgumentParser):
+    json_requested = False  # set before parsing: a usage error with --json is a JSON error object too
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        text = f"{message} (see {self.prog} --help)"
+        if self.json_requested:
+            _error_line(text)
+            self.exit(_json_error("UsageError", text, 2))
+        self.exit(2, f"{self.prog}: error: {text}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    assert isinstance(parser, _Parser)
+    parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
     try:
@@ -86,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(error, error.exit_code, args.verbose, json_output=args.json)
     except KeyboardInterrupt as error:
         print("drover: interrupted", file=sys.stderr)
-        return _json_error(error, "interrupted", 130) if args.json else 130
+        return _json_error(type(error).__name__, "interrupted", 130) if args.json else 130
     except Exception as error:  # an unexpected bug still gets one line unless -v
         return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ", json_output=args.json)
     return _report(result, args)
@@ -196,12 +205,12 @@ def _fail(
         traceback.print_exception(error, file=sys.stderr)
     text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
     _error_line(text)
-    return _json_error(error, text, code) if json_output else code
+    return _json_error(type(error).__name__, text, code) if json_output else code
 
 
-def _json_error(error: BaseException, message: str, code: int) -> int:
+def _json_error(kind: str, message: str, code: int) -> int:
     """The README promises one JSON object on stdout with --json, also when the run fails."""
-    document = {"error": {"code": type(error).__name__, "message": message, "exit_code": code}}
+    document = {"error": {"code": kind, "message": message, "exit_code": code}}
     try:
         _write(sys.stdout, json.dumps(document, sort_keys=True))
     except OSError:

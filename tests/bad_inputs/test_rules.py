@@ -470,6 +470,26 @@ def test_with_json_an_error_is_one_error_object_on_stdout(
     assert proxy.requests == []
 
 
+def test_with_json_a_usage_error_is_one_error_object_too(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SystemExit) as exited:
+        run_cli(project.root, ["--json", "--stage", "x", "staging"], monkeypatch)
+    assert exited.value.code == 2
+
+
+def test_with_json_a_usage_error_prints_the_error_object(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "drover", "--json", "--stage", "x", "staging"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert json.loads(result.stdout) == {
+        "error": {
+            "code": "UsageError",
+            "exit_code": 2,
+            "message": "unrecognized arguments: --stage staging (see drover --help)",
+        }
+    }
+    assert result.stderr == "drover: error: unrecognized arguments: --stage staging (see drover --help)\n"
+
+
 # -- must work -----------------------------------------------------------------------------------
 
 

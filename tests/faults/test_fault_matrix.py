@@ -75,6 +75,7 @@ untouched. docs/faults.md holds the same table (`test_the_matrix_is_documented_a
 | 55 | `ACTIONS_ID_TOKEN_REQUEST_URL` is a `file:` URL | `ACTIONS_ID_TOKEN_REQUEST_URL is not an http(s) URL …`; the file is not read | `tests/faults/test_races.py::test_a_file_url_is_not_a_token_endpoint` |
 | 56 | the OIDC endpoint drips its body a byte every 0.2 s (each read within the per-read timeout) | cut at the overall deadline (`DROVER_OIDC_DEADLINE_SECONDS`, default 60 s): `could not get an OIDC token … in at most 1 s` | `tests/faults/test_races.py::test_a_dripping_endpoint_is_cut_at_the_overall_deadline` |
 | 57 | a logged value (a token's `aud` claim) holding line breaks followed by `::add-mask::…`, `  ::error::…` and `##[warning]…` | every such line is prefixed `> `: no log line starts a workflow command | `tests/faults/test_races.py::test_no_logged_line_can_start_a_workflow_command` |
+| 58 | a real SIGTERM to a child (with the exit-raising handler the adapters install) once its `.partial` exists, 120 MB of incompressible files | exit 143, no traceback; `--archive-dir` holds no `.partial`, spool or scratch directory | `tests/faults/test_races.py::test_a_real_sigterm_while_the_archive_is_written_leaves_nothing` |
 """
 
 from __future__ import annotations

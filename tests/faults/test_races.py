@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from http.server import BaseHTTPRequestHandler
@@ -436,3 +437,34 @@ def test_no_logged_line_can_start_a_workflow_command(capsys: pytest.CaptureFixtu
     assert len(lines) == 4
     assert not any(line.lstrip().startswith(("::", "##[")) for line in lines), lines
     assert lines[1] == "> ::add-mask::hidden"
+
+
+SIGTERM_CHILD = """
+import signal, sys
+from drover import cli
+signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))  # what the adapters' handler does
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_real_sigterm_while_the_archive_is_written_leaves_nothing(project: Path) -> None:
+    """A child with a SIGTERM handler that exits (as the adapters install) is signalled once its .partial
+    exists: the writer's cleanup runs, and --archive-dir holds no .partial, spool or scratch directory."""
+    for number in range(3):
+        with open(project / "install" / "dep" / f"blob{number}.bin", "wb") as stream:
+            stream.write(os.urandom(40 << 20))  # incompressible: the write takes a while
+    command = [sys.executable, "-c", SIGTERM_CHILD, "--quiet", "--install-path", "install"]
+    command += ["--package-only", "--archive-dir", "out", "staging"]
+    child = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while child.poll() is None and not list((project / "out").glob(".drover-*/.*.partial")):
+            time.sleep(0.01)
+        assert child.poll() is None, "the child finished before it could be signalled"
+        child.terminate()
+        _, errors = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 128 + 15, errors
+    assert "Traceback" not in errors
+    assert nothing_left(project) == []

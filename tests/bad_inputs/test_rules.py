@@ -111,6 +111,10 @@ def archive_dir_file(project: Path) -> None:
     (project / "out").write_text("not a directory\n")
 
 
+def archive_dir_linked_to_install(project: Path) -> None:
+    (project / "linked").symlink_to("install", target_is_directory=True)
+
+
 def archive_dir_holds_directory(project: Path) -> None:
     (project / "out" / "function.zip").mkdir(parents=True)
 
@@ -240,6 +244,14 @@ CLI_RULES = [
         reads=True,
     ),
     rule(
+        "function-pattern-backtracks",
+        "pattern '(a|aa)+$' took more than 1 s to match the file name",
+        "simplify it",
+        stage={"function_file_patterns": ["(a|aa)+$"]},
+        setup=backtracking_name,
+        reads=True,
+    ),
+    rule(
         "symlink-dag",
         "is reached through more than 16 symlinked paths",
         "remove the extra links",
@@ -265,6 +277,13 @@ CLI_RULES = [
         "--archive-dir . is the install path (.)",
         "keep them in a directory outside the inputs",
         args=("--install-path", ".", "--archive-dir", "."),
+    ),
+    rule(
+        "archive-dir-symlink-to-the-install-path",
+        "--archive-dir linked is the install path (install)",
+        "the archives would package themselves",
+        args=("--archive-dir", "linked"),
+        setup=archive_dir_linked_to_install,
     ),
     rule(
         "archive-dir-is-an-extra-path",
@@ -310,6 +329,24 @@ ACTION_RULES = [
         None,
         ("::error::working-directory '..' resolves to", "outside the workspace"),
         id="action-working-directory-outside",
+    ),
+    pytest.param(
+        {"working-directory": "linked"},
+        None,
+        ("::error::working-directory 'linked' resolves to '/etc'", "outside the workspace"),
+        id="action-working-directory-symlink-outside",
+    ),
+    pytest.param(
+        {"settings-file": "linked/hostname"},
+        None,
+        ("::error::settings-file", "linked/hostname' resolves to '/etc/hostname'", "outside the workspace"),
+        id="action-settings-file-through-a-symlink",
+    ),
+    pytest.param(
+        {"alias": "live\n::error::pwned"},
+        None,
+        ("::error::alias 'live\\n::error::pwned' is not a valid alias name",),
+        id="action-alias-with-a-line-break",
     ),
     pytest.param(
         {"settings-file": "/etc/hostname"},

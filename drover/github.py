@@ -189,11 +189,11 @@ def parse_inputs() -> ActionInputs:
     role = get_input("role-to-assume") or None
     if role is not None and not ROLE_ARN_PATTERN.fullmatch(role):
         raise ActionInputError(
-            f"input 'role-to-assume' is {role!r}: give the role's full ARN, arn:aws:iam::ACCOUNT:role/NAME"
+            f"input 'role-to-assume' is {short_repr(role)}: give the role's full ARN, arn:aws:iam::ACCOUNT:role/NAME"
         )
     region = get_input("aws-region") or None
     if region is not None and not REGION_PATTERN.fullmatch(region):
-        raise ActionInputError(f"input 'aws-region' is {region!r}: give an AWS region name such as us-east-1")
+        raise ActionInputError(f"input 'aws-region' is {short_repr(region)}: give an AWS region name such as us-east-1")
     audience = get_input("audience")
     if not AUDIENCE_PATTERN.fullmatch(audience):
         raise ActionInputError(
@@ -228,7 +228,7 @@ def parse_duration(value: str) -> int:
     seconds = int(value) if value.isascii() and value.isdigit() else 0
     if not MIN_ROLE_DURATION <= seconds <= MAX_ROLE_DURATION:
         raise ActionInputError(
-            f"input 'role-duration-seconds' is {value!r}: use a whole number of seconds from "
+            f"input 'role-duration-seconds' is {short_repr(value)}: use a whole number of seconds from "
             f"{MIN_ROLE_DURATION} to {MAX_ROLE_DURATION} (the role's maximum session duration must allow it)"
         )
     return seconds
@@ -237,7 +237,7 @@ def parse_duration(value: str) -> int:
 def parse_session_name(value: str) -> str:
     if not SESSION_NAME_PATTERN.fullmatch(value):
         raise ActionInputError(
-            f"input 'role-session-name' is {value!r}: use 2 to 64 characters from letters, digits and +=,.@_-"
+            f"input 'role-session-name' is {short_repr(value)}: use 2 to 64 characters from letters, digits and +=,.@_-"
         )
     return value
 

@@ -5,24 +5,32 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
 from drover import __version__
+from drover.archive import check_archive_dir
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError
 from drover.models import DeployResult
-from drover.report import render_text
+from drover.report import render_text, shorten
 from drover.settings import load_settings, select_stage
 
 logger = logging.getLogger("drover")
 
 
 class _Parser(argparse.ArgumentParser):
+    json_requested = False  # set before parsing: a usage error with --json is a JSON error object too
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        text = f"{message} (see {self.prog} --help)"
+        if self.json_requested:
+            _error_line(text)
+            self.exit(_json_error("UsageError", text, 2))
+        self.exit(2, f"{self.prog}: error: {text}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,28 +82,68 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    assert isinstance(parser, _Parser)
+    parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
     try:
         result = run(args)
     except DroverError as error:
-        return _fail(error, error.exit_code, args.verbose)
-    except KeyboardInterrupt:
+        return _fail(error, error.exit_code, args.verbose, json_output=args.json)
+    except KeyboardInterrupt as error:
         print("drover: interrupted", file=sys.stderr)
-        return 130
+        return _json_error(type(error).__name__, "interrupted", 130) if args.json else 130
     except Exception as error:  # an unexpected bug still gets one line unless -v
-        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ")
-    if args.json:
-        print(json.dumps(result.model_dump(mode="json"), sort_keys=True))
-    if not args.quiet:
-        print(render_text(result), file=human)
+        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ", json_output=args.json)
+    return _report(result, args)
+
+
+def _report(result: DeployResult, args: argparse.Namespace) -> int:
+    """Print the result; when stdout cannot take it (a full disk, a closed pipe), say so on stderr, exit 1."""
+    try:
+        if args.json:
+            _write(sys.stdout, json.dumps(result.model_dump(mode="json"), sort_keys=True))
+        if not args.quiet:
+            _write(sys.stdout if not args.json else sys.stderr, render_text(result))
+    except OSError as error:
+        _silence_stdout()
+        done = [f"{action.action} {action.target}" for action in result.actions if action.done]
+        deployed = f"; it did: {', '.join(done)}" if done else ""
+        _error_line(f"the run finished{deployed}, but its report could not be written: {error.strerror or error}")
+        return 1
     return 0
+
+
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit cannot fail again with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _error_line(message: str) -> None:
+    try:
+        sys.stderr.write(f"drover: error: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
 
 
 def run(args: argparse.Namespace) -> DeployResult:
     settings = load_settings(args.settings_file)
-    select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
+    stage = select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
+    if args.archive_dir is not None:  # before any work: the archives must never be read as input
+        check_archive_dir(args.archive_dir, args.install_path, stage.function_extra_paths, Path.cwd())
     options = RunOptions(
         archive_dir=args.archive_dir,
         package_only=args.package_only,
@@ -123,11 +171,28 @@ def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
-def _fail(error: BaseException, code: int, verbose: bool, prefix: str = "") -> int:
+def _fail(
+    error: BaseException,
+    code: int,
+    verbose: bool,
+    prefix: str = "",
+    *,
+    json_output: bool = False,
+) -> int:
     if verbose:
         import traceback
 
         traceback.print_exception(error, file=sys.stderr)
-    message = " ".join(str(error).split()) or type(error).__name__
-    print(f"drover: error: {prefix}{message}", file=sys.stderr)
+    text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
+    _error_line(text)
+    return _json_error(type(error).__name__, text, code) if json_output else code
+
+
+def _json_error(kind: str, message: str, code: int) -> int:
+    """The README promises one JSON object on stdout with --json, also when the run fails."""
+    document = {"error": {"code": kind, "message": message, "exit_code": code}}
+    try:
+        _write(sys.stdout, json.dumps(document, sort_keys=True))
+    except OSError:
+        _silence_stdout()
     return code

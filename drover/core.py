@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -12,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drover.archive import ARCHIVE_NAMES, ArchiveInfo, record_archive, write_zip
+from drover.archive import ARCHIVE_NAMES, ArchiveInfo, publish_archives, record_archive, write_zip
 from drover.errors import PackagingError, SettingsError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, InstallSummary, Settings, Stage
@@ -204,8 +203,7 @@ class Drover:
         with tempfile.TemporaryDirectory(prefix=".drover-", dir=archive_dir) as directory:
             yield Path(directory)
             if archive_dir is not None:
-                for built in Path(directory).glob("*.zip"):
-                    os.replace(built, archive_dir / built.name)
+                publish_archives(Path(directory), archive_dir)
 
     def _result(self, plan: PackagePlan, mode: str) -> DeployResult:
         logger.info("Requirements digest: %s", plan.requirements.digest)
@@ -230,7 +228,7 @@ def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:
     if options.publish is not None:
         updates["publish"] = options.publish
     if options.alias:
-        if not ALIAS_PATTERN.match(options.alias):
+        if not ALIAS_PATTERN.fullmatch(options.alias):
             raise SettingsError(
                 f"alias {options.alias!r} is not a valid alias name (letters, digits, - and _, not only digits)"
             )

@@ -14,7 +14,16 @@ UNZIPPED_LIMIT = 262_144_000
 DIRECT_UPLOAD_LIMIT = 52_428_800
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 RUNTIME_PATTERN = re.compile(r"^python3\.(\d{1,2})$")
-FUNCTION_NAME_PATTERN = re.compile(r"^(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$")
+# Lambda's Python runtimes (docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html, 2026-11):
+# supported ones deploy; deprecated ones are refused, because Lambda blocks creating and then
+# updating functions on them (python3.8: updates blocked since 2026-03-09), so a deploy would fail
+# half-way at the first write instead of before it.
+SUPPORTED_RUNTIMES = ("python3.9", "python3.10", "python3.11", "python3.12", "python3.13", "python3.14")
+DEPRECATED_RUNTIMES = ("python3.6", "python3.7", "python3.8")
+MAX_ECHO = 120  # characters of a user's value an error line repeats
+FUNCTION_NAME_PATTERN = re.compile(
+    r"^(arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$"
+)
 LAYER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,140}$")
 LAYER_VERSION_ARN_PATTERN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -27,23 +36,37 @@ DEFAULT_EXCLUDE_PATTERN = r".*__pycache__.*"  # drover 0.7.1's default, matched 
 Architecture = Literal["x86_64", "arm64"]
 
 
+def short_repr(value: object, limit: int = MAX_ECHO) -> str:
+    """repr(value), cut in the middle when longer than limit: an error line never echoes a huge value."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]} ({len(text)} characters)"
+
+
 def compile_pattern(value: Any) -> re.Pattern[str]:
     if isinstance(value, re.Pattern):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"expected a regular expression string, got {type(value).__name__} {value!r}")
+        raise ValueError(f"expected a regular expression string, got {type(value).__name__} {short_repr(value)}")
     try:
         return re.compile(value)
     except re.error as error:
-        raise ValueError(f"invalid regular expression {value!r}: {error}") from None
+        raise ValueError(f"invalid regular expression {short_repr(value)}: {error}") from None
 
 
 Regex = Annotated[re.Pattern[str], BeforeValidator(compile_pattern)]
 
 
+def is_valid(value: str, pattern: re.Pattern[str]) -> bool:
+    """The whole value matches: re.match with `$` would accept a trailing newline ("fn\\n")."""
+    return pattern.fullmatch(value) is not None
+
+
 def _check_pattern(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.match(value):
-        raise ValueError(f"{value!r} is not a valid {what}")
+    if not is_valid(value, pattern):
+        raise ValueError(f"{short_repr(value)} is not a valid {what}")
     return value
 
 
@@ -104,7 +127,8 @@ class Stage(_Model):
     @field_validator("compatible_runtime")
     @classmethod
     def _runtime(cls, value: str) -> str:
-        return _check_pattern(value, RUNTIME_PATTERN, "Python runtime (e.g. python3.12)")
+        _check_pattern(value, RUNTIME_PATTERN, "Python runtime (e.g. python3.12)")
+        return check_runtime(value)
 
     @field_validator("requirements_layer_name")
     @classmethod
@@ -139,8 +163,14 @@ class Stage(_Model):
             object.__setattr__(self, "requirements_layer_name", layer_name[:140])
         if self.alias is not None and not self.publish:
             object.__setattr__(self, "publish", True)
+        function_region = FUNCTION_NAME_PATTERN.fullmatch(self.function_name)["region"]  # type: ignore[index]
+        if function_region is not None and function_region != self.region_name:
+            raise ValueError(
+                f"function_name {self.function_name} is an ARN in region {function_region}, but region_name is "
+                f"{self.region_name} — make them match (or give the plain function name)"
+            )
         for arn in self.supplemental_layer_arns:
-            layer_region = LAYER_VERSION_ARN_PATTERN.match(arn)["region"]  # type: ignore[index]
+            layer_region = LAYER_VERSION_ARN_PATTERN.fullmatch(arn)["region"]  # type: ignore[index]
             if layer_region != self.region_name:
                 raise ValueError(
                     f"supplemental layer {arn} is in region {layer_region}, but the function is in "
@@ -173,6 +203,18 @@ class Stage(_Model):
     @property
     def python_version(self) -> str:
         return self.compatible_runtime.removeprefix("python")
+
+
+def check_runtime(value: str) -> str:
+    """A runtime Lambda runs today; a deprecated or unknown python3.N names the supported ones."""
+    supported = f"use one of {', '.join(SUPPORTED_RUNTIMES)}"
+    if value in DEPRECATED_RUNTIMES:
+        raise ValueError(
+            f"{value!r} is a deprecated Lambda runtime: Lambda no longer creates or updates functions on it — {supported}"
+        )
+    if value not in SUPPORTED_RUNTIMES:
+        raise ValueError(f"{value!r} is not a Python runtime Lambda supports — {supported}")
+    return value
 
 
 class Settings(_Model):

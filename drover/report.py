@@ -8,6 +8,8 @@ from __future__ import annotations
 from drover.io import format_file_size
 from drover.models import DeployResult
 
+MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whole
+
 
 def render_text(result: DeployResult) -> str:
     lines = []
@@ -108,3 +110,11 @@ def render_summary(result: DeployResult) -> str:
 
 def _version_origin(result: DeployResult) -> str:
     return "published by this run" if result.version_published else "already published"
+
+
+def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:
+    """Cut the middle out of an over-long line, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]} … [{len(text) - 2 * keep} characters cut] … {text[-keep:]}"

@@ -51,7 +51,10 @@ def parse_json_stdout(result: subprocess.CompletedProcess[str]) -> dict:
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
     assert result.returncode == code, result.stderr
-    assert result.stdout == ""
+    if "--json" in result.args:  # with --json, stdout holds one {"error": ...} object
+        assert json.loads(result.stdout)["error"]["exit_code"] == code
+    else:
+        assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("drover: error: ")

@@ -198,7 +198,7 @@ CLI_CASES = [
     ),
     case(
         "yaml-alias-bomb",
-        "drover.yml: YAML expands to more than 10000 nodes",
+        "drover.yml: YAML aliases expand to more than 10000 nodes",
         "write the values out instead",
         settings=BILLION_LAUGHS,
     ),

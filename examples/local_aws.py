@@ -171,7 +171,7 @@ def up(port: int, state: State) -> int:
         say(f"local AWS API already running at {endpoint} (PID {state.pid()})")
     created = create_example_infrastructure(endpoint)
     say(f"created {', '.join(created)}" if created else "the example's role, bucket and function exist")
-    say("set these in your shell (or run: eval \"$(make -s local)\"):")
+    say('set these in your shell (or run: eval "$(make -s local)"):')
     sys.stdout.write(export_lines(endpoint))
     return 0
 

@@ -334,7 +334,7 @@ def test_the_default_install_path_warns_and_names_what_it_packages(example, tmp_
 
     assert result.returncode == 0, result.stderr
     assert [line for line in result.stderr.splitlines() if line.startswith("warning")] == [
-        "warning: packaging the working directory (basic_lambda/, drover.yml, instance/, notes.txt) because "
+        "warning: packaging the working directory (.gitignore, basic_lambda/, drover.yml, instance/, notes.txt) because "
         "--install-path is not given: pass --install-path DIR (e.g. the directory pip install --target filled)"
     ]
     with zipfile.ZipFile(tmp_path / "out" / "requirements.zip") as layer:

@@ -34,7 +34,7 @@ from drover.install import (
 )
 from tests.wheels import offline_environment, project_files, write_wheel
 
-INSTALLERS = ["uv", "pip"]
+INSTALLERS = ["uv", pytest.param("pip", marks=pytest.mark.slow)]  # pip: the fallback, 2-3x slower per case
 PAD = b"# padding so sizes are not trivial\n" * 40
 
 

@@ -86,6 +86,8 @@ def test_shell_commands_come_from_shell_blocks_only() -> None:
     assert shell_commands(markdown) == ["a  # x", "b", "d"]
 
 
+@pytest.mark.slow
+@pytest.mark.network  # the example's build backend (flit_core) comes from the package index
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_every_use_command_runs_against_the_local_aws_api(tmp_path: Path) -> None:
     repository = tmp_path / "repository"

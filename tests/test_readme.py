@@ -89,6 +89,7 @@ def test_shell_commands_come_from_shell_blocks_only() -> None:
 @pytest.mark.slow
 @pytest.mark.network  # the example's build backend (flit_core) comes from the package index
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.skipif(not (ROOT / ".venv" / ".synced").exists(), reason="no .venv built by make (make venv)")
 def test_every_use_command_runs_against_the_local_aws_api(tmp_path: Path) -> None:
     repository = tmp_path / "repository"
     repository.mkdir()

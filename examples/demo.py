@@ -38,7 +38,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="drover-demo-") as scratch:
             workdir = Path(scratch) / "basic_lambda"
-            shutil.copytree(EXAMPLE, workdir)
+            shutil.copytree(EXAMPLE, workdir, ignore=shutil.ignore_patterns("install", "dist"))
             for attempt in ("first", "second"):
                 print(f"\n=== {attempt} deploy of examples/basic_lambda (stage staging) ===", flush=True)
                 result = run_drover(workdir, env)

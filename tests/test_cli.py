@@ -68,7 +68,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int = 
 def example(tmp_path) -> Path:
     """A copy of examples/basic_lambda plus install/, as `pip install --target install` would leave it."""
     project = tmp_path / "example"
-    shutil.copytree(EXAMPLE, project)
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("install", "dist"))  # what the README leaves
     shutil.copytree(EXAMPLE / "basic_lambda" / "basic_lambda", tmp_path / "install" / "basic_lambda")
     return project
 

@@ -6,12 +6,17 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
+# make local: the loopback port of the local AWS API (0: any free port)
+LOCAL_AWS_PORT ?= 5055
 
-.PHONY: help venv test test-fast lint demo bench clean
+.PHONY: help venv test test-fast lint demo local local-down bench clean
 
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
+	@echo "make local  - start a local AWS API (moto, 127.0.0.1:$(LOCAL_AWS_PORT)) with the example's function; prints exports"
+	@echo "make local-down - stop it"
 	@echo "make test   - run the test suite"
+	@echo "make test-fast - the test suite without the slow tests"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - performance benchmark against drover 0.7.1"
 
@@ -27,7 +32,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q -m "not network and not container"
+	$(BIN)/python -m pytest -n 2 -q -m "not slow and not network and not container"
 
 lint: $(STAMP)
 	$(BIN)/ruff check drover tests bench scripts examples entrypoint.py
@@ -36,6 +41,13 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
+
+# stdout holds only the export lines: eval "$$(make -s local)"
+local: $(STAMP)
+	@$(BIN)/python examples/local_aws.py up --port $(LOCAL_AWS_PORT)
+
+local-down:
+	@$(BIN)/python examples/local_aws.py down
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

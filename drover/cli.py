@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from drover import __version__
+from drover import DISTRIBUTION, __version__
 from drover.archive import check_archive_dir
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError
@@ -20,6 +20,38 @@ from drover.report import render_text, shorten
 from drover.settings import load_settings, select_stage
 
 logger = logging.getLogger("drover")
+
+
+EPILOG = """\
+examples (in the directory holding drover.yml):
+  drover --install-path install staging
+      deploy stage "staging": update what differs from the live function
+  drover --install-path install --dry-run staging
+      read the live function and report each change with its reason; write nothing
+  drover --install-path install --package-only --archive-dir dist staging
+      build dist/function.zip (and dist/requirements.zip); no AWS call at all
+  drover --install-path install --json staging
+      deploy; print one JSON object (the result) on stdout, human text on stderr
+  drover --install-source . --install-path build/lambda staging
+      install this project and its dependencies for Lambda's platform first, then deploy
+
+exit codes:
+  0    success, including "nothing to do"
+  1    the deploy failed (AWS refused or failed)
+  2    bad input: options, settings, install path, install or preflight (before any AWS write)
+  130  interrupted (SIGINT, Ctrl-C); 143: terminated (SIGTERM)
+
+environment (read by the AWS SDK, boto3):
+  AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+       credentials: the standard AWS chain (also ~/.aws/config, SSO, instance roles)
+  AWS_ENDPOINT_URL
+       send every AWS call to this endpoint (e.g. a local moto server: make local)
+  AWS_REGION, AWS_DEFAULT_REGION
+       not used for the deploy: the stage's region_name decides
+
+--install-path defaults to the working directory, as in drover 0.7.1: then drover packages
+all of it (drover.yml included) and warns; point it at what `pip install --target` filled.
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,15 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="drover",
         description="Deploy a Python package to an AWS Lambda function and its requirements layer.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("stage", metavar="STAGE", help="stage name in the settings file")
-    parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
     parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
     parser.add_argument(
         "--install-path",
         type=Path,
         default=Path(),
-        help="package directory to deploy (e.g. from pip install --target); default: working directory",
+        help="package directory to deploy (e.g. from pip install --target); default: the working directory",
     )
     parser.add_argument(
         "--install-source",
@@ -144,6 +178,8 @@ def run(args: argparse.Namespace) -> DeployResult:
     stage = select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
     if args.archive_dir is not None:  # before any work: the archives must never be read as input
         check_archive_dir(args.archive_dir, args.install_path, stage.function_extra_paths, Path.cwd())
+    if args.install_source is None and args.requirements is None:
+        _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
     options = RunOptions(
         archive_dir=args.archive_dir,
         package_only=args.package_only,
@@ -157,6 +193,20 @@ def run(args: argparse.Namespace) -> DeployResult:
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     drover = Drover(settings, args.stage, interactive, options=options)
     return drover.update(args.install_path)
+
+
+def _warn_if_packaging_the_settings_directory(install_path: Path, settings_file: Path) -> None:
+    """drover 0.7.1's default install path (the working directory) packages drover.yml and all beside it."""
+    root = install_path.resolve()
+    if root != Path.cwd().resolve() or not settings_file.resolve().is_relative_to(root):
+        return
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in root.iterdir())
+    shown = ", ".join(names[:5]) + (f", … ({len(names)} entries)" if len(names) > 5 else "")
+    logger.warning(
+        "packaging the working directory (%s) because --install-path is not given: "
+        "pass --install-path DIR (e.g. the directory pip install --target filled)",
+        shown,
+    )
 
 
 def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:

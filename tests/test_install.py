@@ -34,7 +34,7 @@ from drover.install import (
 )
 from tests.wheels import offline_environment, project_files, write_wheel
 
-INSTALLERS = ["uv", "pip"]
+INSTALLERS = ["uv", pytest.param("pip", marks=pytest.mark.slow)]  # pip: the fallback, 2-3x slower per case
 PAD = b"# padding so sizes are not trivial\n" * 40
 
 
@@ -273,10 +273,11 @@ def test_uv_evaluates_environment_markers_for_the_target(offline: Path, tmp_path
 # --- pip and uv agree ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pip_and_uv_install_the_same_files(offline: Path, tmp_path: Path) -> None:
     source = write_project(tmp_path / "app", dependencies=["withdeps"])
     requirements = requirements_file(tmp_path, "jmespath", "extra")
-    targets = {name: tmp_path / name for name in INSTALLERS}
+    targets = {name: tmp_path / name for name in ("uv", "pip")}
     for name, target in targets.items():
         install(request_for(target, source=source, requirements=requirements), installer=name)
     uv_files, pip_files = relative_files(targets["uv"]), relative_files(targets["pip"])

@@ -13,6 +13,7 @@ from typing import NoReturn, TextIO
 from drover import __version__
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError
+from drover.interrupt import exit_code, handle_sigterm, interruption_message
 from drover.io import format_file_size
 from drover.models import DeployResult
 from drover.settings import load_settings, select_stage
@@ -77,13 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
+    handle_sigterm()
+    started: list[Drover] = []
     try:
-        result = run(args)
+        result = run(args, started)
     except DroverError as error:
         return _fail(error, error.exit_code, args.verbose)
-    except KeyboardInterrupt:
-        print("drover: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as error:  # SIGINT, or SIGTERM (kill, docker stop, a CI job cancelled)
+        print(interruption_message(error, started[0].progress if started else None), file=sys.stderr)
+        return exit_code(error)
     except Exception as error:  # an unexpected bug still gets one line unless -v
         return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ")
     if args.json:
@@ -93,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> DeployResult:
+def run(args: argparse.Namespace, started: list[Drover] | None = None) -> DeployResult:
     settings = load_settings(args.settings_file)
     select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
     options = RunOptions(
@@ -108,6 +111,8 @@ def run(args: argparse.Namespace) -> DeployResult:
     )
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     drover = Drover(settings, args.stage, interactive, options=options)
+    if started is not None:
+        started.append(drover)
     return drover.update(args.install_path)
 
 

@@ -7,11 +7,12 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv test test-fast lint demo bench clean
+.PHONY: help venv test test-fast test-container container-tools lint demo bench clean
 
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
 	@echo "make test   - run the test suite"
+	@echo "make test-container - build the Action image (podman) and run it as the GitHub runner does"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - performance benchmark against drover 0.7.1"
 
@@ -28,6 +29,15 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not network and not container"
+
+# podman, runc, mmdebstrap, uidmap from the Debian packages when missing (root + apt-get), else a note
+container-tools:
+	@tests/container/install-tools.sh
+
+# The image is built from the Dockerfile on a local base when no registry is reachable; both are cached
+# on the machine (docs/container.md). DROVER_REQUIRE_CONTAINER=1 turns a skip into a failure.
+test-container: $(STAMP) container-tools
+	$(BIN)/python -m pytest -q -m container tests/test_action_container.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check drover tests bench scripts examples entrypoint.py

@@ -7,6 +7,8 @@ build-context content.
     python -m tests.container.images   # build (or find) the base and the Action image, print the tag
 
 Environment:
+- DROVER_TEST_IMAGE: test this already built image (release.yml: the image about to be pushed).
+- DROVER_CONTAINER_ENGINE: podman (default) or docker: the same commands, the same flags.
 - DROVER_TEST_BASE_IMAGE: use this base image (e.g. python:3.12-slim) instead of finding one.
 - DROVER_CONTAINER_CACHE: cache directory (default /var/cache/drover-action as root, else
   ~/.cache/drover-action).
@@ -98,11 +100,16 @@ def podman_environment() -> dict[str, str]:
     return {**os.environ, "CONTAINERS_CONF": str(conf)}
 
 
+def engine_name() -> str:
+    return os.environ.get("DROVER_CONTAINER_ENGINE") or "podman"
+
+
 def podman_binary() -> str:
-    found = shutil.which("podman")
+    """podman, or the engine DROVER_CONTAINER_ENGINE names (docker accepts every command used here)."""
+    found = shutil.which(engine_name())
     if found is None:
         raise ContainerUnavailable(
-            "podman is not installed and could not be installed here (`make container-tools` installs "
+            f"{engine_name()} is not installed and could not be installed here (`make container-tools` installs "
             "podman, runc, mmdebstrap and uidmap from the Debian packages when run as root with apt-get)"
         )
     return found
@@ -118,7 +125,7 @@ def podman(*args: str, timeout: float = 600, check: bool = True) -> subprocess.C
 
 
 def image_exists(tag: str) -> bool:
-    return podman("image", "exists", tag, check=False).returncode == 0
+    return podman("image", "inspect", "--format", "{{.Id}}", tag, check=False).returncode == 0
 
 
 def host_ca_bundle() -> str:
@@ -240,8 +247,19 @@ def build_action_image(base: str | None = None) -> str:
 
 
 def action_image() -> str:
+    prebuilt = os.environ.get("DROVER_TEST_IMAGE")
+    if prebuilt:
+        if not image_exists(prebuilt):
+            raise RuntimeError(f"DROVER_TEST_IMAGE={prebuilt} is not an image {engine_name()} has")
+        return prebuilt
     with machine_lock():
         return build_action_image()
+
+
+def platform_arguments() -> list[str]:
+    """`--platform` for `run` when DROVER_TEST_PLATFORM is set (release.yml: linux/arm64 under qemu)."""
+    platform = os.environ.get("DROVER_TEST_PLATFORM")
+    return ["--platform", platform] if platform else []
 
 
 if __name__ == "__main__":

@@ -168,6 +168,7 @@ class ContainerRunner:
             f"{self.workspace}:/github/workspace",
             "--network",
             "host",
+            *images.platform_arguments(),
             self.image,
         ]
         return command, output_file, summary_file

@@ -240,8 +240,9 @@ def build_action_image(base: str | None = None) -> str:
     started = time.monotonic()
     log(f"building {tag} from {base}")
     arguments = [item for build_arg in build_args for item in ("--build-arg", build_arg)]
-    # host network for RUN steps: the registries are reachable from here, no bridge setup is needed
-    podman("build", "--network", "host", *arguments, "--tag", tag, str(ROOT), timeout=1800)
+    # podman: host network for RUN steps (no bridge network setup needed on a bare machine)
+    network = ["--network", "host"] if engine_name() == "podman" else []
+    podman("build", *network, *arguments, "--tag", tag, str(ROOT), timeout=1800)
     log(f"image built in {time.monotonic() - started:.0f} s")
     return tag
 

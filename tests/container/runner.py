@@ -94,7 +94,8 @@ class ContainerRunner:
 
     image: str
     root: Path
-    owner: int = RUNNER_UID
+    # as root: the hosted runner's user; otherwise (rootless podman) this user, the only one we can chown to
+    owner: int = field(default_factory=lambda: RUNNER_UID if os.geteuid() == 0 else os.getuid())
     runs: int = field(default=0)
 
     workspace = property(lambda self: self.root / "work" / "octo-app" / "octo-app")

@@ -13,6 +13,7 @@ Environment:
 - DROVER_CONTAINER_CACHE: cache directory (default /var/cache/drover-action as root, else
   ~/.cache/drover-action).
 - DROVER_BASE_SUITE: the Debian suite of the locally built base (default trixie: Python 3.13).
+- DROVER_TRY_REGISTRY=0: do not try to pull python:3.12-slim first.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import json
 import os
 import statistics
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -22,20 +21,19 @@ from tests.aws import Infrastructure, MotoServer
 from tests.container import images
 from tests.container.runner import ContainerRunner
 from tests.github_fakes import CountingServer
+from tests.test_action_container import write_project
 
 
 class FirstRequestServer(CountingServer):
     """Forwards to moto and notes when the first request arrived."""
 
     first: float | None = None
-    got_first = threading.Event()
 
     def _forward(
         self, method: str, path: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
         if self.first is None:
             self.first = time.perf_counter()
-            self.got_first.set()
         return super()._forward(method, path, headers, body)
 
 
@@ -61,8 +59,6 @@ def main() -> None:
             Infrastructure().function("fn")
             with tempfile.TemporaryDirectory() as directory:
                 runner = ContainerRunner(image, Path(directory))
-                from tests.test_action_container import write_project
-
                 write_project(runner.workspace)
                 runner.give_to_owner()
                 server = FirstRequestServer(moto.endpoint).start()

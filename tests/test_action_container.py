@@ -697,3 +697,16 @@ print(json.dumps({'big': big, 'imported': sorted(set(big) & set(sys.modules)), '
     called = set(re.findall(r'(?:client|call)\("([a-z0-9-]+)"', "".join(p.read_text() for p in DROVER.rglob("*.py"))))
     assert "lambda" in called, called  # the pattern still finds the calls
     assert called <= set(found["services"]), "the image lacks the botocore model of a service drover calls"
+
+
+@pytest.mark.container
+def test_image_trusts_the_extra_ca_certificates_it_was_built_with(action_image: str) -> None:
+    """EXTRA_CA_CERTS (here: the host's TLS-intercepting proxy CA) is in the bundle every installer reads."""
+    extra = "" if os.environ.get("DROVER_TEST_IMAGE") else images.host_ca_bundle()  # what the build was given
+    shown = images.podman(
+        "run", "--rm", *images.platform_arguments(), "--entrypoint", "sh", action_image, "-c", 'cat "$SSL_CERT_FILE"'
+    ).stdout
+    assert shown.count("-----BEGIN CERTIFICATE-----") > 100  # the system's roots, SSL_CERT_FILE is that bundle
+    bodies = re.findall(r"-----BEGIN CERTIFICATE-----\n(.+?)-----END CERTIFICATE-----", extra, re.DOTALL)
+    assert len(bodies) == extra.count("-----BEGIN CERTIFICATE-----")
+    assert all(body in shown for body in bodies)

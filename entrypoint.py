@@ -8,6 +8,7 @@ workspace's owner.
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -28,6 +29,9 @@ def run_as_workspace_owner() -> None:
     os.setgroups([])
     os.setgid(owner.st_gid)
     os.setuid(owner.st_uid)
+    home = os.environ.get("HOME")
+    if not home or not os.access(home, os.W_OK):  # e.g. a plain `docker run`: HOME=/root; uv caches there
+        os.environ["HOME"] = tempfile.mkdtemp(prefix="drover-home-")
 
 
 if __name__ == "__main__":

@@ -675,6 +675,36 @@ def test_container_stopped_mid_deploy_exits_143_and_says_what_was_written(
 
 
 @pytest.mark.container
+def test_container_the_docs_docker_run_recipe(
+    action_image: str, container: ContainerRunner, infra: Infrastructure, aws: MotoServer
+) -> None:
+    """docs/action.md's `docker run` outside GitHub: no GITHUB_* files (outputs on stdout), HOME=/root."""
+    infra.function("fn")
+    environment = {"INPUT_STAGE": "staging", "INPUT_INSTALL-PATH": "build", "INPUT_REQUIREMENTS": "requirements.txt"}
+    environment |= {"AWS_ENDPOINT_URL": aws.endpoint, **STATIC_KEYS, **OFFLINE_INSTALL}
+    ran = images.podman(
+        "run",
+        "--rm",
+        "-v",
+        f"{container.workspace}:/github/workspace",
+        "-w",
+        "/github/workspace",
+        *[item for name, value in environment.items() for item in ("-e", f"{name}={value}")],
+        "--network",
+        "host",
+        *images.platform_arguments(),
+        action_image,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    outputs = parse_github_output(ran.stdout[ran.stdout.index("function-arn=") :])
+    assert set(outputs) == set(github.OUTPUT_NAMES)
+    assert outputs["code-sha256"] == infra.configuration("fn")["CodeSha256"]
+    assert (container.workspace / "build" / "tinydep" / "__init__.py").is_file()
+    assert container.not_owned_by_runner() == []
+
+
+@pytest.mark.container
 def test_image_holds_only_what_the_code_uses(action_image: str) -> None:
     """botocore keeps the models of the services drover calls; every package over 1 MB is imported."""
     script = """

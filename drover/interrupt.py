@@ -9,6 +9,7 @@ and was not written to AWS, then exits 128 + 15.
 from __future__ import annotations
 
 import signal
+import threading
 from types import FrameType
 
 from drover.models import DeployResult
@@ -19,7 +20,9 @@ class Terminated(KeyboardInterrupt):
 
 
 def handle_sigterm() -> None:
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    """From now on SIGTERM raises Terminated (only the main thread may set handlers: elsewhere, no-op)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

@@ -738,3 +738,19 @@ def test_image_trusts_the_extra_ca_certificates_it_was_built_with(action_image: 
     bodies = re.findall(r"-----BEGIN CERTIFICATE-----\n(.+?)-----END CERTIFICATE-----", extra, re.DOTALL)
     assert len(bodies) == extra.count("-----BEGIN CERTIFICATE-----")
     assert all(body in shown for body in bodies)
+
+
+def test_branches_build_the_dockerfile_and_release_pins_that_line_to_the_image_digest() -> None:
+    """action.yml on a branch builds the Dockerfile; release.yml rewrites exactly that line to the pushed digest."""
+    action = (ROOT / "action.yml").read_text(encoding="utf-8")
+    release = (ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
+    assert action.splitlines().count("  image: Dockerfile") == 1
+    assert 'sed -i "s|^  image: Dockerfile\\$|  image: $reference|" action.yml' in release
+    assert 'reference="docker://$IMAGE@$DIGEST"' in release
+    assert "platforms: linux/amd64,linux/arm64" in release
+    # the image is tested before it is pushed, on both architectures
+    steps = (
+        release.index("Container tests on the linux/amd64 image"),
+        release.index("Container tests on the linux/arm64"),
+    )
+    assert max(steps) < release.index("Push both architectures")

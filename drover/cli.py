@@ -15,6 +15,7 @@ from drover import DISTRIBUTION, __version__
 from drover.archive import check_archive_dir
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError
+from drover.interrupt import exit_code, handle_sigterm, interruption_message
 from drover.models import DeployResult
 from drover.report import render_text, shorten
 from drover.settings import load_settings, select_stage
@@ -122,13 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
+    handle_sigterm()
+    started: list[Drover] = []
     try:
-        result = run(args)
+        result = run(args, started)
     except DroverError as error:
         return _fail(error, error.exit_code, args.verbose, json_output=args.json)
-    except KeyboardInterrupt as error:
-        print("drover: interrupted", file=sys.stderr)
-        return _json_error(type(error).__name__, "interrupted", 130) if args.json else 130
+    except KeyboardInterrupt as error:  # SIGINT, or SIGTERM (kill, docker stop, a CI job cancelled)
+        message = interruption_message(error, started[0].progress if started else None)
+        print(message, file=sys.stderr)
+        code = exit_code(error)
+        return _json_error(type(error).__name__, message, code) if args.json else code
     except Exception as error:  # an unexpected bug still gets one line unless -v
         return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ", json_output=args.json)
     return _report(result, args)
@@ -173,7 +178,7 @@ def _error_line(message: str) -> None:
         pass
 
 
-def run(args: argparse.Namespace) -> DeployResult:
+def run(args: argparse.Namespace, started: list[Drover] | None = None) -> DeployResult:
     settings = load_settings(args.settings_file)
     stage = select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
     if args.archive_dir is not None:  # before any work: the archives must never be read as input
@@ -192,6 +197,8 @@ def run(args: argparse.Namespace) -> DeployResult:
     )
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     drover = Drover(settings, args.stage, interactive, options=options)
+    if started is not None:
+        started.append(drover)
     return drover.update(args.install_path)
 
 

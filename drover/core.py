@@ -80,6 +80,7 @@ class Drover:
         self.interactive = interactive
         self.timings = Timings()
         self.install_summary: InstallSummary | None = None
+        self.progress: DeployResult | None = None  # the deploy's result while it runs: what an interruption reports
 
     def layout(self, install_path: Path) -> PackageLayout:
         """Walk and partition the files (an archive dir inside the install path is left out)."""
@@ -108,6 +109,7 @@ class Drover:
         self.install(install_path, self.stage.architecture or live.architecture)  # for the live architecture
         plan, result = self.package(install_path)
         result.mode = "dry-run" if self.options.dry_run else "deploy"
+        self.progress = result
         with self._archive_directory() as directory:
 
             def build_archive(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:

@@ -50,6 +50,7 @@ from drover.deploy import (
     assume_role_with_web_identity,
 )
 from drover.errors import DroverError, SettingsError
+from drover.interrupt import exit_code, handle_sigterm, interruption_message
 from drover.models import REGION_PATTERN, DeployResult, short_repr
 from drover.report import render_summary, render_text, shorten
 from drover.retry import Backoff, retry
@@ -807,13 +808,15 @@ def report(result: DeployResult, environ: Mapping[str, str]) -> None:
         ) from None
 
 
-def run(environ: MutableMapping[str, str], debug: bool) -> DeployResult:
+def run(environ: MutableMapping[str, str], debug: bool, started: list[Drover] | None = None) -> DeployResult:
     token_request = take_id_token_request(environ)
     tuning = retry_tuning(environ)
     inputs = parse_inputs()
     check_output_files(environ)
     drover = prepare(inputs, debug)
     check_stage_paths(drover, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
+    if started is not None:
+        started.append(drover)
     stage = drover.stage
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
     core.info(
@@ -836,13 +839,15 @@ def main() -> int:
     debug = is_debug(environ)
     workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
     configure_logging(debug)
+    handle_sigterm()
+    started: list[Drover] = []
     try:
-        run(environ, debug)
+        run(environ, debug, started)
     except DroverError as error:
         return fail(error, error.exit_code, debug, workspace)
-    except KeyboardInterrupt as error:
-        report_error("drover: interrupted", error, workspace)
-        return 130
+    except KeyboardInterrupt as error:  # SIGINT, or SIGTERM from `docker stop` / a cancelled run
+        report_error(interruption_message(error, started[0].progress if started else None), error, workspace)
+        return exit_code(error)
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
         return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ")
     sys.stdout.flush()

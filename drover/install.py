@@ -224,7 +224,21 @@ def installer_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     source = os.environ if environ is None else environ
     env = {name: value for name, value in source.items() if not name.upper().startswith(SECRET_ENV_PREFIXES)}
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", UV_PYTHON_DOWNLOADS="never")
+    _share_ca_bundle(env)
     return env
+
+
+# A CA bundle given in any of these (e.g. for a TLS-intercepting proxy) is given to both installers:
+# uv reads only SSL_CERT_FILE (else it trusts its built-in roots), pip's requests REQUESTS_CA_BUNDLE.
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE")
+
+
+def _share_ca_bundle(env: dict[str, str]) -> None:
+    bundle = next((env[name] for name in CA_BUNDLE_VARIABLES if env.get(name)), None)
+    if bundle is not None:
+        for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            if not env.get(name):
+                env[name] = bundle
 
 
 def _pip_env_for_uv_settings(env: Mapping[str, str]) -> dict[str, str]:

@@ -559,6 +559,16 @@ def test_installer_environment_drops_credentials_and_keeps_installer_settings() 
     assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["PATH"] == "/usr/bin"
 
 
+@pytest.mark.parametrize("given", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_given_one_way_reaches_both_installers(given: str) -> None:
+    """uv reads only SSL_CERT_FILE, pip REQUESTS_CA_BUNDLE: behind a TLS-intercepting proxy both need it."""
+    env = installer_env({given: "/etc/proxy-ca.pem", "PATH": "/usr/bin"})
+    assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == "/etc/proxy-ca.pem"
+    both = installer_env({"SSL_CERT_FILE": "/a.pem", "REQUESTS_CA_BUNDLE": "/b.pem"})
+    assert (both["SSL_CERT_FILE"], both["REQUESTS_CA_BUNDLE"]) == ("/a.pem", "/b.pem")  # never overridden
+    assert "SSL_CERT_FILE" not in installer_env({"PATH": "/usr/bin"})
+
+
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_builds_never_see_aws_credentials(
     offline: Path, tmp_path: Path, installer: str, monkeypatch: pytest.MonkeyPatch

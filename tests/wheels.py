@@ -97,7 +97,7 @@ def project_files(
     tool = f'\n[tool.test-backend]\ntag = "{tag}"\n' if tag else ""
     pyproject = (
         '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {list(dependencies)!r}\n{tool}'
+        f'[project]\nname = "{name}"\nversion = "{version}"\nrequires-python = ">=3.11"\ndependencies = {list(dependencies)!r}\n{tool}'
     ).replace("'", '"')
     package = name.replace("-", "_")
     return {"pyproject.toml": pyproject, "backend.py": BACKEND, f"{package}/__init__.py": f"NAME = {name!r}\n"}

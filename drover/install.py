@@ -23,6 +23,7 @@ target, which `verify_platform` rejects after the install.
 from __future__ import annotations
 
 import email.parser
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -205,6 +206,7 @@ def find_uv() -> str | None:
         return shutil.which("uv")
 
 
+@functools.cache  # one `uv --version` per process: the skip path stays a few milliseconds
 def _uv_installer() -> Installer | None:
     binary = find_uv()
     if binary is None:

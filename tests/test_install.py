@@ -988,3 +988,32 @@ def test_the_project_distribution_goes_with_the_function_code(offline: Path, tmp
     second = plan_package(stage, target, tmp_path)
     assert second.requirements.digest == first.requirements.digest
     assert second.function.digest != first.function.digest
+
+
+def test_the_cli_stops_with_one_line_before_packaging_an_empty_layer(offline: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "drover.yml").write_text(
+        "stages:\n  dev:\n    region_name: us-east-1\n    function_name: fn\n    compatible_runtime: python3.13\n"
+        "    function_extra_paths: [src]\n"
+    )
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    requirements_file(tmp_path, 'purelib ; python_version < "3.13"')
+    command = [sys.executable, "-m", "drover", "--install-path", "build/lambda", "--requirements", "requirements.txt"]
+    result = subprocess.run(
+        [*command, "--package-only", "--archive-dir", "out", "dev"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "the requirements name 1 packages (purelib) but none of them applies to python3.13 x86_64 "
+            "(manylinux_2_34_x86_64 or older) (their environment markers exclude it) — check the markers and the "
+            "stage's compatible_runtime"
+        )
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())

@@ -5,19 +5,28 @@ stage's runtime on manylinux for its architecture (glibc 2.17 tags for python3.8
 up to 2.34 for python3.12+; see DESIGN.md). Dependencies come as wheels only; one
 without a usable wheel is built locally only when that gives a pure-Python wheel.
 
+Exact for the target: requirement files and locks (uv.lock, poetry.lock, pylock.toml) are read
+by drover.locks with environment markers judged for Lambda's Python, so pip and uv see the same
+marker-free lines; after the install every Requires-Dist of every installed distribution must be
+met inside the tree, editable links to this machine are refused, and inputs that name packages
+but install none are an error. The project is built from a clean temporary copy of its build
+inputs, so the user's tree is never written to; its own installed files are recorded in the
+marker so packaging puts them with the function code.
+
 Every install goes into a fresh directory that then replaces the target, so files of
-removed packages never linger. A key over everything that decides the result (inputs,
-platform, installer and its version) is stored in the target; an unchanged key skips
-the install. Installers run without AWS credentials in their environment.
+removed packages never linger. A key over exactly the inputs (requirement files and what
+they name, the project's build inputs, platform, tools and index settings) is stored in the
+target; an unchanged key skips the install. Installers run without AWS credentials in their
+environment.
 
 pip and uv give the same file names for the same inputs once their bookkeeping is
 normalized (`normalize_metadata`: REQUESTED, direct_url.json, uv_cache.json and uv's
 .lock removed, pip's ../../bin RECORD paths made relative to the install path); what
 still differs is content only: INSTALLER ("pip"/"uv"), RECORD rows and the interpreter
-path in console-script shebangs. Behavioural differences: pip evaluates environment
-markers other than the Python version (platform_machine, sys_platform) against the
-host, uv against the target; uv also accepts plain linux_* wheels for a manylinux
-target, which `verify_platform` rejects after the install.
+path in console-script shebangs. pip judges the markers of dependencies' Requires-Dist by
+the host's interpreter (uv by the target); the Requires-Dist check stops a pip install that
+missed one. uv also accepts plain linux_* wheels for a manylinux target, which
+`verify_platform` rejects after the install.
 """
 
 from __future__ import annotations
@@ -337,8 +346,13 @@ def _reference_digest(path: Path, skip: Sequence[Path]) -> str:
 
 
 def _config_files(env: Mapping[str, str]) -> list[Path]:
-    names = ("PIP_CONFIG_FILE", "UV_CONFIG_FILE")
-    return [Path(env[name]) for name in names if name in env and Path(env[name]).is_file()]
+    """pip's and uv's configuration files in effect: they can name indexes, find-links and constraints."""
+    named = [Path(env[name]) for name in ("PIP_CONFIG_FILE", "UV_CONFIG_FILE") if name in env]
+    home = Path(env.get("HOME", "~")).expanduser()
+    config_home = Path(env.get("XDG_CONFIG_HOME", home / ".config"))
+    usual = [Path("/etc/pip.conf"), Path("/etc/xdg/pip/pip.conf"), config_home / "pip" / "pip.conf"]
+    usual += [home / ".pip" / "pip.conf", Path("/etc/uv/uv.toml"), config_home / "uv" / "uv.toml"]
+    return [path for path in dict.fromkeys([*named, *usual]) if path.is_file()]
 
 
 def install_key(

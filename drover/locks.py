@@ -254,15 +254,13 @@ def poetry_lock_requirements(project: Path) -> list[str]:
         str(canonicalize_name(str(item["name"]))): item for item in lock.get("package", [])
     }
     if packages and all("groups" in item for item in packages.values()):
-        chosen = {
-            name: _poetry_marker(item, lock_path) for name, item in packages.items() if "main" in item.get("groups", [])
-        }
+        chosen = {name: _poetry_marker(item) for name, item in packages.items() if "main" in item.get("groups", [])}
     else:
         chosen = _walk_poetry_graph(packages, _poetry_roots(project), lock_path)
     return [_poetry_line(packages[name], marker, lock_path) for name, marker in sorted(chosen.items())]
 
 
-def _poetry_marker(item: Mapping[str, Any], lock_path: Path) -> str:
+def _poetry_marker(item: Mapping[str, Any]) -> str:
     markers = item.get("markers")
     if isinstance(markers, dict):
         markers = markers.get("main")

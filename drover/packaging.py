@@ -1,7 +1,10 @@
 """Walk, partition and digest a package tree (pure filesystem, no AWS).
 
-Files matching a stage's ``function_file_patterns`` (and the ``function_extra_paths``) form the
-function archive; every other file goes to the requirements layer under ``python/``. A partition's
+Files matching a stage's ``function_file_patterns``, the files of the project drover.install built
+(listed in its marker: the project's code and .dist-info) and the ``function_extra_paths`` (a
+directory's contents at the archive root, as drover 0.7.1; a file by its name; the mapping form under
+its archive_path) form the function archive; every other file goes to the requirements layer under
+``python/``. A partition's
 digest is the SHA-256 of a sorted manifest of (archive name, mode, SHA-256 of the bytes), so it
 follows content, names, partition and the executable bit, and nothing else.
 """

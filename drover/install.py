@@ -673,8 +673,6 @@ def _plan(
     lock = _project_lock(project) if project is not None else None
     if request.source is not None and project is not None and lock is not None:
         locked = _locked_requirements(project, lock, platform, scratch, env, verbose=request.verbose)
-        if not locked.hashed:
-            raise InstallError(f"{request.source / lock} records no hashes — lock it again with hashes")
         plan.requirements.add(locked)
         plan.locked_count += locked.kept
         plan.no_deps = True  # the lock is the whole closure

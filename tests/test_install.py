@@ -1017,3 +1017,11 @@ def test_the_cli_stops_with_one_line_before_packaging_an_empty_layer(offline: Pa
     )
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_locked_project_without_dependencies_installs_just_itself(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app")
+    write_poetry_lock(project, offline, [], groups=True)
+    result = install(request_for(tmp_path / "install", source=project), installer="uv")
+    assert result.lock == "poetry.lock"
+    assert distributions(tmp_path / "install") == {"app-0.1"}

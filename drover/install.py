@@ -70,7 +70,7 @@ from drover.packaging import INSTALL_MARKER
 
 logger = logging.getLogger("drover")
 
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: keyed on exactly the inputs (issue 12)
 # Packages the Lambda Python runtime already ships (canonical distribution names).
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "python-dateutil", "s3transfer", "six", "urllib3")
 # Environment variables never handed to an installer or a build backend.

@@ -30,6 +30,7 @@ _CONSTRAINT = {"-c", "--constraint"}
 _EDITABLE = {"-e", "--editable"}
 _FIND_LINKS = {"-f", "--find-links"}
 _PATH_LIKE = re.compile(r"^(\.{1,2}/|/|~|file:)|\.(whl|tar\.gz|zip|tar\.bz2)$")
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 PYLOCK_NAME = re.compile(r"^pylock\.([^.]+\.)?toml$")
 
 
@@ -113,7 +114,7 @@ def _split_option(tokens: list[str]) -> tuple[str, str | None, list[str]]:
 
 def _local_path(text: str, base: Path) -> Path | None:
     """The local file or directory a requirement or find-links value names, or None for a URL/name."""
-    if re.match(r"^[a-z][a-z0-9+.-]*://", text) and not text.startswith("file:"):
+    if _URL.match(text) and not text.startswith("file:"):
         return None
     path_text = re.sub(r"^file:(//)?", "", text)
     path = Path(path_text).expanduser()
@@ -198,6 +199,9 @@ def _read_requirement(
     if not marker_applies(marker, environment):
         return
     result.kept += 1
+    if _URL.match(requirement_text) and not requirement_text.startswith("file:"):
+        result.lines.append(f"{requirement_text}{options}")  # a bare URL (https://…/x.whl, git+https://…)
+        return
     local = _local_path(requirement_text, base) if _PATH_LIKE.search(requirement_text) else None
     if local is not None:
         if not local.exists():

@@ -271,44 +271,74 @@ def _poetry_marker(item: Mapping[str, Any]) -> str:
     return str(markers) if markers else ""
 
 
-def _poetry_roots(project: Path) -> dict[str, str]:
+MAX_EDGE_MARKERS = 16
+_Root = tuple[str, str, frozenset[str]]  # (canonical name, marker, extras)
+
+
+def _poetry_roots(project: Path) -> list[_Root]:
     pyproject = _load_toml(project / "pyproject.toml")
-    roots: dict[str, str] = {}
+    roots: list[_Root] = []
     for text in pyproject.get("project", {}).get("dependencies", []):
         requirement = Requirement(text)
-        roots[canonicalize_name(requirement.name)] = str(requirement.marker or "")
+        roots.append(
+            (canonicalize_name(requirement.name), str(requirement.marker or ""), frozenset(requirement.extras))
+        )
     poetry_dependencies = pyproject.get("tool", {}).get("poetry", {}).get("dependencies", {})
     for name, value in poetry_dependencies.items():
         if name.lower() == "python" or (isinstance(value, dict) and value.get("optional")):
             continue
-        roots.setdefault(canonicalize_name(name), str(value.get("markers", "")) if isinstance(value, dict) else "")
+        spec = value if isinstance(value, dict) else {}
+        roots.append((canonicalize_name(name), str(spec.get("markers", "")), frozenset(spec.get("extras", []))))
     return roots
 
 
+def _extra_names(item: Mapping[str, Any], extras: frozenset[str]) -> set[str]:
+    """The optional dependencies a locked package's extras switch on (its [package.extras] table)."""
+    table = item.get("extras", {})
+    names: set[str] = set()
+    for extra in extras:
+        for text in table.get(extra, []):
+            match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", str(text))
+            if match:
+                names.add(canonicalize_name(match[1]))
+    return names
+
+
 def _walk_poetry_graph(
-    packages: Mapping[str, Mapping[str, Any]], roots: Mapping[str, str], lock_path: Path
+    packages: Mapping[str, Mapping[str, Any]], roots: Iterable[_Root], lock_path: Path
 ) -> dict[str, str]:
-    """Packages reachable from roots; a package reached along several edges keeps each edge's marker."""
+    """Packages reachable from roots along the locked dependency edges (optional ones when an extra asks);
+    a package reached along several edges keeps each edge's marker."""
     reached: dict[str, set[str]] = {}
-    stack = list(roots.items())
+    visited: set[_Root] = set()
+    stack = [(root, "pyproject.toml") for root in roots]
     while stack:
-        name, marker = stack.pop()
+        (name, marker, extras), parent = stack.pop()
         if name not in packages:
             raise InstallError(
-                f"{lock_path} has no package {name}, which pyproject.toml asks for — the lock is stale: run "
-                "`poetry lock` and commit poetry.lock"
+                f"{lock_path} has no package {name}, which {parent} needs — the lock is stale: run `poetry lock` "
+                "and commit poetry.lock"
             )
         markers = reached.setdefault(name, set())
-        if marker in markers or "" in markers:
+        if len(markers) >= MAX_EDGE_MARKERS:  # many paths lead here: take it on every target, stop the walk growing
+            marker = ""
+        if (name, marker, extras) in visited:
             continue
+        visited.add((name, marker, extras))
         markers.add(marker)
-        for dependency, value in packages[name].get("dependencies", {}).items():
-            specs = value if isinstance(value, list) else [value]
-            for spec in specs:
-                if isinstance(spec, dict) and spec.get("optional"):
+        item = packages[name]
+        switched_on = _extra_names(item, extras)
+        for dependency, value in item.get("dependencies", {}).items():
+            for spec in value if isinstance(value, list) else [value]:
+                spec = spec if isinstance(spec, dict) else {}
+                if spec.get("optional") and canonicalize_name(dependency) not in switched_on:
                     continue
-                edge = str(spec.get("markers", "")) if isinstance(spec, dict) else ""
-                stack.append((canonicalize_name(dependency), _and_markers(marker, edge)))
+                edge = (
+                    canonicalize_name(dependency),
+                    _and_markers(marker, str(spec.get("markers", ""))),
+                    frozenset(spec.get("extras", [])),
+                )
+                stack.append((edge, str(item["name"])))
     return {
         name: "" if "" in markers else " or ".join(f"({m})" for m in sorted(markers))
         for name, markers in reached.items()

@@ -1025,3 +1025,44 @@ def test_a_locked_project_without_dependencies_installs_just_itself(offline: Pat
     result = install(request_for(tmp_path / "install", source=project), installer="uv")
     assert result.lock == "poetry.lock"
     assert distributions(tmp_path / "install") == {"app-0.1"}
+
+
+def test_an_older_poetry_lock_follows_extras_and_edge_markers(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace("dependencies = []", "dependencies = []\n\n[tool.poetry.dependencies]")
+        + 'python = "^3.11"\nextrareq = {version = "*", extras = ["fast"]}\nhostmarker = "*"\n'
+    )
+
+    def entry(name: str, version: str, tail: str = "") -> str:
+        wheel = next(offline.glob(f"{name}-{version}-*.whl"))
+        return (
+            f'[[package]]\nname = "{name}"\nversion = "{version}"\ndescription = ""\noptional = false\n'
+            f'python-versions = "*"\nfiles = [\n    {{file = "{wheel.name}", hash = "sha256:{_sha256(wheel)}"}},\n]\n'
+            + tail
+        )
+
+    lock = "\n".join(
+        [
+            entry(
+                "extrareq",
+                "1.0",
+                '\n[package.dependencies]\npurelib = {version = "*", optional = true}\n'
+                '\n[package.extras]\nfast = ["purelib"]\n',
+            ),
+            entry(
+                "hostmarker",
+                "1.0",
+                '\n[package.dependencies]\npurelib = {version = "*", markers = "python_version >= \\"3.13\\""}\n',
+            ),
+            entry("purelib", "1.0"),
+            '[metadata]\nlock-version = "2.0"\npython-versions = "^3.11"\ncontent-hash = "0"\n',
+        ]
+    )
+    (project / "poetry.lock").write_text(lock)
+    install(request_for(tmp_path / "install", source=project), installer="uv")
+    assert distributions(tmp_path / "install") == {"app-0.1", "extrareq-1.0", "hostmarker-1.0", "purelib-1.0"}
+    (project / "pyproject.toml").write_text(pyproject.read_text().replace(', extras = ["fast"]', ""))
+    install(request_for(tmp_path / "other", source=project), installer="uv")  # purelib only via 3.13's marker
+    assert distributions(tmp_path / "other") == {"app-0.1", "extrareq-1.0", "hostmarker-1.0"}

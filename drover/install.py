@@ -80,9 +80,10 @@ KEYED_ENV_WORDS = ("INDEX", "FIND_LINKS", "CONFIG", "CONSTRAINT", "OVERRIDE", "P
 # Bookkeeping that differs between pip and uv (or between runs) and is useless on Lambda.
 VOLATILE_METADATA = ("REQUESTED", "direct_url.json", "uv_cache.json")
 SKIPPED_SOURCE_DIRS = ("__pycache__", "build", "dist", "node_modules", "site-packages", "htmlcov")
-# Files a test or coverage run writes into a project: never build inputs.
+# Files a test or coverage run (or drover's own --archive-dir) writes into a project: never build inputs.
 JUNK_FILE = re.compile(
-    r"^(\.coverage.*|coverage\.(xml|json)|junit.*\.xml|.*-report\.(xml|html|json)|.*\.py[co]|.*\.log)$"
+    r"^(\.coverage.*|coverage\.(xml|json)|junit.*\.xml|.*-report\.(xml|html|json)|.*\.py[co]|.*\.log"
+    r"|function\.zip|requirements\.zip)$"
 )
 MAX_SOURCE_BUILDS = 10
 _RUNTIME = re.compile(r"^python3\.(\d{1,2})$")
@@ -671,7 +672,7 @@ def _plan(
     skip = [request.target]
     project = _clean_copy(request.source, scratch / "project", skip) if request.source is not None else None
     lock = _project_lock(project) if project is not None else None
-    if request.source is not None and project is not None and lock is not None:
+    if project is not None and lock is not None:
         locked = _locked_requirements(project, lock, platform, scratch, env, verbose=request.verbose)
         plan.requirements.add(locked)
         plan.locked_count += locked.kept

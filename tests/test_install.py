@@ -883,7 +883,8 @@ def test_test_reports_written_into_the_project_do_not_reinstall(offline: Path, t
     project = write_project(tmp_path / "app", dependencies=["purelib"])
     request = request_for(tmp_path / "install", source=project)
     first = install(request, installer="uv")
-    for name in ("junit.xml", ".coverage", "coverage.xml", "htmlcov/index.html", ".pytest_cache/v/x", "app/x.pyc"):
+    reports = ("junit.xml", ".coverage", "coverage.xml", "htmlcov/index.html", ".pytest_cache/v/x", "app/x.pyc")
+    for name in (*reports, "out/function.zip", "out/requirements.zip"):  # and drover's own --archive-dir
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text("report")
     second = install(request, installer="uv")

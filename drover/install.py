@@ -527,8 +527,9 @@ def _build_pure_wheel(
     run = _run(command, pip_env, verbose=verbose)
     built = sorted(set(out_dir.glob("*.whl")) - before)
     if run.returncode != 0 or not built:
+        cause = backend_reason(run.output) or reason
         raise InstallError(
-            f"no wheel of {missing.name} for {platform.label}, and no source distribution of it builds ({reason})"
+            f"no wheel of {missing.name} for {platform.label}, and no source distribution of it builds ({cause})"
         )
     wheel = built[0]
     if not is_pure_wheel(wheel.name):

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Lambda limits (AWS docs): layers per function, unzipped function + layers, zipped direct upload.
 MAX_LAYERS = 5
@@ -103,12 +113,62 @@ class S3BucketFileVersion(_Model):
     version_id: str | None = None
 
 
+def _extra_path_text(value: Any) -> str:
+    text = str(value) if isinstance(value, Path) else value
+    if not isinstance(text, str):
+        raise ValueError(f"expected a path, got {type(value).__name__} {value!r}")
+    if not text.strip():
+        raise ValueError("an empty extra path would add the whole working directory — name a file or directory")
+    if PurePosixPath(text.strip()).as_posix() in (".", "/"):
+        raise ValueError(
+            f"{text!r} is the whole working directory (or file system) — name the handler directory or file "
+            "instead, e.g. src"
+        )
+    return text.strip()
+
+
+def _archive_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("archive_path must be a non-empty relative path, e.g. service")
+    path = PurePosixPath(value.strip())
+    if path.is_absolute() or ".." in path.parts or path.as_posix() == ".":
+        raise ValueError(f"archive_path {value!r} must be a relative path inside the archive, e.g. service")
+    return path.as_posix()
+
+
+class ExtraPath(_Model):
+    """An extra path placed under archive_path in the function archive (the mapping form)."""
+
+    path: Annotated[Path, BeforeValidator(_extra_path_text)]
+    archive_path: Annotated[str, BeforeValidator(_archive_path)]
+
+
+def _extra_path(value: Any) -> ExtraPath | Path:
+    """The plain form (a path) as drover 0.7.1 reads it, or the mapping form {path, archive_path}."""
+    if isinstance(value, ExtraPath):
+        return value
+    if isinstance(value, dict):
+        try:
+            return ExtraPath.model_validate(value)
+        except ValidationError as error:
+            detail = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in detail["loc"])
+            message = str(detail["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}" if where else message) from None
+    return Path(_extra_path_text(value))
+
+
+# A directory's contents go to the archive root and a file by its name (drover 0.7.1); the mapping
+# form places the path's contents under archive_path instead.
+FunctionExtraPath = Annotated[ExtraPath | Path, PlainValidator(_extra_path)]
+
+
 class Stage(_Model):
     region_name: RegionName
     function_name: str
     compatible_runtime: str
     function_file_patterns: list[Regex] = Field(default_factory=list)
-    function_extra_paths: list[Path] = Field(default_factory=list)
+    function_extra_paths: list[FunctionExtraPath] = Field(default_factory=list)
     package_exclude_patterns: list[Regex] = Field(default_factory=lambda: [re.compile(DEFAULT_EXCLUDE_PATTERN)])
     requirements_layer_name: str | None = None
     supplemental_layer_arns: list[str] = Field(default_factory=list)

@@ -1,7 +1,10 @@
 """Walk, partition and digest a package tree (pure filesystem, no AWS).
 
-Files matching a stage's ``function_file_patterns`` (and the ``function_extra_paths``) form the
-function archive; every other file goes to the requirements layer under ``python/``. A partition's
+Files matching a stage's ``function_file_patterns``, the files of the project drover.install built
+(listed in its marker: the project's code and .dist-info) and the ``function_extra_paths`` (a
+directory's contents at the archive root, as drover 0.7.1; a file by its name; the mapping form under
+its archive_path) form the function archive; every other file goes to the requirements layer under
+``python/``. A partition's
 digest is the SHA-256 of a sorted manifest of (archive name, mode, SHA-256 of the bytes), so it
 follows content, names, partition and the executable bit, and nothing else.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import stat
@@ -24,7 +28,7 @@ from typing import Any
 import regex
 
 from drover.errors import PackagingError
-from drover.models import UNZIPPED_LIMIT, Stage, short_repr
+from drover.models import UNZIPPED_LIMIT, ExtraPath, Stage, short_repr
 
 LAYER_PREFIX = "python/"
 INSTALL_MARKER = ".drover-install.json"  # drover.install's record of what it installed; never packaged
@@ -166,11 +170,12 @@ def partition_files(
     requirement_files: list[PackageFile] = []
     patterns = stage.function_file_patterns
     installed = False  # drover.install wrote its marker: an install that brought nothing is not a mistake
+    project_files = installed_project_files(install_path)
     for relative_name, source, info in walk_files(install_path, stage.package_exclude_patterns, skip):
         if relative_name == INSTALL_MARKER:
             installed = True
             continue
-        if any(user_match(pattern, relative_name) for pattern in patterns):
+        if relative_name in project_files or any(user_match(pattern, relative_name) for pattern in patterns):
             function_files.append(PackageFile.seen(relative_name, source, info))
         else:
             requirement_files.append(PackageFile.seen(LAYER_PREFIX + relative_name, source, info))
@@ -182,36 +187,60 @@ def partition_files(
     return function_files, requirement_files
 
 
+def installed_project_files(install_path: Path) -> frozenset[str]:
+    """The files of the project drover.install built (its code and .dist-info), as its marker lists them.
+
+    They belong with the function code: a code or README edit then moves only the function digest.
+    """
+    try:
+        marker = json.loads((install_path / INSTALL_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    names = marker.get("project_files") if isinstance(marker, dict) else None
+    return frozenset(name for name in names if isinstance(name, str)) if isinstance(names, list) else frozenset()
+
+
 def extra_path_files(stage: Stage, working_directory: Path) -> list[PackageFile]:
+    """The extra paths' files as drover 0.7.1 stores them: a directory's contents at the archive root,
+    a file by its name; the mapping form puts either under its archive_path."""
     files: list[PackageFile] = []
-    root = working_directory.resolve()
-    for extra_path in stage.function_extra_paths:
-        source = extra_path if extra_path.is_absolute() else working_directory / extra_path
-        if not extra_path.is_absolute() and not _is_within(source.resolve(), root):
-            raise PackagingError(
-                f"function_extra_paths: {str(extra_path)!r} resolves outside the working directory "
-                f"{working_directory} — keep extra paths inside it or give an absolute path"
-            )
-        if not source.exists():
-            raise PackagingError(
-                f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory}) — "
-                "create it or fix function_extra_paths"
-            )
-        # named as given (normalized), not after a symlink's target: a linked "instance" stays "instance/"
-        base = Path(os.path.abspath(source)).name
+    for extra in stage.function_extra_paths:
+        extra_path, prefix = (extra.path, extra.archive_path + "/") if isinstance(extra, ExtraPath) else (extra, "")
+        source = _extra_source(extra_path, working_directory)
         if source.is_dir():
             for relative_name, file_source, info in walk_files(source, stage.package_exclude_patterns):
-                files.append(
-                    PackageFile(f"{base}/{relative_name}", file_source, _is_executable(info.st_mode), info.st_size)
-                )
+                files.append(PackageFile.seen(prefix + relative_name, file_source, info))
         elif source.is_file():
             info = source.stat()
-            files.append(PackageFile(base, str(source.resolve()), _is_executable(info.st_mode), info.st_size))
+            # named as given (normalized), not after a symlink's target
+            name = prefix + Path(os.path.abspath(source)).name
+            files.append(PackageFile.seen(name, str(source.resolve()), info))
         else:
             raise PackagingError(
                 f"function_extra_paths: {str(extra_path)!r} is not a regular file or directory (a FIFO or device?)"
             )
     return files
+
+
+def _extra_source(extra_path: Path, working_directory: Path) -> Path:
+    root = working_directory.resolve()
+    source = extra_path if extra_path.is_absolute() else working_directory / extra_path
+    if not extra_path.is_absolute() and not _is_within(source.resolve(), root):
+        raise PackagingError(
+            f"function_extra_paths: {str(extra_path)!r} resolves outside the working directory "
+            f"{working_directory} — keep extra paths inside it or give an absolute path"
+        )
+    if source.resolve() == root:
+        raise PackagingError(
+            f"function_extra_paths: {str(extra_path)!r} is the working directory itself — name the handler "
+            "directory or file instead (e.g. src)"
+        )
+    if not source.exists():
+        raise PackagingError(
+            f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory}) — "
+            "create it or fix function_extra_paths"
+        )
+    return source
 
 
 def walk_files(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from drover import SettingsError
-from drover.models import S3BucketFileVersion, S3BucketPath, Settings, Stage
+from drover.models import ExtraPath, S3BucketFileVersion, S3BucketPath, Settings, Stage
 from drover.settings import load_settings, load_stage
 
 EXAMPLE_SETTINGS = Path(__file__).resolve().parent.parent / "examples" / "basic_lambda" / "drover.yml"
@@ -168,7 +168,7 @@ def test_the_shipped_example_loads(tmp_path):
     stage = settings.stages["staging"]
     assert isinstance(settings, Settings)
     assert stage.function_name == "basic-lambda"
-    assert stage.function_extra_paths == [Path("instance")]
+    assert stage.function_extra_paths == [ExtraPath(path=Path("instance"), archive_path="instance")]
     assert stage.upload_bucket is not None and stage.upload_bucket.bucket_name == "drover-examples"
 
 

@@ -410,7 +410,7 @@ CLI_CASES = [
         "archive-name-twice",
         "would both be stored as 'app/__init__.py'",
         "rename one or drop an extra path",
-        stage={"function_extra_paths": ["app"]},
+        stage={"function_extra_paths": [{"path": "app", "archive_path": "app"}]},
         setup=app_extra_path,
         reads=True,
     ),

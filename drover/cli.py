@@ -182,7 +182,7 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
     settings = load_settings(args.settings_file)
     stage = select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
     if args.archive_dir is not None:  # before any work: the archives must never be read as input
-        check_archive_dir(args.archive_dir, args.install_path, stage.function_extra_paths, Path.cwd())
+        check_archive_dir(args.archive_dir, args.install_path, stage.extra_path_sources, Path.cwd())
     if args.install_source is None and args.requirements is None:
         _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
     options = RunOptions(

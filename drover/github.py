@@ -264,7 +264,7 @@ def inside_workspace(what: str, path: Path, workspace: Path) -> Path:
 
 def check_stage_paths(drover: Drover, workspace: Path) -> None:
     working_directory = drover.options.working_directory
-    for extra_path in drover.stage.function_extra_paths:
+    for extra_path in drover.stage.extra_path_sources:
         source = extra_path if extra_path.is_absolute() else working_directory / extra_path
         inside_workspace(f"function_extra_paths entry {str(extra_path)!r}:", source, workspace)
 

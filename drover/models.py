@@ -252,6 +252,11 @@ class Stage(_Model):
         return self
 
     @property
+    def extra_path_sources(self) -> list[Path]:
+        """The filesystem paths of function_extra_paths, whichever form each entry has."""
+        return [extra.path if isinstance(extra, ExtraPath) else extra for extra in self.function_extra_paths]
+
+    @property
     def short_function_name(self) -> str:
         return self.function_name.rsplit(":", 1)[-1]
 

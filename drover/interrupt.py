@@ -39,10 +39,19 @@ def interruption_message(error: KeyboardInterrupt, progress: DeployResult | None
     how = "stopped by SIGTERM" if isinstance(error, Terminated) else "interrupted"
     if progress is None or progress.mode != "deploy":
         return f"drover: {how} before any AWS write: nothing was changed; scratch files were removed"
-    done = [f"{action.action} {action.target}" for action in progress.actions if action.done]
+    done = [
+        f"{action.action} {_written(action.action, action.target, progress)}"
+        for action in progress.actions
+        if action.done
+    ]
     written = f"written to AWS: {', '.join(done)}" if done else "no AWS write had completed"
     return (
         f"drover: {how} during the deploy of {progress.function_name}; {written}; "
         "not written: the remaining steps (a request in flight may or may not have been applied); "
         "scratch files were removed. Run again: drover skips what is already live"
     )
+
+
+def _written(kind: str, target: str, progress: DeployResult) -> str:
+    """A published layer is named by the version ARN it got, so the message says exactly what exists now."""
+    return progress.requirements_layer_arn or target if kind == "publish-layer" else target

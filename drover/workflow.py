@@ -114,7 +114,7 @@ class PublishLayer(Step):
         logger.info("Uploading requirements archive...")
         location = upload(deployment, archive, digest)
         layer = deployment.target.publish_layer(location, digest, deployment.architecture)
-        deployment.layer_arn = layer.arn
+        deployment.layer_arn = deployment.result.requirements_layer_arn = layer.arn
         deployment.result.requirements_updated = True
         logger.info("Published requirements layer %s", layer.arn)
         return f"published {layer.arn} (requirements digest {digest}, CodeSha256 {archive.code_sha256})"

@@ -231,7 +231,8 @@ def test_archive_writing_interrupted_leaves_no_partial(
             package(project, monkeypatch)
     else:
         code, stderr = package(project, monkeypatch)
-        assert (code, stderr) == (130, "drover: interrupted\n")
+        assert code == 130
+        assert stderr.startswith("drover: interrupted before any AWS write")
     assert nothing_left(project) == []
 
 

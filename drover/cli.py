@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from drover.core import Drover, RunOptions
 from drover.errors import DroverError
 from drover.interrupt import exit_code, handle_sigterm, interruption_message
 from drover.models import DeployResult
+from drover.progress import NO_PROGRESS, PlainProgress, Progress, TerminalProgress
 from drover.report import render_text, shorten
 from drover.settings import load_settings, select_stage
 
@@ -185,7 +187,9 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         check_archive_dir(args.archive_dir, args.install_path, stage.extra_path_sources, Path.cwd())
     if args.install_source is None and args.requirements is None:
         _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
+    interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     options = RunOptions(
+        progress=_progress(args, interactive),
         archive_dir=args.archive_dir,
         package_only=args.package_only,
         dry_run=args.dry_run,
@@ -195,11 +199,28 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         requirements=args.requirements,
         verbose=args.verbose,
     )
-    interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     drover = Drover(settings, args.stage, interactive, options=options)
     if started is not None:
         started.append(drover)
     return drover.update(args.install_path)
+
+
+def _progress(args: argparse.Namespace, interactive: bool) -> Progress:
+    """Progress on stderr: bars on a terminal (unless stderr is redirected and --interactive was not given),
+    plain lines every few seconds in CI logs, nothing with --quiet."""
+    if args.quiet:
+        return NO_PROGRESS
+    if interactive and (args.interactive or sys.stderr.isatty()):
+        bars = TerminalProgress(sys.stderr)
+        for handler in logger.handlers:
+            handler.addFilter(bars.clear_for_log)
+        return bars
+    return PlainProgress(_progress_line)
+
+
+def _progress_line(line: str) -> None:
+    with contextlib.suppress(OSError):
+        _write(sys.stderr, line)
 
 
 def _warn_if_packaging_the_settings_directory(install_path: Path, settings_file: Path) -> None:

@@ -25,6 +25,7 @@ from drover.packaging import (
     layout_package,
     unzipped_limit_problem,
 )
+from drover.progress import NO_PROGRESS, Progress, tracked
 from drover.settings import select_stage
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class RunOptions:
     requirements: Path | None = None
     verbose: bool = False
     direct_upload_limit: int = DIRECT_UPLOAD_LIMIT
+    progress: Progress = NO_PROGRESS  # where long work (install, packaging, uploads) reports; adapters render it
 
 
 class Timings(dict[str, float]):
@@ -105,7 +107,7 @@ class Drover:
         from drover.deploy import AwsClients
 
         clients = self.options.aws or AwsClients(self.stage.region_name)
-        target, live = workflow.connect(self.stage, clients, self.timings.phase)
+        target, live = workflow.connect(self.stage, clients, self.timings.phase, self.options.progress)
         self.install(install_path, self.stage.architecture or live.architecture)  # for the live architecture
         plan, result = self.package(install_path)
         result.mode = "dry-run" if self.options.dry_run else "deploy"
@@ -178,7 +180,7 @@ class Drover:
             exclude_runtime_packages=self.stage.exclude_runtime_packages,
             verbose=self.options.verbose,
         )
-        with self.timings.phase("install"):
+        with self.timings.phase("install"), tracked(self.options.progress, "Installing packages"):
             installed = install(request)
         self.install_summary = InstallSummary(
             skipped=installed.skipped,
@@ -190,8 +192,10 @@ class Drover:
         )
 
     def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo:
-        with self.timings.phase("archive"):
-            archive = write_zip(path, files, self.options.workers)
+        progress = self.options.progress
+        total = sum(item.size for item in files)
+        with self.timings.phase("archive"), tracked(progress, f"Packaging {path.name}", total, files=len(files)):
+            archive = write_zip(path, files, self.options.workers, lambda size: progress.advance(size, files=1))
         logger.debug("Built %s archive: %s, %d files", kind, format_file_size(archive.size), archive.file_count)
         return archive
 

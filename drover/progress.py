@@ -210,6 +210,8 @@ class TerminalProgress:
             if self._bar is None or self._task is None:
                 return
             self._task.files_done += files
+            if files:
+                self._label()
             self._bar.update(amount)
 
     def finish(self) -> None:

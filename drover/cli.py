@@ -101,10 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--interactive",
         action="store_true",
         default=None,
-        help="progress output for a terminal (default when stdin is a TTY)",
+        help="progress bars on stderr for a terminal (default when stdin and stderr are TTYs)",
     )
     interactive.add_argument(
-        "--non-interactive", dest="interactive", action="store_false", help="plain line output for CI logs"
+        "--non-interactive",
+        dest="interactive",
+        action="store_false",
+        help="plain progress lines, at most every 5 s, for CI logs",
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")

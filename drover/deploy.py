@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, cached_property
@@ -569,14 +570,20 @@ class LambdaTarget:
 
     @contextmanager
     def _direct_upload(self, location: CodeLocation) -> Iterator[None]:
-        """A direct upload (the zip inside the request) as a task that jumps from 0 to 100 % when the call returns."""
+        """A direct upload (the zip inside the request) as a task; see _count_direct_body."""
         if location.s3 is not None:
             yield
             return
         archive = location.archive
+        self._lambda.meta.events.register_last(
+            "request-created.lambda", _count_direct_body, unique_id="drover-direct-upload"
+        )
         with tracked(self.progress, f"Uploading {archive.path.name}", archive.size):
-            yield
-            self.progress.advance(archive.size)
+            upload = _DIRECT_UPLOAD.set(_DirectUpload(archive.size, self.progress))
+            try:
+                yield
+            finally:
+                _DIRECT_UPLOAD.reset(upload)
 
     def update_code(self, location: CodeLocation, live: LiveFunction) -> LiveFunction:
         sha256 = location.archive.code_sha256
@@ -714,6 +721,50 @@ def _sent_bytes(s3: S3Client, archive: ArchiveInfo, progress: Progress) -> Itera
     s3.meta.events.register_last(event, _sending, unique_id="drover-upload-sending")
     with _SentBytes(archive, progress) as body:
         yield body
+
+
+@dataclass
+class _DirectUpload:
+    """A zip sent inside a Lambda request: the request's bytes sent, reported as the archive's bytes."""
+
+    archive_size: int
+    progress: Progress
+    reported: int = 0
+
+    def sent(self, position: int, length: int) -> None:
+        done = self.archive_size * position // length
+        if done > self.reported:
+            self.progress.advance(done - self.reported)
+            self.reported = done
+
+
+_DIRECT_UPLOAD: ContextVar[_DirectUpload | None] = ContextVar("drover_direct_upload", default=None)
+DIRECT_UPLOAD_OPERATIONS = frozenset({"PublishLayerVersion", "UpdateFunctionCode"})
+
+
+class _SentRequest(io.BytesIO):
+    """A signed request body (JSON with the zip in base64) that reports how much of it is sent."""
+
+    def __init__(self, body: bytes, upload: _DirectUpload) -> None:
+        super().__init__(body)
+        self.upload = upload
+        self.length = len(body)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.upload.sent(self.tell(), self.length)
+        return data
+
+
+def _count_direct_body(request: Any, operation_name: str = "", **_: Any) -> None:
+    """After the signer (last on its own event), give a direct upload's request a body that counts what is sent.
+
+    The bytes are the ones signed; each retry builds its request anew, and the upload reports only
+    past the furthest point reached.
+    """
+    upload = _DIRECT_UPLOAD.get()
+    if upload is not None and operation_name in DIRECT_UPLOAD_OPERATIONS and isinstance(request.data, bytes):
+        request.data = _SentRequest(request.data, upload)
 
 
 def _verify(operation: str, target: str, reported: str, location: CodeLocation) -> None:

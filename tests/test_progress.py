@@ -69,9 +69,9 @@ class RecordingProgress:
                 assert current is not None, "advance outside a task"
                 current["done"] += event[1]
                 current["files_done"] += event[2]
-            elif event[0] == "sending":
-                assert current is not None
-                current.setdefault("done_before_sending", []).append(current["done"])
+            elif event[0] == "sending":  # a request leaves (only those inside a task matter)
+                if current is not None:
+                    current.setdefault("done_before_sending", []).append(current["done"])
             else:
                 assert current is not None, "finish outside a task"
                 current["finished"] = True
@@ -280,14 +280,23 @@ def test_a_deploy_reports_packaging_and_each_s3_upload_byte_for_byte(project: Pr
     assert [event for event in progress.events if event[0] != "advance"][-1] == ("finish",)
 
 
-def test_a_direct_upload_jumps_from_0_to_100_percent(project: Project) -> None:
+def test_a_direct_upload_reports_the_request_bytes_sent_as_archive_bytes(project: Project) -> None:
     progress = RecordingProgress()
+    project.hooks.append(  # when botocore starts sending the request, after signing it
+        lambda clients: clients.session.events.register(
+            "before-send.lambda", lambda **_: progress.events.append(("sending",))
+        )
+    )
 
     result = project.deploy(progress=progress)
 
     tasks = progress.tasks()
-    assert tasks["Uploading requirements.zip"]["done"] == tasks["Uploading requirements.zip"]["total"]
-    assert tasks["Uploading function.zip"]["done"] == result.function_size
+    for name, size in (("requirements.zip", result.requirements_size), ("function.zip", result.function_size)):
+        upload = tasks[f"Uploading {name}"]
+        assert upload.pop("done_before_sending") == [0]
+        assert upload == {"total": size, "files": None, "done": size, "files_done": 0, "finished": True}
+    advances = [event[1] for event in progress.events if event[0] == "advance"]
+    assert len(advances) > 10, "the 2 MiB layer zip (2.7 MiB as base64) is reported as it is sent, in pieces"
     assert result.bytes_uploaded == result.function_size + result.requirements_size
 
 

@@ -96,7 +96,8 @@ class Drover:
             problem = unzipped_limit_problem(layout)
             if problem:
                 raise PackagingError(problem)
-            plan = hash_layout(layout, self.options.workers)
+            with tracked(self.options.progress, "Hashing files"):
+                plan = hash_layout(layout, self.options.workers)
         return plan, self._result(plan, "deploy")
 
     def update(self, install_path: Path) -> DeployResult:

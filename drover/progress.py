@@ -27,6 +27,7 @@ MIB = 1 << 20
 PLAIN_INTERVAL = 5.0
 HEARTBEAT_SECONDS = 1.0
 SPINNER_SECONDS = 0.2
+SPINNER_DELAY = 1.0
 SPINNER = "|/-\\"
 
 
@@ -173,7 +174,11 @@ class PlainProgress:
 
 
 class TerminalProgress:
-    """tqdm bars on a terminal stream (stderr). A log line clears the bar first: see clear_for_log."""
+    """tqdm bars on a terminal stream (stderr). A log line clears the bar first: see clear_for_log.
+
+    Work without a total (an install, hashing) shows a spinner and its time, from SPINNER_DELAY
+    seconds on: a step that ends sooner leaves no line behind.
+    """
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
@@ -185,24 +190,10 @@ class TerminalProgress:
 
     def start(self, task: str, total: int | None = None, *, files: int | None = None) -> None:
         self.finish()
-        from tqdm import tqdm  # only now: runs that show no bar never import it
-
         with self._lock:
             self._task = _Task(task, total, files, time.monotonic())
-            if total is None:
-                self._bar = tqdm(desc=f"{task} {SPINNER[0]}", file=self._stream, bar_format="{desc} {elapsed}")
-            else:
-                self._bar = tqdm(
-                    desc=task,
-                    total=total,
-                    postfix=f"0/{files} files" if files is not None else None,
-                    file=self._stream,
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    dynamic_ncols=True,
-                    mininterval=SPINNER_SECONDS,
-                )
+            if total is not None:
+                self._bar = self._open_bar(self._task)
         self._ticker = _Ticker(SPINNER_SECONDS, self._refresh)
 
     def advance(self, amount: int, *, files: int = 0) -> None:
@@ -232,12 +223,41 @@ class TerminalProgress:
                 self._bar.clear()
         return True
 
+    def _open_bar(self, task: _Task) -> tqdm[Any]:
+        from tqdm import tqdm  # only now: runs that show no bar never import it
+
+        if task.total is None:
+            return tqdm(desc=self._spinner_text(task), file=self._stream, bar_format="{desc}")
+        return tqdm(
+            desc=task.name,
+            total=task.total,
+            postfix=f"0/{task.files} files" if task.files is not None else None,
+            file=self._stream,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            dynamic_ncols=True,
+            mininterval=SPINNER_SECONDS,
+        )
+
     def _refresh(self) -> None:
         with self._lock:
-            if self._bar is not None:
-                self._turns += 1
-                self._label()
-                self._bar.refresh()
+            task = self._task
+            if task is None:
+                return
+            if self._bar is None:
+                if time.monotonic() - task.started < SPINNER_DELAY:
+                    return
+                self._bar = self._open_bar(task)
+            self._turns += 1
+            self._label()
+            self._bar.refresh()
+
+    def _spinner_text(self, task: _Task, *, spinning: bool = True) -> str:
+        elapsed = time.monotonic() - task.started
+        if not spinning:
+            return f"{task.name}: done in {elapsed:.0f} s"
+        return f"{task.name} {SPINNER[self._turns % len(SPINNER)]} {elapsed:.0f} s"
 
     def _label(self, bar: tqdm[Any] | None = None, *, spinning: bool = True) -> None:
         bar = bar if bar is not None else self._bar
@@ -245,7 +265,6 @@ class TerminalProgress:
         if bar is None or task is None:
             return
         if task.total is None:
-            mark = SPINNER[self._turns % len(SPINNER)] if spinning else "done"
-            bar.set_description_str(f"{task.name} {mark}", refresh=False)
+            bar.set_description_str(self._spinner_text(task, spinning=spinning), refresh=False)
         elif task.files is not None:
             bar.set_postfix_str(f"{task.files_done}/{task.files} files", refresh=False)

@@ -194,27 +194,27 @@ def test_terminal_bar_shows_bytes_files_and_reaches_100_percent() -> None:
     assert "2.00M/2.00M" in final and "4/4 files" in final
 
 
-def test_terminal_spinner_for_work_without_a_total_ends_done() -> None:
+def test_terminal_work_without_a_total_that_ends_within_a_second_leaves_nothing() -> None:
     stream = io.StringIO()
     progress = TerminalProgress(stream)
-    with tracked(progress, "Installing packages"):
+    with tracked(progress, "Hashing files"):
         pass
-    assert stream.getvalue().rsplit("\r", 1)[-1].startswith("Installing packages done 00:00")
+    assert stream.getvalue() == ""
 
 
-def test_terminal_spinner_turns_while_work_reports_nothing() -> None:
+def test_terminal_spinner_turns_while_work_reports_nothing_then_says_done() -> None:
     stream = io.StringIO()
     progress = TerminalProgress(stream)
     progress.start("Installing packages")
-    turned = threading.Event()
-    for _ in range(3000):  # the spinner thread redraws every 0.2 s; give it up to 30 s on a busy machine
-        if "Installing packages /" in stream.getvalue():
-            turned.set()
+    marks: set[str] = set()
+    for _ in range(6000):  # it shows after a second, then turns every 0.2 s: up to 60 s on a busy machine
+        marks = set(re.findall(r"\rInstalling packages ([|/\\-]) \d+ s", stream.getvalue()))
+        if len(marks) >= 2:
             break
         threading.Event().wait(0.01)
     progress.finish()
-    assert turned.is_set(), stream.getvalue()
-    assert stream.getvalue().startswith("\rInstalling packages | 00:00")
+    assert len(marks) >= 2, stream.getvalue()
+    assert re.search(r"\rInstalling packages: done in \d+ s\n$", stream.getvalue())
 
 
 def test_importing_the_adapters_does_not_import_tqdm() -> None:

@@ -14,6 +14,7 @@ Both take `advance` calls from worker threads.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -147,8 +148,7 @@ class PlainProgress:
                 return
             self._next_line = now + self._interval
             self._lines += 1
-            line = self._describe(task, now)
-            self._emit(line)
+            self._say(self._describe(task, now))
 
     def finish(self) -> None:
         ticker, self._ticker = self._ticker, None
@@ -157,7 +157,12 @@ class PlainProgress:
         with self._lock:
             task, self._task = self._task, None
             if task is not None and self._lines:  # long work says how it ended; short work stays silent
-                self._emit(self._describe(task, self._clock(), ended=True))
+                self._say(self._describe(task, self._clock(), ended=True))
+
+    def _say(self, line: str) -> None:
+        """A log that cannot take a progress line (closed, full) must not stop the deploy."""
+        with contextlib.suppress(OSError, ValueError):
+            self._emit(line)
 
     @staticmethod
     def _describe(task: _Task, now: float, *, ended: bool = False) -> str:

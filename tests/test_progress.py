@@ -431,3 +431,16 @@ def test_quiet_in_a_ci_log_prints_no_progress(s3_project: Project) -> None:
 
 def test_no_progress_is_the_default() -> None:
     assert RunOptions().progress is NO_PROGRESS
+
+
+def test_a_log_that_cannot_take_a_progress_line_does_not_stop_the_work() -> None:
+    clock = FakeClock()
+
+    def closed(line: str) -> None:
+        raise OSError(32, "Broken pipe")
+
+    progress = PlainProgress(closed, clock=clock, heartbeat=None)
+    progress.start("Uploading function.zip", MIB)
+    clock.now += 6
+    progress.advance(MIB)
+    progress.finish()

@@ -94,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="requirements file to install into --install-path before packaging",
     )
+    parser.add_argument(
+        "--no-dependency-key",
+        dest="verify_dependencies",
+        action="store_true",
+        help="install the dependencies even when the lock's dependency key matches the attached layer, and fail "
+        "if the installed tree differs from it (an audit of the shortcut)",
+    )
     interactive = parser.add_mutually_exclusive_group()
     interactive.add_argument(
         "--interactive",
@@ -194,6 +201,7 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         install_source=args.install_source,
         requirements=args.requirements,
         verbose=args.verbose,
+        verify_dependencies=args.verify_dependencies,
     )
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     drover = Drover(settings, args.stage, interactive, options=options)

@@ -67,6 +67,7 @@ INPUT_DEFAULTS: dict[str, str] = {
     "install-path": "",
     "install-source": "",
     "requirements": "",
+    "verify-dependencies": "false",
     "role-to-assume": "",
     "aws-region": "",
     "audience": "sts.amazonaws.com",
@@ -158,6 +159,7 @@ class ActionInputs:
     dry_run: bool
     publish: bool | None
     alias: str | None
+    verify_dependencies: bool = False
 
 
 def get_input(name: str) -> str:
@@ -223,6 +225,7 @@ def parse_inputs() -> ActionInputs:
         dry_run=bool(get_flag("dry-run")),
         publish=get_flag("publish"),
         alias=get_input("alias") or None,
+        verify_dependencies=bool(get_flag("verify-dependencies")),
     )
 
 
@@ -789,6 +792,7 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
         install_source=inputs.install_source,
         requirements=inputs.requirements,
         verbose=debug,
+        verify_dependencies=inputs.verify_dependencies,
     )
     drover = Drover(settings, inputs.stage, options=options)
     drover.timings = GroupedTimings()

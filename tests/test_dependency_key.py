@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the offline-wheelhouse fixtures of test_install are imported and requested by name)
 """The dependency key: what the requirements layer holds, known from an exact lock before any install.
 
 A deploy whose lock's key matches the attached layer skips the dependency install and the requirements

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -75,15 +76,19 @@ main()
 class Run:
     seconds: float
     stdout: str
+    cpu_seconds: float = 0.0  # user + system time of the child: what other processes' load does not change
 
 
 def run(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> Run:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if completed.returncode != 0:
         raise SystemExit(f"command failed ({completed.returncode}): {' '.join(command)}\n{completed.stderr[-2000:]}")
-    return Run(seconds, completed.stdout)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return Run(seconds, completed.stdout, cpu)
 
 
 def peak_rss_mb(command: list[str], *, cwd: Path, env: dict[str, str] | None = None) -> float:
@@ -177,25 +182,23 @@ def measure_cold_package(baseline: Path, workload: Path, scratch: Path, repetiti
     settings = write_settings(scratch / "package.yml", "bench-fn")
     install = workload / "install"
     base_out, our_out = scratch / "base-out", scratch / "our-out"
-    base_times, our_times = [], []
+    base_times, our_times, base_cpu, our_cpu, load = [], [], [], [], []
     env = {**os.environ, "AWS_DEFAULT_REGION": REGION}
     for _ in range(repetitions):
         for out in (base_out, our_out):
             shutil.rmtree(out, ignore_errors=True)
             out.mkdir()
-        base_times.append(
-            run(
-                [str(baseline), "-I", "-c", BASELINE_PACKAGE, str(settings), str(install), str(base_out)],
-                cwd=scratch,
-                env=env,
-            ).seconds
+        load.append(os.getloadavg()[0])
+        base = run(
+            [str(baseline), "-I", "-c", BASELINE_PACKAGE, str(settings), str(install), str(base_out)],
+            cwd=scratch,
+            env=env,
         )
-        our_times.append(
-            run(
-                ours_package_only(settings, install, our_out),
-                cwd=scratch,
-            ).seconds
-        )
+        ours_run = run(ours_package_only(settings, install, our_out), cwd=scratch)
+        base_times.append(base.seconds)
+        base_cpu.append(base.cpu_seconds)
+        our_times.append(ours_run.seconds)
+        our_cpu.append(ours_run.cpu_seconds)
     our_rss = peak_rss_mb(
         ours_package_only(settings, install, our_out),
         cwd=scratch,
@@ -212,6 +215,12 @@ def measure_cold_package(baseline: Path, workload: Path, scratch: Path, repetiti
         "ours_peak_rss_mb": our_rss,
         "baseline_runs": base_times,
         "ours_runs": our_times,
+        # one core's work vs two cores' work: under other processes' load our two threads lose more wall time
+        # than the baseline's one, so the wall ratio drops while the CPU ratio stays
+        "baseline_cpu_seconds": median(base_cpu),
+        "ours_cpu_seconds": median(our_cpu),
+        "cpu_ratio": median(base_cpu) / median(our_cpu),
+        "load_average_before_each": load,
     }
 
 

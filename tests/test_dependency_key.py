@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -323,3 +324,25 @@ def test_the_cli_reports_the_key_in_json_and_no_dependency_key_installs(
     )
     assert audited.returncode == 0, audited.stderr
     assert json.loads(audited.stdout)["install"]["verified"] is True
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", False), ("true", True), ("false", False)])
+def test_the_action_input_verify_dependencies_reaches_the_run(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, expected: bool
+) -> None:
+    from drover import github
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
+    for name in [name for name in os.environ if name.startswith("INPUT_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("INPUT_STAGE", "dev")
+    monkeypatch.setenv("INPUT_REQUIREMENTS", "requirements.txt")
+    monkeypatch.setenv("INPUT_VERIFY-DEPENDENCIES", value)
+    (tmp_path / "requirements.txt").write_text("purelib==1.0\n")
+    (tmp_path / "drover.yml").write_text(
+        "stages:\n  dev:\n    region_name: us-east-1\n    function_name: fn\n    compatible_runtime: python3.12\n"
+    )
+    inputs = github.parse_inputs()
+    assert inputs.verify_dependencies is expected
+    assert github.prepare(inputs, debug=False).options.verify_dependencies is expected

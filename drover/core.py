@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,7 +114,7 @@ class Drover:
         clients = self.options.aws or AwsClients(self.stage.region_name)
         target, live = workflow.connect(self.stage, clients, self.timings.phase)
         architecture = self.stage.architecture or live.architecture  # install for the live architecture
-        self.install(install_path, architecture, lambda: target.attached_requirements_layer(live.layer_arns))
+        self.install(install_path, architecture, lambda: target.attached_requirements_layer(live.layer_arns), live.tags)
         plan, result = self.package(install_path)
         self._audit_dependency_key(plan)
         if self.kept_layer is not None:
@@ -181,6 +181,7 @@ class Drover:
         install_path: Path,
         architecture: str,
         attached_layer: Callable[[], LayerVersion | None] | None = None,
+        live_tags: Mapping[str, str] | None = None,
     ) -> None:
         """pip/uv install the install source and requirements into install_path, when either is given.
 
@@ -193,7 +194,7 @@ class Drover:
 
         request = self._install_request(install_path, architecture)
         with self.timings.phase("install"):
-            layer = self._layer_with_same_key(request, attached_layer)
+            layer = self._layer_with_same_key(request, attached_layer, live_tags or {})
             skip = layer is not None and not self.options.verify_dependencies
             installed = install(request, dependencies=not skip)
         if installed.dependencies_skipped:
@@ -228,12 +229,18 @@ class Drover:
         )
 
     def _layer_with_same_key(
-        self, request: InstallRequest, attached_layer: Callable[[], LayerVersion | None] | None
+        self,
+        request: InstallRequest,
+        attached_layer: Callable[[], LayerVersion | None] | None,
+        live_tags: Mapping[str, str],
     ) -> LayerVersion | None:
-        """The attached requirements layer when it records this run's dependency key (a deploy only).
+        """The attached requirements layer when it holds this run's dependency key (a deploy only): its
+        description records the key, or the function's tags record the key beside the layer's digest (a
+        layer reused by digest keeps the description of the run that published it).
 
         function_file_patterns pick files out of the installed tree, which only an install can produce, so
         with patterns there is no key."""
+        from drover.deploy import TAG_DEPENDENCY_KEY, TAG_REQUIREMENTS_DIGEST
         from drover.install import check_request, dependency_key
 
         if attached_layer is None or self.stage.function_file_patterns:
@@ -244,7 +251,12 @@ class Drover:
             logger.info("No exact lock: no dependency key, the install runs")
             return None
         layer = attached_layer()
-        if layer is None or layer.dependency_key != self.dependency_key or layer.digest is None:
+        tagged = live_tags.get(TAG_DEPENDENCY_KEY) == self.dependency_key
+        recorded = layer is not None and (
+            layer.dependency_key == self.dependency_key
+            or (tagged and layer.digest is not None and live_tags.get(TAG_REQUIREMENTS_DIGEST) == layer.digest)
+        )
+        if layer is None or not recorded or layer.digest is None:
             logger.info("Dependency key %s: the attached layer records another; installing", self.dependency_key[:12])
             return None
         logger.info("Dependency key %s matches the attached layer %s", self.dependency_key[:12], layer.arn)

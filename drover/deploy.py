@@ -65,6 +65,9 @@ def parse_layer_description(description: str) -> tuple[str | None, str | None]:
 TAG_FUNCTION_DIGEST = "drover:function-digest"
 TAG_REQUIREMENTS_DIGEST = "drover:requirements-digest"
 TAG_CODE_SHA256 = "drover:code-sha256"
+# The dependency key of the install whose tree has the drover:requirements-digest beside it (written together):
+# an attached layer with that digest holds that key's install even when its description records another key.
+TAG_DEPENDENCY_KEY = "drover:dependency-key"
 CODE_SHA256_METADATA = "code-sha256"
 WRITE_OPERATIONS = frozenset(
     {

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from drover.archive import ArchiveInfo
 from drover.deploy import (
     TAG_CODE_SHA256,
+    TAG_DEPENDENCY_KEY,
     TAG_FUNCTION_DIGEST,
     TAG_REQUIREMENTS_DIGEST,
     Alias,
@@ -362,6 +363,8 @@ def _desired_tags(deployment: Deployment) -> dict[str, str]:
         TAG_REQUIREMENTS_DIGEST: deployment.requirements_digest or "none",
         TAG_CODE_SHA256: code_sha,
     }
+    if deployment.dependency_key or TAG_DEPENDENCY_KEY in live.tags:  # a stale key must never meet a new digest
+        wanted[TAG_DEPENDENCY_KEY] = deployment.dependency_key or "none"
     return {key: value for key, value in wanted.items() if live.tags.get(key) != value}
 
 

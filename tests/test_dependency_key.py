@@ -346,3 +346,26 @@ def test_the_action_input_verify_dependencies_reaches_the_run(
     inputs = github.parse_inputs()
     assert inputs.verify_dependencies is expected
     assert github.prepare(inputs, debug=False).options.verify_dependencies is expected
+
+
+def test_a_layer_reused_by_digest_is_matched_through_the_function_tags(deployed: Project, infra: Any) -> None:
+    """Another key, same tree (here: an exclude pattern that excludes nothing): no new layer is published, the
+    layer's description keeps the old key, and the function's tags record the new key beside the digest."""
+    fresh_runner(deployed)
+    deployed.stage["package_exclude_patterns"] = [".*__pycache__.*", "^no-such-file$"]
+    changed = deployed.deploy(requirements=deployed.root / "requirements.txt")
+    assert changed.install is not None and not changed.install.skipped
+    assert "PublishLayerVersion" not in deployed.writes
+    assert infra.tags()["drover:dependency-key"] == changed.install.dependency_key
+    fresh_runner(deployed)
+    again = deployed.deploy(requirements=deployed.root / "requirements.txt")
+    assert again.install is not None and again.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert deployed.writes == []
+
+
+def test_a_deploy_without_a_key_clears_the_recorded_one(deployed: Project, offline: Path, infra: Any) -> None:
+    fresh_runner(deployed)
+    requirements_file(deployed.root, "purelib==2.0")  # not hash-pinned: no key
+    result = deployed.deploy(requirements=deployed.root / "requirements.txt")
+    assert result.install is not None and result.install.dependency_key is None
+    assert infra.tags()["drover:dependency-key"] == "none"

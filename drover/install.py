@@ -429,7 +429,9 @@ def locked_set(request: InstallRequest, platform: TargetPlatform, env: Mapping[s
         if lock is None:
             return None
         with tempfile.TemporaryDirectory(prefix=".drover-key-") as scratch:
-            requirements.add(_locked_requirements(request.source, lock, platform, Path(scratch), env, verbose=False))
+            # read from a clean copy, as the install does: uv then sees no workspace around the user's tree
+            project = _clean_copy(request.source, Path(scratch) / "project", [request.target])
+            requirements.add(_locked_requirements(project, lock, platform, Path(scratch), env, verbose=False))
     if request.requirements is not None:
         inputs = _read_inputs(request, platform)
         if not inputs.hashed and not PYLOCK_NAME.match(request.requirements.name):

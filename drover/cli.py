@@ -10,17 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from drover import DISTRIBUTION, __version__
-from drover.archive import check_archive_dir
-from drover.core import Drover, RunOptions
 from drover.errors import DroverError
-from drover.interrupt import exit_code, handle_sigterm, interruption_message
-from drover.models import DeployResult
 from drover.progress import NO_PROGRESS, PlainProgress, Progress, TerminalProgress
-from drover.report import render_text, shorten
-from drover.settings import load_settings, select_stage
+
+if TYPE_CHECKING:  # the engine is imported once the arguments are read: `drover --help` needs none of it
+    from drover.core import Drover
+    from drover.models import DeployResult
 
 logger = logging.getLogger("drover")
 
@@ -96,6 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="requirements file to install into --install-path before packaging",
     )
+    parser.add_argument(
+        "--no-dependency-key",
+        dest="verify_dependencies",
+        action="store_true",
+        help="install the dependencies even when the lock's dependency key matches the attached layer, and fail "
+        "if the installed tree differs from it (an audit of the shortcut)",
+    )
     interactive = parser.add_mutually_exclusive_group()
     interactive.add_argument(
         "--interactive",
@@ -128,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
+    from drover.interrupt import exit_code, handle_sigterm, interruption_message
+
     handle_sigterm()
     started: list[Drover] = []
     try:
@@ -146,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(result: DeployResult, args: argparse.Namespace) -> int:
     """Print the result; when stdout cannot take it (a full disk, a closed pipe), say so on stderr, exit 1."""
+    from drover.report import render_text
+
     try:
         if args.json:
             _write(sys.stdout, json.dumps(result.model_dump(mode="json"), sort_keys=True))
@@ -184,6 +193,10 @@ def _error_line(message: str) -> None:
 
 
 def run(args: argparse.Namespace, started: list[Drover] | None = None) -> DeployResult:
+    from drover.archive import check_archive_dir
+    from drover.core import Drover, RunOptions
+    from drover.settings import load_settings, select_stage
+
     settings = load_settings(args.settings_file)
     stage = select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
     if args.archive_dir is not None:  # before any work: the archives must never be read as input
@@ -201,6 +214,7 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         install_source=args.install_source,
         requirements=args.requirements,
         verbose=args.verbose,
+        verify_dependencies=args.verify_dependencies,
     )
     drover = Drover(settings, args.stage, interactive, options=options)
     if started is not None:
@@ -264,6 +278,8 @@ def _fail(
         import traceback
 
         traceback.print_exception(error, file=sys.stderr)
+    from drover.report import shorten
+
     text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
     _error_line(text)
     return _json_error(type(error).__name__, text, code) if json_output else code

@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from drover.archive import ARCHIVE_NAMES, ArchiveInfo, publish_archives, record_archive, write_zip
-from drover.errors import PackagingError, SettingsError
+from drover.errors import PackagingError, SettingsError, UpdateError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, InstallSummary, Settings, Stage
 from drover.packaging import (
@@ -29,7 +29,8 @@ from drover.progress import NO_PROGRESS, Progress, tracked
 from drover.settings import select_stage
 
 if TYPE_CHECKING:
-    from drover.deploy import AwsClients
+    from drover.deploy import AwsClients, LayerVersion
+    from drover.install import InstallRequest
 
 logger = logging.getLogger("drover")
 
@@ -53,6 +54,7 @@ class RunOptions:
     verbose: bool = False
     direct_upload_limit: int = DIRECT_UPLOAD_LIMIT
     progress: Progress = NO_PROGRESS  # where long work (install, packaging, uploads) reports; adapters render it
+    verify_dependencies: bool = False  # --no-dependency-key: install anyway, fail if the attached layer differs
 
 
 class Timings(dict[str, float]):
@@ -82,6 +84,9 @@ class Drover:
         self.interactive = interactive
         self.timings = Timings()
         self.install_summary: InstallSummary | None = None
+        self.dependency_key: str | None = None  # the exact lock's key, recorded on a layer this run publishes
+        self.kept_layer: LayerVersion | None = None  # the attached layer whose dependency key matched: kept as is
+        self._audited_layer: LayerVersion | None = None  # --no-dependency-key: the layer the install must match
         self.progress: DeployResult | None = None  # the deploy's result while it runs: what an interruption reports
 
     def layout(self, install_path: Path) -> PackageLayout:
@@ -93,6 +98,8 @@ class Drover:
         """Walk, partition and hash every byte; no archive is written. Size limits are checked before any read."""
         with self.timings.phase("package"):
             layout = self.layout(install_path)
+            if self.kept_layer is not None:  # the dependencies are the attached layer's: only function code is read
+                layout = PackageLayout(layout.function, ())
             problem = unzipped_limit_problem(layout)
             if problem:
                 raise PackagingError(problem)
@@ -109,8 +116,12 @@ class Drover:
 
         clients = self.options.aws or AwsClients(self.stage.region_name)
         target, live = workflow.connect(self.stage, clients, self.timings.phase, self.options.progress)
-        self.install(install_path, self.stage.architecture or live.architecture)  # for the live architecture
+        architecture = self.stage.architecture or live.architecture  # install for the live architecture
+        self.install(install_path, architecture, lambda: target.attached_requirements_layer(live.layer_arns), live.tags)
         plan, result = self.package(install_path)
+        self._audit_dependency_key(plan)
+        if self.kept_layer is not None:
+            result.requirements_digest = self.kept_layer.digest
         result.mode = "dry-run" if self.options.dry_run else "deploy"
         self.progress = result
         with self._archive_directory() as directory:
@@ -130,6 +141,8 @@ class Drover:
                 phase=self.timings.phase,
                 dry_run=self.options.dry_run,
                 direct_upload_limit=self.options.direct_upload_limit,
+                dependency_key=self.dependency_key,
+                kept_layer=self.kept_layer,
             )
             workflow.deploy(deployment)
         result.timings = dict(self.timings)
@@ -166,13 +179,49 @@ class Drover:
     def _installs(self) -> bool:
         return self.options.install_source is not None or self.options.requirements is not None
 
-    def install(self, install_path: Path, architecture: str) -> None:
-        """pip/uv install the install source and requirements into install_path, when either is given."""
+    def install(
+        self,
+        install_path: Path,
+        architecture: str,
+        attached_layer: Callable[[], LayerVersion | None] | None = None,
+        live_tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """pip/uv install the install source and requirements into install_path, when either is given.
+
+        With an exact lock whose dependency key the attached requirements layer (read through attached_layer)
+        records, the dependencies are not installed: only the project is, and the deploy keeps that layer.
+        """
         if not self._installs:
             return
-        from drover.install import InstallRequest, install
+        from drover.install import DEPENDENCY_KEY_SKIP, install
 
-        request = InstallRequest(
+        request = self._install_request(install_path, architecture)
+        with self.timings.phase("install"):
+            layer = self._layer_with_same_key(request, attached_layer, live_tags or {})
+            skip = layer is not None and not self.options.verify_dependencies
+            with tracked(self.options.progress, "Installing packages"):
+                installed = install(request, dependencies=not skip)
+        if installed.dependencies_skipped:
+            self.kept_layer = layer
+        elif layer is not None and self.options.verify_dependencies:
+            self._audited_layer = layer
+        self.install_summary = InstallSummary(
+            skipped=installed.skipped or installed.dependencies_skipped,
+            installer=installed.installer,
+            lock=installed.lock,
+            excluded_packages=list(installed.excluded_packages),
+            excluded_bytes=installed.excluded_bytes,
+            seconds=round(installed.seconds, 3),
+            skip_reason=DEPENDENCY_KEY_SKIP
+            if installed.dependencies_skipped
+            else ("install inputs unchanged" if installed.skipped else None),
+            dependency_key=self.dependency_key,
+        )
+
+    def _install_request(self, install_path: Path, architecture: str) -> InstallRequest:
+        from drover.install import InstallRequest
+
+        return InstallRequest(
             target=install_path,
             source=self.options.install_source,
             requirements=self.options.requirements,
@@ -180,17 +229,57 @@ class Drover:
             architecture=architecture,
             exclude_runtime_packages=self.stage.exclude_runtime_packages,
             verbose=self.options.verbose,
+            package_exclude_patterns=tuple(pattern.pattern for pattern in self.stage.package_exclude_patterns),
         )
-        with self.timings.phase("install"), tracked(self.options.progress, "Installing packages"):
-            installed = install(request)
-        self.install_summary = InstallSummary(
-            skipped=installed.skipped,
-            installer=installed.installer,
-            lock=installed.lock,
-            excluded_packages=list(installed.excluded_packages),
-            excluded_bytes=installed.excluded_bytes,
-            seconds=round(installed.seconds, 3),
+
+    def _layer_with_same_key(
+        self,
+        request: InstallRequest,
+        attached_layer: Callable[[], LayerVersion | None] | None,
+        live_tags: Mapping[str, str],
+    ) -> LayerVersion | None:
+        """The attached requirements layer when it holds this run's dependency key (a deploy only): its
+        description records the key, or the function's tags record the key beside the layer's digest (a
+        layer reused by digest keeps the description of the run that published it).
+
+        function_file_patterns pick files out of the installed tree, which only an install can produce, so
+        with patterns there is no key."""
+        from drover.deploy import TAG_DEPENDENCY_KEY, TAG_REQUIREMENTS_DIGEST
+        from drover.install import check_request, dependency_key
+
+        if attached_layer is None or self.stage.function_file_patterns:
+            return None
+        check_request(request)  # bad paths fail as they would in the install, before any key is read
+        self.dependency_key = dependency_key(request)
+        if self.dependency_key is None:
+            logger.info("No exact lock: no dependency key, the install runs")
+            return None
+        layer = attached_layer()
+        tagged = live_tags.get(TAG_DEPENDENCY_KEY) == self.dependency_key
+        recorded = layer is not None and (
+            layer.dependency_key == self.dependency_key
+            or (tagged and layer.digest is not None and live_tags.get(TAG_REQUIREMENTS_DIGEST) == layer.digest)
         )
+        if layer is None or not recorded or layer.digest is None:
+            logger.info("Dependency key %s: the attached layer records another; installing", self.dependency_key[:12])
+            return None
+        logger.info("Dependency key %s matches the attached layer %s", self.dependency_key[:12], layer.arn)
+        return layer
+
+    def _audit_dependency_key(self, plan: PackagePlan) -> None:
+        """--no-dependency-key: the tree installed anyway must be the layer the key would have kept."""
+        layer = self._audited_layer
+        if layer is None or self.install_summary is None:
+            return
+        if plan.requirements.digest != layer.digest:
+            raise UpdateError(
+                f"dependency key audit failed: the attached layer {layer.arn} records dependency key "
+                f"{self.dependency_key}, the same as this lock's, but its requirements digest {layer.digest} differs "
+                f"from the installed tree's {plan.requirements.digest} — a key match would have deployed the wrong "
+                "dependencies; report this as a drover bug (and deploy with --no-dependency-key meanwhile)"
+            )
+        self.install_summary.verified = True
+        logger.info("Dependency key audit: the installed tree matches the attached layer %s", layer.arn)
 
     def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo:
         progress = self.options.progress

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -47,9 +48,30 @@ logger = logging.getLogger("drover")
 T = TypeVar("T")
 
 LAYER_DESCRIPTION_PREFIX = "drover requirements sha256:"
+DEPENDENCY_KEY_LABEL = " dependency-key:"
+_LAYER_DESCRIPTION = re.compile(
+    r"^drover requirements sha256:(?P<digest>[0-9a-f]{64})(?: dependency-key:(?P<key>[0-9a-f]{64}))?$"
+)
+
+
+def layer_description(digest: str, dependency_key: str | None = None) -> str:
+    """What a requirements layer version records: its digest, and the dependency key of the lock it was
+    installed from when there was one (171 characters at most; Lambda allows 256)."""
+    return LAYER_DESCRIPTION_PREFIX + digest + (DEPENDENCY_KEY_LABEL + dependency_key if dependency_key else "")
+
+
+def parse_layer_description(description: str) -> tuple[str | None, str | None]:
+    """(requirements digest, dependency key) a description records; either form drover ever wrote."""
+    match = _LAYER_DESCRIPTION.match(description)
+    return (match["digest"], match["key"]) if match else (None, None)
+
+
 TAG_FUNCTION_DIGEST = "drover:function-digest"
 TAG_REQUIREMENTS_DIGEST = "drover:requirements-digest"
 TAG_CODE_SHA256 = "drover:code-sha256"
+# The dependency key of the install whose tree has the drover:requirements-digest beside it (written together):
+# an attached layer with that digest holds that key's install even when its description records another key.
+TAG_DEPENDENCY_KEY = "drover:dependency-key"
 CODE_SHA256_METADATA = "code-sha256"
 WRITE_OPERATIONS = frozenset(
     {
@@ -137,6 +159,14 @@ class LayerVersion:
     description: str
     code_size: int | None = None
     architectures: tuple[str, ...] = ("x86_64",)
+
+    @property
+    def digest(self) -> str | None:
+        return parse_layer_description(self.description)[0]
+
+    @property
+    def dependency_key(self) -> str | None:
+        return parse_layer_description(self.description)[1]
 
 
 @dataclass(frozen=True)
@@ -301,6 +331,7 @@ class LambdaTarget:
         self.clients = clients
         self.update_timeout = update_timeout
         self.progress = progress
+        self._attached_layers: dict[str, LayerVersion | None] = {}  # layer versions never change once published
 
     @property
     def _lambda(self) -> LambdaClient:
@@ -351,16 +382,22 @@ class LambdaTarget:
 
     def find_layer_version(self, digest: str, architecture: str, attached: Sequence[str]) -> LayerVersion | None:
         """A version of the requirements layer recording this digest: the attached one first, then any."""
-        description = LAYER_DESCRIPTION_PREFIX + digest
+        attached_version = self.attached_requirements_layer(attached)
+        if attached_version and attached_version.digest == digest:
+            return attached_version
+        for listed in self.list_layer_versions():
+            if listed.digest == digest and architecture in listed.architectures:
+                return listed
+        return None
+
+    def attached_requirements_layer(self, attached: Sequence[str]) -> LayerVersion | None:
+        """The version of the stage's requirements layer among the attached ARNs (read once per run)."""
         for arn in attached:
             match = LAYER_VERSION_ARN_PATTERN.match(arn)
             if match and match["name"] == self.stage.layer_name:
-                attached_version = self._get_layer_version(self.stage.layer_name, int(match["version"]))
-                if attached_version and attached_version.description == description:
-                    return attached_version
-        for listed in self.list_layer_versions():
-            if listed.description == description and architecture in listed.architectures:
-                return listed
+                if arn not in self._attached_layers:
+                    self._attached_layers[arn] = self._get_layer_version(self.stage.layer_name, int(match["version"]))
+                return self._attached_layers[arn]
         return None
 
     def list_layer_versions(self) -> list[LayerVersion]:
@@ -544,9 +581,11 @@ class LambdaTarget:
         uploaded = S3BucketFileVersion(bucket_name=bucket.bucket_name, key=key, version_id=response.get("VersionId"))
         return uploaded, True, warning
 
-    def publish_layer(self, location: CodeLocation, digest: str, architecture: Architecture) -> LayerVersion:
+    def publish_layer(
+        self, location: CodeLocation, digest: str, architecture: Architecture, dependency_key: str | None = None
+    ) -> LayerVersion:
         with self._direct_upload(location):
-            response = self._publish_layer(location, digest, architecture)
+            response = self._publish_layer(location, digest, architecture, dependency_key)
         layer = LayerVersion(
             response["LayerVersionArn"],
             int(response["Version"]),
@@ -556,12 +595,14 @@ class LambdaTarget:
         _verify("PublishLayerVersion", layer.arn, response.get("Content", {}).get("CodeSha256", ""), location)
         return layer
 
-    def _publish_layer(self, location: CodeLocation, digest: str, architecture: Architecture) -> Any:
+    def _publish_layer(
+        self, location: CodeLocation, digest: str, architecture: Architecture, dependency_key: str | None
+    ) -> Any:
         return self.clients.call(
             "PublishLayerVersion",
             lambda: self._lambda.publish_layer_version(
                 LayerName=self.stage.layer_name,
-                Description=LAYER_DESCRIPTION_PREFIX + digest,
+                Description=layer_description(digest, dependency_key),
                 Content=location.layer_content(),
                 CompatibleRuntimes=[self.stage.compatible_runtime],  # type: ignore[list-item]  # a checked python3.N
                 CompatibleArchitectures=[architecture],

@@ -68,6 +68,7 @@ INPUT_DEFAULTS: dict[str, str] = {
     "install-path": "",
     "install-source": "",
     "requirements": "",
+    "verify-dependencies": "false",
     "role-to-assume": "",
     "aws-region": "",
     "audience": "sts.amazonaws.com",
@@ -159,6 +160,7 @@ class ActionInputs:
     dry_run: bool
     publish: bool | None
     alias: str | None
+    verify_dependencies: bool = False
 
 
 def get_input(name: str) -> str:
@@ -224,6 +226,7 @@ def parse_inputs() -> ActionInputs:
         dry_run=bool(get_flag("dry-run")),
         publish=get_flag("publish"),
         alias=get_input("alias") or None,
+        verify_dependencies=bool(get_flag("verify-dependencies")),
     )
 
 
@@ -791,6 +794,7 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
         requirements=inputs.requirements,
         verbose=debug,
         progress=PlainProgress(progress_line),  # a CI log: plain lines, inside the phase's ::group::
+        verify_dependencies=inputs.verify_dependencies,
     )
     drover = Drover(settings, inputs.stage, options=options)
     drover.timings = GroupedTimings()

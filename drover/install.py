@@ -57,9 +57,11 @@ from drover.errors import InstallError
 from drover.io import format_file_size
 from drover.locks import (
     PYLOCK_NAME,
+    PinnedPackage,
     RequirementSet,
     marker_applies,
     marker_environment,
+    pinned_packages,
     poetry_lock_requirements,
     pylock_requirements,
     read_requirement_lines,
@@ -71,6 +73,10 @@ from drover.packaging import INSTALL_MARKER
 logger = logging.getLogger("drover")
 
 KEY_FORMAT = 2  # 2: keyed on exactly the inputs (issue 12)
+# Bump whenever drover would lay out or archive the same wheels differently (install options, metadata
+# normalization, exclusions, the layer's python/ prefix, archive format): it is part of the dependency key.
+LAYOUT_VERSION = 1
+DEPENDENCY_KEY_SKIP = "dependency key matches the attached layer"
 # Packages the Lambda Python runtime already ships (canonical distribution names).
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "python-dateutil", "s3transfer", "six", "urllib3")
 # Environment variables never handed to an installer or a build backend.
@@ -112,6 +118,7 @@ class InstallRequest:
     architecture: str
     exclude_runtime_packages: bool = False
     verbose: bool = False
+    package_exclude_patterns: tuple[str, ...] = ()  # they decide which installed files reach the layer
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,7 @@ class InstallResult:
     excluded_packages: tuple[str, ...]
     excluded_bytes: int
     seconds: float
+    dependencies_skipped: bool = False  # only the project (if any) was installed: the lock's set is in the layer
 
 
 @dataclass(frozen=True)
@@ -405,6 +413,63 @@ def install_key(
         source = request.source.resolve()
         digest.update(f"\0source\0{_tree_digest(source, build_inputs(source, skip))}".encode())
     return digest.hexdigest()
+
+
+# --- dependency key: what the layer holds, known from the lock before any install -------------------
+
+
+def locked_set(request: InstallRequest, platform: TargetPlatform, env: Mapping[str, str]) -> list[PinnedPackage] | None:
+    """Every package the install would put in the tree, from the lock alone (markers judged for the target), or
+    None when the inputs are not an exact lock: a requirements file with every line ==-pinned with --hash, a
+    pylock.toml, or the --install-source project's uv.lock / poetry.lock / pylock.toml (the project itself is
+    not in the lock: it is function code)."""
+    requirements = RequirementSet()
+    if request.source is not None:
+        lock = _project_lock(request.source)
+        if lock is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix=".drover-key-") as scratch:
+            # read from a clean copy, as the install does: uv then sees no workspace around the user's tree
+            project = _clean_copy(request.source, Path(scratch) / "project", [request.target])
+            requirements.add(_locked_requirements(project, lock, platform, Path(scratch), env, verbose=False))
+    if request.requirements is not None:
+        inputs = _read_inputs(request, platform)
+        if not inputs.hashed and not PYLOCK_NAME.match(request.requirements.name):
+            return None
+        requirements.add(inputs)
+    return pinned_packages(requirements)
+
+
+def dependency_key(request: InstallRequest, installer: str = "auto") -> str | None:
+    """sha256 over everything that decides the requirements layer's bytes when the dependencies are an exact
+    lock: the locked set for the target (names, versions, artifact hashes), runtime, architecture, platform tags,
+    the installer, runtime-package exclusion, package_exclude_patterns and drover's LAYOUT_VERSION. None
+    without an exact lock (or with nothing to install)."""
+    if request.requirements is None and request.source is None:
+        return None
+    platform = target_platform(request.runtime, request.architecture)
+    chosen = find_installer(installer)
+    packages = locked_set(request, platform, installer_env())
+    if packages is None:
+        return None
+    return dependency_key_of(packages, request, platform, chosen)
+
+
+def dependency_key_of(
+    packages: Sequence[PinnedPackage], request: InstallRequest, platform: TargetPlatform, installer: Installer
+) -> str:
+    document = {
+        "layout": LAYOUT_VERSION,
+        "runtime": request.runtime,
+        "architecture": request.architecture,
+        "python_version": platform.python_version,
+        "platform_tags": platform.pip_platforms(),
+        "installer": [installer.name, installer.version],
+        "exclude_runtime_packages": list(RUNTIME_PACKAGES) if request.exclude_runtime_packages else False,
+        "package_exclude_patterns": list(request.package_exclude_patterns),
+        "packages": [[p.name, p.version, list(p.hashes), list(p.extras)] for p in sorted(packages)],
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def _uv_version() -> str | None:
@@ -993,7 +1058,7 @@ def project_files(root: Path, wheel: Path) -> list[str]:
 # --- the target directory ------------------------------------------------------------------------
 
 
-def _check_paths(request: InstallRequest) -> None:
+def check_request(request: InstallRequest) -> None:
     if request.source is None and request.requirements is None:
         raise InstallError("nothing to install: give an install source (project directory) or a requirements file")
     if request.source is not None and not request.source.is_dir():
@@ -1061,11 +1126,16 @@ def _skipped(marker: dict[str, Any], installer: Installer, key: str, started: fl
     )
 
 
-def install(request: InstallRequest, *, installer: str = "auto") -> InstallResult:
-    """Install the request's project and/or requirements into its target for Lambda's platform."""
+def install(request: InstallRequest, *, installer: str = "auto", dependencies: bool = True) -> InstallResult:
+    """Install the request's project and/or requirements into its target for Lambda's platform.
+
+    dependencies=False (the dependency key matches the attached layer): the target gets only the project,
+    built and installed without its dependencies, so packaging sees exactly the function code; a target
+    that already holds this very install (same key) is kept as it is.
+    """
     started = time.perf_counter()
     platform = target_platform(request.runtime, request.architecture)
-    _check_paths(request)
+    check_request(request)
     chosen = find_installer(installer)
     env = installer_env()
     inputs = _read_inputs(request, platform)
@@ -1073,6 +1143,8 @@ def install(request: InstallRequest, *, installer: str = "auto") -> InstallResul
     marker = read_marker(request.target)
     if marker is not None and _marker_matches(marker, key, request.target):
         return _skipped(marker, chosen, key, started)
+    if not dependencies:
+        return _install_project_only(request, platform, chosen, env, key, started)
     logger.info(
         "Installing %s for %s with %s %s into %s",
         _describe(request),
@@ -1118,3 +1190,59 @@ def install(request: InstallRequest, *, installer: str = "auto") -> InstallResul
     seconds = time.perf_counter() - started
     logger.info("Installed %d distributions with %s in %.1f s (key %s)", count, chosen.name, seconds, key[:12])
     return InstallResult(False, chosen.name, plan.lock, key, excluded, freed, seconds)
+
+
+def _install_project_only(
+    request: InstallRequest,
+    platform: TargetPlatform,
+    installer: Installer,
+    env: Mapping[str, str],
+    key: str,
+    started: float,
+) -> InstallResult:
+    """The target holds the project alone (or nothing, with only --requirements): its dependencies are in the
+    attached layer already, which the dependency key proved."""
+    project_key = hashlib.sha256(f"project only\0{key}".encode()).hexdigest()
+    marker = read_marker(request.target)
+    if marker is not None and _marker_matches(marker, project_key, request.target):
+        logger.info("Project install unchanged (key %s); skipping", project_key[:12])
+        return InstallResult(True, installer.name, _lock_names(request), project_key, (), 0, 0.0, True)
+    request.target.parent.mkdir(parents=True, exist_ok=True)
+    own_files: list[str] = []
+    with tempfile.TemporaryDirectory(prefix=".drover-install-", dir=request.target.parent) as work:
+        staging, scratch = Path(work).resolve() / "target", Path(work).resolve() / "scratch"
+        scratch.mkdir()
+        if request.source is not None:
+            logger.info("Installing project %s without its dependencies (%s)", request.source, DEPENDENCY_KEY_SKIP)
+            project = _clean_copy(request.source, scratch / "project", [request.target])
+            wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
+            plan = _Plan(no_deps=True, project_wheel=wheel)
+            _run_install(plan, installer, platform, staging, scratch, env, verbose=request.verbose)
+            check_no_local_links(staging)
+            verify_platform(staging, platform)
+            normalize_metadata(staging)
+            own_files = project_files(staging, wheel)
+        staging.mkdir(exist_ok=True)
+        _write_marker(
+            staging,
+            {
+                "key": project_key,
+                "installer": installer.name,
+                "installer_version": installer.version,
+                "runtime": request.runtime,
+                "platform": platform.newest_tag,
+                "lock": _lock_names(request),
+                "dependencies": DEPENDENCY_KEY_SKIP,
+                "project_files": own_files,
+            },
+        )
+        replace_target(staging, request.target, Path(work).resolve() / "old")
+    return InstallResult(
+        False, installer.name, _lock_names(request), project_key, (), 0, time.perf_counter() - started, True
+    )
+
+
+def _lock_names(request: InstallRequest) -> str | None:
+    names = [_project_lock(request.source) if request.source is not None else None]
+    names.append(request.requirements.name if request.requirements is not None else None)
+    return " + ".join(name for name in names if name) or None

@@ -452,3 +452,60 @@ def _requirement_keys(texts: Iterable[str]) -> set[tuple[str, str]]:
         requirement = Requirement(text)
         keys.add((str(canonicalize_name(requirement.name)), str(SpecifierSet(str(requirement.specifier)))))
     return keys
+
+
+# --- the exactly pinned set (for the dependency key) --------------------------------------------
+
+# Options that only say where to download from: with every artifact pinned by hash they cannot change what installs.
+_INDEX_OPTIONS = {"-i", "--index-url", "--extra-index-url", "--no-index"}
+_HASH_OPTION = re.compile(r"--hash[=\s]+(\S+)")
+
+
+@dataclass(frozen=True, order=True)
+class PinnedPackage:
+    """One locked distribution that applies to the target: exactly one version, its artifacts by hash."""
+
+    name: str
+    version: str
+    hashes: tuple[str, ...]
+    extras: tuple[str, ...] = ()
+
+
+def pinned_packages(requirements: RequirementSet) -> list[PinnedPackage] | None:
+    """The requirement set as exactly pinned packages (markers already judged for the target), or None when
+    any line is not `name==version` with `--hash` (a range, a URL, a local path, a constraint, an option
+    that changes what installs): then only an install can tell what the tree holds."""
+    if requirements.constraints or requirements.references or requirements.directories:
+        return None
+    pinned: list[PinnedPackage] = []
+    for line in requirements.lines:
+        if line.startswith("-"):
+            if shlex.split(line)[0].split("=", 1)[0] not in _INDEX_OPTIONS:
+                return None
+            continue
+        package = _pinned(line)
+        if package is None:
+            return None
+        pinned.append(package)
+    return sorted(pinned)
+
+
+def _pinned(line: str) -> PinnedPackage | None:
+    spec, _, options = line.partition(" --")
+    options = f"--{options}" if options else ""
+    hashes = tuple(sorted(set(_HASH_OPTION.findall(options))))
+    if _HASH_OPTION.sub("", options).strip():
+        return None  # another per-requirement option (--config-settings, say) may change the build
+    try:
+        requirement = Requirement(spec.strip())
+    except InvalidRequirement:
+        return None
+    specifiers = list(requirement.specifier)
+    if not hashes or requirement.url or requirement.marker or len(specifiers) != 1:
+        return None
+    (specifier,) = specifiers
+    if specifier.operator not in ("==", "===") or "*" in specifier.version:
+        return None
+    return PinnedPackage(
+        str(canonicalize_name(requirement.name)), specifier.version, hashes, tuple(sorted(requirement.extras))
+    )

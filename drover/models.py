@@ -306,6 +306,9 @@ class InstallSummary(BaseModel):
     excluded_packages: list[str]
     excluded_bytes: int
     seconds: float
+    skip_reason: str | None = None  # why the dependency install was skipped, when it was
+    dependency_key: str | None = None  # the exact lock's key (None without one): what the layer records
+    verified: bool = False  # --no-dependency-key: installed anyway and matched the attached layer's digest
 
 
 class DeployResult(BaseModel):

@@ -21,14 +21,16 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from re import Pattern
-from typing import Any
-
-import regex
+from typing import TYPE_CHECKING, Any
 
 from drover.errors import PackagingError
 from drover.models import UNZIPPED_LIMIT, ExtraPath, Stage, short_repr
+
+if TYPE_CHECKING:
+    import regex  # imported when a pattern needs the bounded engine: most runs never do
 
 LAYER_PREFIX = "python/"
 INSTALL_MARKER = ".drover-install.json"  # drover.install's record of what it installed; never packaged
@@ -71,7 +73,7 @@ class Partition:
     kind: str
     files: tuple[HashedFile, ...]
 
-    @property
+    @cached_property  # read by the plan, the tags, the result and the log: sort and hash the manifest once
     def digest(self) -> str | None:
         return manifest_digest(self.files)
 
@@ -332,6 +334,8 @@ def _bounded_engine(pattern: Pattern[str]) -> regex.Pattern[str] | None:
     if key not in _engines:
         engine = None
         if may_backtrack(pattern):
+            import regex
+
             try:
                 engine = regex.compile(pattern.pattern, pattern.flags | regex.VERSION0)
             except (regex.error, ValueError):

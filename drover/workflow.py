@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from drover.archive import ArchiveInfo
 from drover.deploy import (
     TAG_CODE_SHA256,
+    TAG_DEPENDENCY_KEY,
     TAG_FUNCTION_DIGEST,
     TAG_REQUIREMENTS_DIGEST,
     Alias,
@@ -32,6 +33,7 @@ from drover.deploy import (
     AwsError,
     CodeLocation,
     LambdaTarget,
+    LayerVersion,
     LiveFunction,
 )
 from drover.errors import PreflightError, UpdateError
@@ -78,6 +80,13 @@ class Deployment:
     use_bucket: bool = True
     version: str | None = None
     alias: Alias | None = None
+    dependency_key: str | None = None  # the exact lock's key: recorded on a requirements layer this run publishes
+    kept_layer: LayerVersion | None = None  # the attached layer records this key: no install ran, keep it attached
+
+    @property
+    def requirements_digest(self) -> str | None:
+        """The digest of the requirements this run deploys: the kept layer's, or the package's."""
+        return self.kept_layer.digest if self.kept_layer is not None else self.package.requirements.digest
 
     def warn(self, warning: str) -> None:
         logger.warning(warning)
@@ -114,7 +123,7 @@ class PublishLayer(Step):
         assert archive is not None and digest is not None
         logger.info("Uploading requirements archive...")
         location = upload(deployment, archive, digest)
-        layer = deployment.target.publish_layer(location, digest, deployment.architecture)
+        layer = deployment.target.publish_layer(location, digest, deployment.architecture, deployment.dependency_key)
         deployment.layer_arn = deployment.result.requirements_layer_arn = layer.arn
         deployment.result.requirements_updated = True
         logger.info("Published requirements layer %s", layer.arn)
@@ -287,7 +296,11 @@ def _check_function_kind(name: str, runtime: str, architecture: str | None, live
 
 
 def _plan_layer(deployment: Deployment) -> Step | None:
-    requirements = deployment.package.requirements
+    requirements, kept = deployment.package.requirements, deployment.kept_layer
+    if kept is not None:
+        logger.info("Requirements layer %s records this dependency key; keeping it", kept.arn)
+        deployment.layer_arn = kept.arn
+        return None
     if requirements.digest is None:
         logger.info("Skipping requirements upload")
         return None
@@ -350,9 +363,11 @@ def _desired_tags(deployment: Deployment) -> dict[str, str]:
     code_sha = deployment.function_archive.code_sha256 if deployment.function_archive else live.code_sha256
     wanted = {
         TAG_FUNCTION_DIGEST: package.function.digest or "",
-        TAG_REQUIREMENTS_DIGEST: package.requirements.digest or "none",
+        TAG_REQUIREMENTS_DIGEST: deployment.requirements_digest or "none",
         TAG_CODE_SHA256: code_sha,
     }
+    if deployment.dependency_key or TAG_DEPENDENCY_KEY in live.tags:  # a stale key must never meet a new digest
+        wanted[TAG_DEPENDENCY_KEY] = deployment.dependency_key or "none"
     return {key: value for key, value in wanted.items() if live.tags.get(key) != value}
 
 

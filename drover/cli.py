@@ -12,9 +12,9 @@ from typing import NoReturn, TextIO
 
 from drover import __version__
 from drover.core import Drover, RunOptions
-from drover.errors import DroverError
-from drover.models import DeployResult
-from drover.report import render_text
+from drover.errors import DroverError, SettingsError
+from drover.models import DeployResult, MultiResult
+from drover.report import render_multi_text, render_text
 from drover.settings import load_settings, select_stage
 
 logger = logging.getLogger("drover")
@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drover",
         description="Deploy a Python package to an AWS Lambda function and its requirements layer.",
     )
-    parser.add_argument("stage", metavar="STAGE", help="stage name in the settings file")
+    parser.add_argument(
+        "stages",
+        metavar="STAGE",
+        nargs="+",
+        help="stage name(s) in the settings file; several stages deploy in one run, sharing packaging and layers",
+    )
     parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
     parser.add_argument(
@@ -70,6 +75,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--publish", action="store_true", default=None, help="publish a version after the update")
     parser.add_argument("--alias", help="point this alias at the published version (implies --publish)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout; text goes to stderr")
+    parser.add_argument(
+        "--promote-from",
+        metavar="SOURCE_STAGE",
+        help="make STAGE's function run exactly what SOURCE_STAGE's function runs (same code, same requirements)",
+    )
+    parser.add_argument(
+        "--allow-untracked-source",
+        action="store_true",
+        help="with --promote-from: promote code drover did not deploy (no drover tags on the source function)",
+    )
+    parser.add_argument("--function-name", help="deploy to this function instead of the stage's (one stage only)")
+    parser.add_argument("--region", help="deploy in this region instead of the stage's (one stage only)")
     return parser
 
 
@@ -89,13 +106,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), sort_keys=True))
     if not args.quiet:
-        print(render_text(result), file=human)
-    return 0
+        print(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result), file=human)
+    return result.exit_code if isinstance(result, MultiResult) else 0
 
 
-def run(args: argparse.Namespace) -> DeployResult:
+def run(args: argparse.Namespace) -> DeployResult | MultiResult:
     settings = load_settings(args.settings_file)
-    select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
+    for stage in [*args.stages, *([args.promote_from] if args.promote_from else [])]:
+        select_stage(settings, stage, args.settings_file)  # an unknown stage names the settings file
+    if args.promote_from and len(args.stages) != 1:
+        raise SettingsError("--promote-from SOURCE_STAGE takes exactly one target STAGE")
+    if args.allow_untracked_source and not args.promote_from:
+        raise SettingsError("--allow-untracked-source only applies with --promote-from")
     options = RunOptions(
         archive_dir=args.archive_dir,
         package_only=args.package_only,
@@ -105,9 +127,20 @@ def run(args: argparse.Namespace) -> DeployResult:
         install_source=args.install_source,
         requirements=args.requirements,
         verbose=args.verbose,
+        function_name=args.function_name,
+        region_name=args.region,
     )
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
-    drover = Drover(settings, args.stage, interactive, options=options)
+    if len(args.stages) > 1:
+        from drover.multi import MultiStageRun
+
+        return MultiStageRun(settings, args.stages, interactive, options=options).update(args.install_path)
+    drover = Drover(settings, args.stages[0], interactive, options=options)
+    if args.promote_from:
+        if args.package_only or args.install_source or args.requirements:
+            raise SettingsError("--promote-from copies what the source runs; it builds and installs nothing")
+        source = select_stage(settings, args.promote_from, args.settings_file)
+        return drover.promote(args.promote_from, source, allow_untracked=args.allow_untracked_source)
     return drover.update(args.install_path)
 
 

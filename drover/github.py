@@ -49,8 +49,8 @@ from drover.deploy import (
     assume_role_with_web_identity,
 )
 from drover.errors import DroverError, SettingsError
-from drover.models import REGION_PATTERN, DeployResult
-from drover.report import render_summary, render_text
+from drover.models import REGION_PATTERN, DeployResult, MultiResult
+from drover.report import render_multi_summary, render_multi_text, render_summary, render_text
 from drover.retry import Backoff, retry
 from drover.settings import load_settings, select_stage
 
@@ -73,6 +73,10 @@ INPUT_DEFAULTS: dict[str, str] = {
     "dry-run": "false",
     "publish": "",
     "alias": "",
+    "promote-from": "",
+    "allow-untracked-source": "false",
+    "function-name": "",
+    "region": "",
 }
 OUTPUT_NAMES = (
     "function-arn",
@@ -138,7 +142,7 @@ class CredentialsError(DroverError):
 
 @dataclass(frozen=True)
 class ActionInputs:
-    stage: str
+    stages: tuple[str, ...]
     working_directory: Path
     settings_file: Path
     install_path: Path | None
@@ -152,6 +156,24 @@ class ActionInputs:
     dry_run: bool
     publish: bool | None
     alias: str | None
+    promote_from: str | None = None
+    allow_untracked_source: bool = False
+    function_name: str | None = None
+    region: str | None = None
+
+    @property
+    def stage(self) -> str:
+        """The first (for a single-stage run, the only) stage."""
+        return self.stages[0]
+
+
+def parse_stages(value: str) -> tuple[str, ...]:
+    """The `stage` input: one stage name, or several, one per line (blank lines ignored)."""
+    stages = tuple(line.strip() for line in value.splitlines() if line.strip())
+    for name in stages:
+        if any(character.isspace() for character in name):
+            raise ActionInputError(f"input 'stage' has {name!r}: give one stage name per line")
+    return stages
 
 
 def get_input(name: str) -> str:
@@ -173,8 +195,8 @@ def get_flag(name: str) -> bool | None:
 
 def parse_inputs() -> ActionInputs:
     """Read and validate every input; any problem is an ActionInputError (exit 2) before any AWS call."""
-    stage = get_input("stage")
-    if not stage:
+    stages = parse_stages(str(core.get_input("stage", trim_whitespace=False)) or INPUT_DEFAULTS["stage"])
+    if not stages:
         raise ActionInputError("input 'stage' is required: the name of a stage in the settings file (e.g. staging)")
     working_directory = Path(get_input("working-directory"))
     if not working_directory.is_dir():
@@ -189,8 +211,16 @@ def parse_inputs() -> ActionInputs:
     region = get_input("aws-region") or None
     if region is not None and not REGION_PATTERN.match(region):
         raise ActionInputError(f"input 'aws-region' is {region!r}: give an AWS region name such as us-east-1")
+    promote_from = get_input("promote-from") or None
+    overrides = [name for name in ("function-name", "region") if get_input(name)]
+    if overrides and len(stages) > 1:
+        raise ActionInputError(
+            f"input '{overrides[0]}' overrides one stage's value, but input 'stage' names {len(stages)} stages"
+        )
+    if promote_from and len(stages) > 1:
+        raise ActionInputError("input 'promote-from' promotes to one stage, but input 'stage' names several")
     return ActionInputs(
-        stage=stage,
+        stages=stages,
         working_directory=working_directory,
         settings_file=_under(working_directory, get_input("settings-file")),
         install_path=_optional_path(working_directory, "install-path"),
@@ -204,6 +234,10 @@ def parse_inputs() -> ActionInputs:
         dry_run=bool(get_flag("dry-run")),
         publish=get_flag("publish"),
         alias=get_input("alias") or None,
+        promote_from=promote_from,
+        allow_untracked_source=bool(get_flag("allow-untracked-source")),
+        function_name=get_input("function-name") or None,
+        region=get_input("region") or None,
     )
 
 
@@ -539,9 +573,12 @@ def write_outputs(outputs: Mapping[str, str], output_file: str | None) -> None:
 
 
 def write_summary(result: DeployResult, summary_file: str | None) -> None:
+    write_summary_text(render_summary(result), summary_file)
+
+
+def write_summary_text(text: str, summary_file: str | None) -> None:
     if not summary_file:
         return
-    text = render_summary(result)
     if len(text.encode("utf-8")) > SUMMARY_LIMIT:
         text = text.encode("utf-8")[: SUMMARY_LIMIT - 200].decode("utf-8", "ignore")
         text += "\n\n(summary truncated at GitHub's 1 MiB limit; result-json has everything)\n"
@@ -626,7 +663,10 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
     """Load the settings and set up the run: every check that needs no AWS call happens here."""
     check_install_inputs(inputs)
     settings = load_settings(inputs.settings_file)
-    select_stage(settings, inputs.stage, inputs.settings_file)  # an unknown stage names the settings file
+    for name in (*inputs.stages, *([inputs.promote_from] if inputs.promote_from else [])):
+        select_stage(settings, name, inputs.settings_file)  # an unknown stage names the settings file
+    if inputs.promote_from and (inputs.install_source or inputs.requirements):
+        raise ActionInputError("input 'promote-from' copies what the source runs; it installs nothing")
     options = RunOptions(
         working_directory=inputs.working_directory,
         dry_run=inputs.dry_run,
@@ -635,35 +675,80 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
         install_source=inputs.install_source,
         requirements=inputs.requirements,
         verbose=debug,
+        function_name=inputs.function_name,
+        region_name=inputs.region,
     )
     drover = Drover(settings, inputs.stage, options=options)
     drover.timings = GroupedTimings()
     return drover
 
 
-def report(result: DeployResult, environ: Mapping[str, str]) -> None:
+def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> None:
+    if isinstance(result, MultiResult):
+        core.info(render_multi_text(result))
+        write_outputs(multi_outputs_of(result), environ.get("GITHUB_OUTPUT"))
+        write_summary_text(render_multi_summary(result), environ.get("GITHUB_STEP_SUMMARY"))
+        return
     core.info(render_text(result))
     write_outputs(outputs_of(result), environ.get("GITHUB_OUTPUT"))
     write_summary(result, environ.get("GITHUB_STEP_SUMMARY"))
 
 
-def run(environ: MutableMapping[str, str], debug: bool) -> DeployResult:
+def multi_outputs_of(result: MultiResult) -> dict[str, str]:
+    """Several stages: `changed` is whether any changed, `result-json` the whole list; the per-function outputs are empty."""
+    outputs = dict.fromkeys(OUTPUT_NAMES, "")
+    for name in ("function-updated", "requirements-updated", "configuration-updated", "version-published"):
+        outputs[name] = "false"
+    outputs["changed"] = "true" if result.totals.changed else "false"
+    outputs["result-json"] = json.dumps(result.model_dump(mode="json"), sort_keys=True)
+    return outputs
+
+
+def run(environ: MutableMapping[str, str], debug: bool) -> DeployResult | MultiResult:
     token_request = take_id_token_request(environ)
     tuning = retry_tuning(environ)
     inputs = parse_inputs()
     drover = prepare(inputs, debug)
     stage = drover.stage
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
+    several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""
+    promoted = f", promoted from stage {inputs.promote_from!r}" if inputs.promote_from else ""
     core.info(
-        f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}{mode}"
+        f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
+        f"{several}{promoted}{mode}"
     )
     if inputs.role_to_assume:
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
             credentials = obtain_credentials(inputs, token_request, inputs.aws_region or stage.region_name, tuning)
         drover.options.aws = AwsClients(stage.region_name, credentials=credentials)
-    result = drover.update(inputs.install_path or fresh_install_path(environ))
+    install_path = inputs.install_path or fresh_install_path(environ)
+    result: DeployResult | MultiResult
+    if len(inputs.stages) > 1:
+        from drover.multi import MultiStageRun
+
+        settings = load_settings(inputs.settings_file)
+        result = MultiStageRun(settings, inputs.stages, options=drover.options).update(install_path)
+    elif inputs.promote_from:
+        source = select_stage(load_settings(inputs.settings_file), inputs.promote_from, inputs.settings_file)
+        result = drover.promote(inputs.promote_from, source, allow_untracked=inputs.allow_untracked_source)
+    else:
+        result = drover.update(install_path)
     report(result, environ)
+    if isinstance(result, MultiResult) and result.exit_code:
+        raise StagesFailed(result)
     return result
+
+
+class StagesFailed(DroverError):
+    """Some stages of a multi-stage run failed (the others were deployed); outputs and summary are written."""
+
+    def __init__(self, result: MultiResult) -> None:
+        failed = ", ".join(result.failed)
+        super().__init__(
+            f"{result.totals.failed} of {result.totals.stages} stages failed ({failed}); "
+            f"succeeded: {', '.join(result.succeeded) or 'none'}"
+        )
+        self.exit_code = result.exit_code
 
 
 def main() -> int:

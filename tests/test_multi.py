@@ -388,3 +388,78 @@ def test_eight_concurrent_processes_deploying_twenty_functions_converge_on_one_l
     versions = infra.layer_versions("matrix-shared")
     assert len(attached) == 1
     assert [version["LayerVersionArn"] for version in versions] == list(attached)  # no orphan left
+
+
+def test_the_action_deploys_several_stages_one_per_line_with_one_summary_table(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    write_tree(tmp_path)
+    stages = {name: stage for name, stage in ten_stages().items() if name in {"s0", "s1", "s2"}}
+    stages["s2"]["function_name"] = "not-created"
+    write_settings(tmp_path, stages)
+    infra.function("fn0")
+    infra.function("fn1")
+    outputs, summary = tmp_path / "outputs", tmp_path / "summary.md"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "INPUT_STAGE": "s0\ns1\n\ns2\n",
+        "INPUT_INSTALL-PATH": "install",
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_WORKSPACE": str(tmp_path),
+    }
+    action = subprocess.run(
+        [sys.executable, "-c", "import sys; from drover.github import main; sys.exit(main())"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert action.returncode == 1, action.stderr
+    assert "::error::1 of 3 stages failed (s2); succeeded: s0, s1" in action.stderr
+    text = outputs.read_text()
+    document = json.loads(text.split("result-json<<", 1)[1].split("\n", 1)[1].rsplit("\n", 2)[0])
+    assert [entry["stage"] for entry in document["results"]] == ["s0", "s1", "s2"]
+    assert document["failed"] == ["s2"] and "changed=true" in text and "function-arn=\n" in text
+    table = [line for line in summary.read_text().splitlines() if line.startswith("| s")]
+    assert [line.split(" | ")[2] for line in table] == ["deployed", "deployed", "failed"]
+    assert "2 of 3 stages succeeded, 1 failed" in summary.read_text()
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        ({"STAGE": "a\nb", "FUNCTION-NAME": "preview"}, "input 'function-name' overrides one stage's value"),
+        ({"STAGE": "a\nb", "REGION": "eu-west-1"}, "input 'region' overrides one stage's value"),
+        ({"STAGE": "a\nb", "PROMOTE-FROM": "c"}, "input 'promote-from' promotes to one stage"),
+        ({"STAGE": "a b"}, "one stage name per line"),
+        ({"STAGE": " \n "}, "input 'stage' is required"),
+    ],
+)
+def test_action_stage_inputs_that_cannot_work_are_input_errors(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, inputs: dict[str, str], expected: str
+) -> None:
+    from drover import github
+
+    monkeypatch.chdir(tmp_path)
+    for name, value in inputs.items():
+        monkeypatch.setenv(f"INPUT_{name}", value)
+    with pytest.raises(github.ActionInputError, match=expected):
+        github.parse_inputs()
+
+
+def test_action_stage_input_takes_one_stage_per_line(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from drover import github
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("INPUT_STAGE", "api\n  worker  \n\nscheduler\n")
+    assert github.parse_inputs().stages == ("api", "worker", "scheduler")
+    monkeypatch.setenv("INPUT_STAGE", "api")
+    monkeypatch.setenv("INPUT_FUNCTION-NAME", "api-pr-12")
+    parsed = github.parse_inputs()
+    assert parsed.stage == "api" and parsed.function_name == "api-pr-12"

@@ -7,13 +7,14 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 
-.PHONY: help venv test test-fast lint demo bench clean
+.PHONY: help venv test test-fast lint demo bench bench-multi clean
 
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
 	@echo "make test   - run the test suite"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - performance benchmark against drover 0.7.1"
+	@echo "make bench-multi - ten functions sharing one requirements set: one run vs ten drover 0.7.1 runs"
 
 venv: $(STAMP)
 
@@ -39,6 +40,9 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-multi: $(STAMP)
+	$(BIN)/python bench/multi_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

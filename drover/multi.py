@@ -28,7 +28,15 @@ from drover.archive import ArchiveInfo, record_archive, write_zip
 from drover.core import DEFAULT_ARCHITECTURE, Drover, RunOptions
 from drover.errors import DroverError, PackagingError, SettingsError
 from drover.models import DeployResult, MultiResult, RunTotals, Settings, StageFailure
-from drover.packaging import HashedFile, PackageFile, PackagePlan, hash_layout, unzipped_limit_problem
+from drover.packaging import (
+    HashedFile,
+    PackageFile,
+    PackageLayout,
+    PackagePlan,
+    Partition,
+    hash_files,
+    unzipped_limit_problem,
+)
 
 if TYPE_CHECKING:
     from drover.deploy import AwsClients, LambdaTarget, LiveFunction
@@ -244,8 +252,13 @@ class MultiStageRun:
             done[key] = run.name
 
     def _package(self, install_path: Path) -> None:
-        """One walk and one hash per distinct (install path, patterns, extra paths, excludes)."""
+        """One walk per distinct (install path, patterns, extra paths, excludes); each file hashed once.
+
+        Stages that differ only in their extra paths (one function file each, say) walk again, but
+        the files they share (the requirements) are not read again.
+        """
         plans: dict[tuple[object, ...], PackagePlan | DroverError] = {}
+        hashed: dict[PackageFile, HashedFile] = {}
         for run in self.runs:
             if run.failure is not None:
                 continue
@@ -263,7 +276,7 @@ class MultiStageRun:
                         problem = unzipped_limit_problem(layout)
                         if problem:
                             raise PackagingError(problem)
-                        plans[key] = hash_layout(layout, self.options.workers)
+                        plans[key] = self._hash(layout, hashed)
                     except DroverError as error:
                         plans[key] = error
             planned = plans[key]
@@ -273,6 +286,15 @@ class MultiStageRun:
             run.plan = planned
             with self._stage(run):
                 run.result = run.drover.package_result(planned, "dry-run" if self.options.dry_run else "deploy")
+
+    def _hash(self, layout: PackageLayout, hashed: dict[PackageFile, HashedFile]) -> PackagePlan:
+        unread = [file for file in (*layout.function, *layout.requirements) if file not in hashed]
+        for done in hash_files(unread, self.options.workers):
+            hashed[done.file] = done
+        return PackagePlan(
+            Partition("function", tuple(hashed[file] for file in layout.function)),
+            Partition("requirements", tuple(hashed[file] for file in layout.requirements)),
+        )
 
     def _apply(self, run: _StageRun, archives: _Archives, shared: SharedLayers) -> None:
         from drover import workflow

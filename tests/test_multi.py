@@ -463,3 +463,20 @@ def test_action_stage_input_takes_one_stage_per_line(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("INPUT_FUNCTION-NAME", "api-pr-12")
     parsed = github.parse_inputs()
     assert parsed.stage == "api" and parsed.function_name == "api-pr-12"
+
+
+def test_the_matrix_example_passes_actionlint_and_zizmor_and_uses_the_actions_inputs() -> None:
+    from tests.test_static_checks import ROOT, run, tool
+
+    example = ROOT / "examples" / "matrix-workflow.yml"
+    linted = run(tool("actionlint"), "-no-color", example)
+    assert linted.returncode == 0, linted.stdout + linted.stderr
+    audited = run(tool("zizmor"), "--offline", "--no-progress", example)
+    assert audited.returncode == 0, audited.stdout + audited.stderr
+    action_inputs = set(yaml.safe_load((ROOT / "action.yml").read_text())["inputs"])
+    workflow = yaml.safe_load(example.read_text())
+    assert workflow["jobs"]["deploy"]["strategy"]["matrix"]["stage"]
+    for job in workflow["jobs"].values():
+        for step in job["steps"]:
+            if "drover-action" in step.get("uses", ""):
+                assert set(step["with"]) <= action_inputs

@@ -489,11 +489,12 @@ class LambdaTarget:
             service="s3",
         )
 
-    def converge_layer(self, digest: str, architecture: str, published: LayerVersion) -> LayerVersion:
+    def converge_layer(self, digest: str, architecture: str, published: LayerVersion) -> tuple[LayerVersion, bool]:
         """After publishing: the lowest version recording this digest wins, so concurrent publishers agree.
 
         When another publisher's version is lower, the one just published is deleted unless a
-        function already uses it (then it stays: deleting it would break that function).
+        function already uses it (then it stays: deleting it would break that function). Returns
+        the version to attach and whether the one just published was deleted.
         """
         description = LAYER_DESCRIPTION_PREFIX + digest
         same = [
@@ -503,9 +504,10 @@ class LambdaTarget:
         ]
         lowest = min(same, key=lambda version: version.version, default=published)
         if lowest.version >= published.version:
-            return published
+            return published, False
         if published.arn in self.layers_attached_elsewhere(""):
             logger.info("Layer version %s is already in use; keeping it", published.arn)
+            return lowest, False
         else:
             logger.info(
                 "Another run published %s with the same requirements digest first; adopting it and deleting %s",
@@ -513,7 +515,7 @@ class LambdaTarget:
                 published.arn,
             )
             self.delete_layer_version(published.version)
-        return lowest
+        return lowest, True
 
     def find_published_version(self, code_sha256: str, layer_arns: Sequence[str]) -> str | None:
         """The newest published version with this code and these layers, so it is not published again."""

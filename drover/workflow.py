@@ -172,13 +172,14 @@ class PublishLayer(Step):
 
 def _converge(deployment: Deployment, layer: LayerVersion, digest: str, done: str) -> str:
     """Adopt the lowest version recording this digest (a concurrent run may have published one too)."""
-    adopted = deployment.target.converge_layer(digest, deployment.architecture, layer)
+    adopted, deleted = deployment.target.converge_layer(digest, deployment.architecture, layer)
     deployment.layer_arn = adopted.arn
     deployment.result.requirements_updated = True
     if deployment.claimed_layer is not None:
         deployment.claimed_layer.set_result(adopted.arn)
     if adopted.arn != layer.arn:
-        return f"{done}; another run had published {adopted.arn} with this digest: adopted it, deleted {layer.arn}"
+        fate = f"deleted {layer.arn}" if deleted else f"kept {layer.arn} (a function already uses it)"
+        return f"{done}; another run had published {adopted.arn} with this digest: adopted it, {fate}"
     return done
 
 

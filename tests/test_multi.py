@@ -480,3 +480,41 @@ def test_the_matrix_example_passes_actionlint_and_zizmor_and_uses_the_actions_in
         for step in job["steps"]:
             if "drover-action" in step.get("uses", ""):
                 assert set(step["with"]) <= action_inputs
+
+
+def test_a_publisher_that_loses_the_race_adopts_the_lower_version_and_deletes_its_own(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    """Another job publishes the same digest while this one is publishing: this one converges on it."""
+    write_tree(tmp_path)
+    write_settings(tmp_path, {"s0": ten_stages()["s0"]})
+    infra.function("fn0")
+    recorder = CallRecorder()
+    clients = recording_clients(recorder)
+    competitor: list[str] = []
+
+    def publish_first(params: dict[str, Any], **_: Any) -> None:
+        if not competitor:  # the other job's publish lands first, with the same description (digest)
+            answer = infra.client("lambda").publish_layer_version(
+                LayerName=params["LayerName"],
+                Description=params["Description"],
+                Content={"ZipFile": params["Content"]["ZipFile"]},
+                CompatibleRuntimes=params["CompatibleRuntimes"],
+                CompatibleArchitectures=params["CompatibleArchitectures"],
+            )
+            competitor.append(answer["LayerVersionArn"])
+
+    assert clients.session is not None
+    clients.session.events.register("before-parameter-build.lambda.PublishLayerVersion", publish_first)
+    from drover import Drover
+
+    options = RunOptions(working_directory=tmp_path, aws=clients)
+    result = Drover(load_settings(tmp_path / "drover.yml"), "s0", options=options).update(tmp_path / "install")
+
+    [winner] = competitor
+    assert result.requirements_layer_arn == winner
+    assert [layer["Arn"] for layer in infra.configuration("fn0")["Layers"]] == [winner]
+    assert [version["LayerVersionArn"] for version in infra.layer_versions("reqs-one")] == [winner]
+    assert recorder.count()["DeleteLayerVersion"] == 1
+    [publish] = [action for action in result.actions if action.action == "publish-layer"]
+    assert f"adopted it, deleted {winner[:-1]}2" in publish.reason

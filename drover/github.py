@@ -661,7 +661,8 @@ def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: 
 
 def prepare(inputs: ActionInputs, debug: bool) -> Drover:
     """Load the settings and set up the run: every check that needs no AWS call happens here."""
-    check_install_inputs(inputs)
+    if not inputs.promote_from:  # a promotion installs and builds nothing
+        check_install_inputs(inputs)
     settings = load_settings(inputs.settings_file)
     for name in (*inputs.stages, *([inputs.promote_from] if inputs.promote_from else [])):
         select_stage(settings, name, inputs.settings_file)  # an unknown stage names the settings file
@@ -721,18 +722,18 @@ def run(environ: MutableMapping[str, str], debug: bool) -> DeployResult | MultiR
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
             credentials = obtain_credentials(inputs, token_request, inputs.aws_region or stage.region_name, tuning)
         drover.options.aws = AwsClients(stage.region_name, credentials=credentials)
-    install_path = inputs.install_path or fresh_install_path(environ)
     result: DeployResult | MultiResult
-    if len(inputs.stages) > 1:
+    if inputs.promote_from:
+        source = select_stage(load_settings(inputs.settings_file), inputs.promote_from, inputs.settings_file)
+        result = drover.promote(inputs.promote_from, source, allow_untracked=inputs.allow_untracked_source)
+    elif len(inputs.stages) > 1:
         from drover.multi import MultiStageRun
 
         settings = load_settings(inputs.settings_file)
+        install_path = inputs.install_path or fresh_install_path(environ)
         result = MultiStageRun(settings, inputs.stages, options=drover.options).update(install_path)
-    elif inputs.promote_from:
-        source = select_stage(load_settings(inputs.settings_file), inputs.promote_from, inputs.settings_file)
-        result = drover.promote(inputs.promote_from, source, allow_untracked=inputs.allow_untracked_source)
     else:
-        result = drover.update(install_path)
+        result = drover.update(inputs.install_path or fresh_install_path(environ))
     report(result, environ)
     if isinstance(result, MultiResult) and result.exit_code:
         raise StagesFailed(result)

@@ -175,10 +175,24 @@ class MultiStageRun:
         self._install(install_path)
         self._package(install_path)
         shared = SharedLayers()
+        self._claim_layers(shared)
         with self._archive_directory() as directory:
             archives = _Archives(directory)
             self._concurrently(lambda run: self._apply(run, archives, shared))
         return shared.published()
+
+    def _claim_layers(self, shared: SharedLayers) -> None:
+        """The first stage (in the order given) that needs a layer version publishes it, should none exist.
+
+        Decided before the stages run concurrently, so a dry run and the deploy agree on who publishes.
+        """
+        for run in self.runs:
+            if run.failure is not None or run.plan is None or run.live is None:
+                continue
+            digest, stage = run.plan.requirements.digest, run.drover.stage
+            if digest is not None:
+                architecture = stage.architecture or ("arm64" if run.live.architecture == "arm64" else "x86_64")
+                shared.claim((stage.region_name, stage.layer_name, digest, architecture), run.name)
 
     def _clients(self) -> dict[str, AwsClients]:
         """One set of clients per region, made here (boto3 sessions are not safe to make clients from in threads)."""

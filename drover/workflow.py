@@ -179,7 +179,9 @@ def _converge(deployment: Deployment, layer: LayerVersion, digest: str, done: st
         deployment.claimed_layer.set_result(adopted.arn)
     if adopted.arn != layer.arn:
         fate = f"deleted {layer.arn}" if deleted else f"kept {layer.arn} (a function already uses it)"
-        return f"{done}; another run had published {adopted.arn} with this digest: adopted it, {fate}"
+        return (
+            f"adopted {adopted.arn} (the lowest version recording requirements digest {digest}); {fate}, its duplicate"
+        )
     return done
 
 

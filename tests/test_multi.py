@@ -517,4 +517,23 @@ def test_a_publisher_that_loses_the_race_adopts_the_lower_version_and_deletes_it
     assert [version["LayerVersionArn"] for version in infra.layer_versions("reqs-one")] == [winner]
     assert recorder.count()["DeleteLayerVersion"] == 1
     [publish] = [action for action in result.actions if action.action == "publish-layer"]
-    assert f"adopted it, deleted {winner[:-1]}2" in publish.reason
+    assert (
+        publish.reason.startswith(f"adopted {winner} (the lowest version")
+        and f"deleted {winner[:-1]}2" in publish.reason
+    )
+
+
+def test_package_only_with_several_stages_keeps_each_stages_archives_in_its_own_directory(tmp_path: Path) -> None:
+    write_tree(tmp_path)
+    write_settings(tmp_path, {name: stage for name, stage in ten_stages().items() if name in {"s0", "s1"}})
+    settings = load_settings(tmp_path / "drover.yml")
+    options = RunOptions(working_directory=tmp_path, package_only=True, archive_dir=tmp_path / "dist")
+
+    result = MultiStageRun(settings, ["s0", "s1"], options=options).update(tmp_path / "install")
+
+    assert result.mode == "package-only" and result.succeeded == ["s0", "s1"]
+    for name, module in (("s0", "app_a.py"), ("s1", "app_b.py")):
+        import zipfile
+
+        with zipfile.ZipFile(tmp_path / "dist" / name / "function.zip") as archive:
+            assert archive.namelist() == [module]

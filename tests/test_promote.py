@@ -200,3 +200,45 @@ def test_a_promotion_across_architectures_is_refused_before_any_write(tmp_path: 
     with pytest.raises(PreflightError, match="same runtime and architecture"):
         promote(tmp_path, "staging", "prod", recorder)
     assert recorder.writes == []
+
+
+def test_the_action_promotes_with_promote_from_and_reports_the_source_code_sha(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    project(tmp_path, {"staging": stage("api-staging", upload_bucket=BUCKET), "prod": stage("api-prod")})
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    source = deploy(tmp_path, "staging", CallRecorder())
+    outputs = tmp_path / "outputs"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "INPUT_STAGE": "prod",
+        "INPUT_PROMOTE-FROM": "staging",
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_WORKSPACE": str(tmp_path),
+    }
+    action = subprocess.run(
+        [sys.executable, "-c", "import sys; from drover.github import main; sys.exit(main())"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert action.returncode == 0, action.stderr
+    text = outputs.read_text()
+    assert f"code-sha256={source.code_sha256}\n" in text and "changed=true" in text
+    document = json.loads(text.split("result-json<<", 1)[1].split("\n", 1)[1].rsplit("\n", 2)[0])
+    assert document["stage"] == "prod" and document["requirements_digest"] == source.requirements_digest
+    assert infra.configuration("api-prod")["CodeSha256"] == source.code_sha256
+    assert "promoted from stage 'staging'" in action.stdout + action.stderr

@@ -709,10 +709,17 @@ def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | Non
     elif layer.location and layer.location.startswith(("https://", "http://")):
         where = f"{layer.arn}'s content location"
     else:
+        bucket = source_stage.upload_bucket
+        looked = (
+            f"no object at s3://{bucket.bucket_name}/{key} whose S3-verified SHA-256 is the layer's (was the layer "
+            "published before upload_bucket was set?)"
+            if bucket is not None and key is not None
+            else "the source stage has no upload_bucket"
+        )
         raise PreflightError(
-            f"the content of {layer.arn} cannot be read (no S3-verified object at the source stage's upload_bucket "
-            f"content key, and its location is {layer.location or 'not given'}) — give the source stage an "
-            "upload_bucket, or share the requirements_layer_name between the stages"
+            f"the content of {layer.arn} cannot be read: {looked}, and Lambda gives its location as "
+            f"{layer.location or 'nothing'} — share the requirements_layer_name between the stages, or deploy "
+            "the source with an upload_bucket from the start"
         )
     return CopyLayer(stage.layer_name, f"publish the content of {layer.arn} (digest {digest}) from {where}")
 

@@ -242,3 +242,18 @@ def test_the_action_promotes_with_promote_from_and_reports_the_source_code_sha(
     assert document["stage"] == "prod" and document["requirements_digest"] == source.requirements_digest
     assert infra.configuration("api-prod")["CodeSha256"] == source.code_sha256
     assert "promoted from stage 'staging'" in action.stdout + action.stderr
+
+
+def test_a_layer_whose_content_cannot_be_read_is_a_preflight_error_before_any_write(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    """moto's layer Location is "s3://" (real Lambda gives a pre-signed URL): with no S3 copy, nothing can be read."""
+    project(tmp_path, {"staging": stage("api-staging"), "prod": stage("api-prod")})
+    infra.function("api-staging")
+    infra.function("api-prod")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+
+    with pytest.raises(PreflightError, match=r"cannot be read: the source stage has no upload_bucket.*share the"):
+        promote(tmp_path, "staging", "prod", recorder)
+    assert recorder.writes == []

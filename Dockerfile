@@ -1,8 +1,24 @@
 # The drover GitHub Action image: the package and its locked runtime dependencies (uv.lock), no dev tools.
-# BASE can be swapped for a local image (e.g. one built with mmdebstrap for an offline podman build).
+#
+# Build arguments (docs/container.md):
+# - BASE: a Debian-based image with python3 (>= 3.11) and pip, e.g. a local one built with mmdebstrap when no
+#   registry is reachable (tests/container/images.py does that).
+# - EXTRA_CA_CERTS: PEM text of extra CA certificates to trust, for builds and runs behind a TLS-intercepting
+#   proxy: --build-arg EXTRA_CA_CERTS="$(cat /usr/local/share/ca-certificates/*.crt)". Public certificates
+#   only: the value is visible in the image history.
 ARG BASE=python:3.12-slim
 
-FROM ${BASE} AS build
+FROM ${BASE} AS base
+ARG EXTRA_CA_CERTS=""
+# every installer (pip, uv) and Python's ssl read this bundle; uv would otherwise trust only its built-in roots
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+        printf '%s\n' "$EXTRA_CA_CERTS" > /usr/local/share/ca-certificates/drover-extra-ca.crt \
+        && update-ca-certificates > /dev/null; \
+    fi
+
+FROM base AS build
 ENV UV_PROJECT_ENVIRONMENT=/opt/venv \
     UV_PYTHON_DOWNLOADS=never \
     UV_COMPILE_BYTECODE=1 \
@@ -19,8 +35,17 @@ RUN uv sync --frozen --no-dev --no-editable --no-install-project --python python
 COPY README.md ./
 COPY drover ./drover
 RUN uv sync --frozen --no-dev --no-editable --python python3
+# botocore ships the API model of every AWS service (28 MB); drover calls lambda, s3 and sts, and botocore's
+# credential providers may call sso, sso-oidc and signin. tests/test_action_container.py checks this list
+# against the services the code names.
+ARG BOTOCORE_SERVICES="lambda s3 sts sso sso-oidc signin"
+RUN set -eu; \
+    for path in /opt/venv/lib/python3*/site-packages/botocore/data/*/; do \
+        name="$(basename "$path")"; \
+        case " $BOTOCORE_SERVICES " in *" $name "*) ;; *) rm -r "$path" ;; esac; \
+    done
 
-FROM ${BASE}
+FROM base
 LABEL org.opencontainers.image.title="drover-action" \
       org.opencontainers.image.description="Deploy a Python package to AWS Lambda (function + requirements layer)"
 ENV PATH=/opt/venv/bin:$PATH \

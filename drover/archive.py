@@ -28,7 +28,17 @@ from zlib_ng import zlib_ng
 
 from drover.errors import PackagingError
 from drover.models import DeployResult
-from drover.packaging import READ_SIZE, HashedFile, PackageFile, default_workers, read_digest, thread_buffer
+from drover.packaging import (
+    READ_SIZE,
+    HashedFile,
+    PackageFile,
+    changed_while_packaging,
+    check_read_size,
+    default_workers,
+    open_as_seen,
+    read_digest,
+    thread_buffer,
+)
 
 COMPRESSION_LEVEL = 6
 # Per-kind libdeflate levels, measured on the benchmark workload (bench/, DESIGN.md): shared
@@ -47,6 +57,56 @@ U16_MAX, U32_MAX = 0xFFFF, 0xFFFFFFFF
 
 BATCH_BYTES = 1 << 20
 BATCH_FILES = 64
+
+
+FUNCTION_ARCHIVE = "function.zip"
+REQUIREMENTS_ARCHIVE = "requirements.zip"
+ARCHIVE_NAMES = {"function": FUNCTION_ARCHIVE, "requirements": REQUIREMENTS_ARCHIVE}
+
+
+def check_archive_dir(
+    archive_dir: Path, install_path: Path, extra_paths: Sequence[Path], working_directory: Path
+) -> None:
+    """Refuse, before any work, an --archive-dir that would be read as input or cannot take the archives.
+
+    Rule: the archive dir is never packaged. It may sit inside the install path (the walk skips it),
+    but it may not be the install path itself, nor an extra path or lie inside one (extra paths are
+    walked whole), and function.zip/requirements.zip in it must be files if they exist.
+    """
+    target = Path(os.path.realpath(archive_dir))
+    inputs = [("the install path", install_path)]
+    inputs += [
+        (f"function_extra_paths entry {str(path)!r}", path if path.is_absolute() else working_directory / path)
+        for path in extra_paths
+    ]
+    for what, path in inputs:
+        source = Path(os.path.realpath(path))
+        if target == source or (what != "the install path" and source in target.parents):
+            where = "is" if target == source else "is inside"
+            raise PackagingError(
+                f"--archive-dir {archive_dir} {where} {what} ({path}), so the archives would package themselves — "
+                "keep them in a directory outside the inputs (e.g. --archive-dir dist)"
+            )
+    if os.path.lexists(archive_dir) and not archive_dir.is_dir():
+        raise PackagingError(f"--archive-dir {archive_dir} exists and is not a directory — remove it or pick another")
+    for name in ARCHIVE_NAMES.values():
+        existing = archive_dir / name
+        if os.path.lexists(existing) and (existing.is_symlink() or not existing.is_file()):
+            raise PackagingError(
+                f"--archive-dir {archive_dir}: {name} exists and is not a regular file — remove it or pick another "
+                "--archive-dir"
+            )
+
+
+def publish_archives(scratch: Path, archive_dir: Path) -> None:
+    """Move this run's archives into archive_dir and remove an earlier run's archive this run did not make,
+    so archive_dir ends with exactly this run's archives."""
+    for name in ARCHIVE_NAMES.values():
+        built = scratch / name
+        if built.exists():
+            os.replace(built, archive_dir / name)
+        else:
+            (archive_dir / name).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -142,7 +202,7 @@ def _compress(item: HashedFile | PackageFile, spool_dir: Path) -> _Compressed:
     else:
         compressed = _compress_whole(package_file)
     if isinstance(item, HashedFile) and compressed.hashed.sha256 != item.sha256:
-        raise PackagingError(f"{package_file.source} changed while drover was packaging it — rerun drover")
+        raise changed_while_packaging(package_file.source, "its bytes differ from when they were hashed")
     return compressed
 
 
@@ -171,14 +231,16 @@ def _read_whole(package_file: PackageFile) -> memoryview:
     capacity = package_file.size + 1  # one spare byte tells a file that grew since the walk
     view = memoryview(thread_buffer(capacity))[:capacity]
     length = 0
+    descriptor = open_as_seen(package_file)
     try:
-        with open(package_file.source, "rb", buffering=0) as stream:
+        with open(descriptor, "rb", buffering=0, closefd=False) as stream:
             while length < capacity and (count := stream.readinto(view[length:])):
                 length += count
     except OSError as error:
         raise PackagingError(f"{package_file.source}: cannot read: {error.strerror}") from None
-    if length == capacity:
-        raise PackagingError(f"{package_file.source} changed while drover was packaging it — rerun drover")
+    finally:
+        os.close(descriptor)
+    check_read_size(package_file, length)
     return view[:length]
 
 
@@ -193,7 +255,7 @@ def _compress_streaming(package_file: PackageFile, spool_dir: Path) -> _Compress
             crc = zlib_ng.crc32(chunk, crc)
             spool.write(compressor.compress(chunk))
 
-        size, sha256 = read_digest(package_file.source, consume)
+        size, sha256 = read_digest(package_file, consume)
         spool.write(compressor.flush())
         compressed_size = spool.tell()
     return _Compressed(HashedFile(package_file, size, sha256), crc, DEFLATED, None, Path(spool_name), compressed_size)
@@ -344,11 +406,7 @@ class _ZipWriter:
         )
 
 
-# -- archive names and how a run reports them ---------------------------------------------------
-
-FUNCTION_ARCHIVE = "function.zip"
-REQUIREMENTS_ARCHIVE = "requirements.zip"
-ARCHIVE_NAMES = {"function": FUNCTION_ARCHIVE, "requirements": REQUIREMENTS_ARCHIVE}
+# -- how a run reports its archives ------------------------------------------------------------
 
 
 def record_archive(result: DeployResult, archive: ArchiveInfo, kind: str, archive_dir: Path | None) -> None:

@@ -5,30 +5,73 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn, TextIO
 
-from drover import __version__
+from drover import DISTRIBUTION, __version__
+from drover.archive import check_archive_dir
 from drover.core import Drover, RunOptions
 from drover.errors import DroverError, SettingsError
+from drover.interrupt import exit_code, handle_sigterm, interruption_message
 from drover.models import DeployResult, MultiResult
-from drover.report import render_multi_text, render_text
+from drover.report import render_multi_text, render_text, shorten
 from drover.settings import load_settings, select_stage
 
 logger = logging.getLogger("drover")
 
 
+EPILOG = """\
+examples (in the directory holding drover.yml):
+  drover --install-path install staging
+      deploy stage "staging": update what differs from the live function
+  drover --install-path install --dry-run staging
+      read the live function and report each change with its reason; write nothing
+  drover --install-path install --package-only --archive-dir dist staging
+      build dist/function.zip (and dist/requirements.zip); no AWS call at all
+  drover --install-path install --json staging
+      deploy; print one JSON object (the result) on stdout, human text on stderr
+  drover --install-source . --install-path build/lambda staging
+      install this project and its dependencies for Lambda's platform first, then deploy
+
+exit codes:
+  0    success, including "nothing to do"
+  1    the deploy failed (AWS refused or failed)
+  2    bad input: options, settings, install path, install or preflight (before any AWS write)
+  130  interrupted (SIGINT, Ctrl-C); 143: terminated (SIGTERM)
+
+environment (read by the AWS SDK, boto3):
+  AWS_PROFILE, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN
+       credentials: the standard AWS chain (also ~/.aws/config, SSO, instance roles)
+  AWS_ENDPOINT_URL
+       send every AWS call to this endpoint (e.g. a local moto server: make local)
+  AWS_REGION, AWS_DEFAULT_REGION
+       not used for the deploy: the stage's region_name decides
+
+--install-path defaults to the working directory, as in drover 0.7.1: then drover packages
+all of it (drover.yml included) and warns; point it at what `pip install --target` filled.
+"""
+
+
 class _Parser(argparse.ArgumentParser):
+    json_requested = False  # set before parsing: a usage error with --json is a JSON error object too
+
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        text = f"{message} (see {self.prog} --help)"
+        if self.json_requested:
+            _error_line(text)
+            self.exit(_json_error("UsageError", text, 2))
+        self.exit(2, f"{self.prog}: error: {text}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="drover",
         description="Deploy a Python package to an AWS Lambda function and its requirements layer.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "stages",
@@ -36,13 +79,13 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="stage name(s) in the settings file; several stages deploy in one run, sharing packaging and layers",
     )
-    parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
     parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
     parser.add_argument(
         "--install-path",
         type=Path,
         default=Path(),
-        help="package directory to deploy (e.g. from pip install --target); default: working directory",
+        help="package directory to deploy (e.g. from pip install --target); default: the working directory",
     )
     parser.add_argument(
         "--install-source",
@@ -91,33 +134,81 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    assert isinstance(parser, _Parser)
+    parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
+    handle_sigterm()
+    started: list[Drover] = []
     try:
-        result = run(args)
+        result = run(args, started)
     except DroverError as error:
-        return _fail(error, error.exit_code, args.verbose)
-    except KeyboardInterrupt:
-        print("drover: interrupted", file=sys.stderr)
-        return 130
+        return _fail(error, error.exit_code, args.verbose, json_output=args.json)
+    except KeyboardInterrupt as error:  # SIGINT, or SIGTERM (kill, docker stop, a CI job cancelled)
+        message = interruption_message(error, started[0].progress if started else None)
+        print(message, file=sys.stderr)
+        code = exit_code(error)
+        return _json_error(type(error).__name__, message, code) if args.json else code
     except Exception as error:  # an unexpected bug still gets one line unless -v
-        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ")
-    if args.json:
-        print(json.dumps(result.model_dump(mode="json"), sort_keys=True))
-    if not args.quiet:
-        print(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result), file=human)
+        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ", json_output=args.json)
+    return _report(result, args)
+
+
+def _report(result: DeployResult | MultiResult, args: argparse.Namespace) -> int:
+    """Print the result; when stdout cannot take it (a full disk, a closed pipe), say so on stderr, exit 1."""
+    try:
+        if args.json:
+            _write(sys.stdout, json.dumps(result.model_dump(mode="json"), sort_keys=True))
+        if not args.quiet:
+            text = render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)
+            _write(sys.stdout if not args.json else sys.stderr, text)
+    except OSError as error:
+        _silence_stdout()
+        entries = result.results if isinstance(result, MultiResult) else [result]
+        done = [f"{action.action} {action.target}" for entry in entries for action in entry.actions if action.done]
+        deployed = f"; it did: {', '.join(done)}" if done else ""
+        _error_line(f"the run finished{deployed}, but its report could not be written: {error.strerror or error}")
+        return 1
     return result.exit_code if isinstance(result, MultiResult) else 0
 
 
-def run(args: argparse.Namespace) -> DeployResult | MultiResult:
+def _write(stream: TextIO, text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's flush at exit cannot fail again with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def _error_line(message: str) -> None:
+    try:
+        sys.stderr.write(f"drover: error: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+
+
+def run(args: argparse.Namespace, started: list[Drover] | None = None) -> DeployResult | MultiResult:
     settings = load_settings(args.settings_file)
-    for stage in [*args.stages, *([args.promote_from] if args.promote_from else [])]:
-        select_stage(settings, stage, args.settings_file)  # an unknown stage names the settings file
+    for name in [*args.stages, *([args.promote_from] if args.promote_from else [])]:
+        stage = select_stage(settings, name, args.settings_file)  # an unknown stage names the settings file
+        if args.archive_dir is not None:  # before any work: the archives must never be read as input
+            check_archive_dir(args.archive_dir, args.install_path, stage.extra_path_sources, Path.cwd())
     if args.promote_from and len(args.stages) != 1:
         raise SettingsError("--promote-from SOURCE_STAGE takes exactly one target STAGE")
     if args.allow_untracked_source and not args.promote_from:
         raise SettingsError("--allow-untracked-source only applies with --promote-from")
+    if args.install_source is None and args.requirements is None and not args.promote_from:
+        _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
     options = RunOptions(
         archive_dir=args.archive_dir,
         package_only=args.package_only,
@@ -136,12 +227,28 @@ def run(args: argparse.Namespace) -> DeployResult | MultiResult:
 
         return MultiStageRun(settings, args.stages, interactive, options=options).update(args.install_path)
     drover = Drover(settings, args.stages[0], interactive, options=options)
+    if started is not None:
+        started.append(drover)
     if args.promote_from:
         if args.package_only or args.install_source or args.requirements:
             raise SettingsError("--promote-from copies what the source runs; it builds and installs nothing")
         source = select_stage(settings, args.promote_from, args.settings_file)
         return drover.promote(args.promote_from, source, allow_untracked=args.allow_untracked_source)
     return drover.update(args.install_path)
+
+
+def _warn_if_packaging_the_settings_directory(install_path: Path, settings_file: Path) -> None:
+    """drover 0.7.1's default install path (the working directory) packages drover.yml and all beside it."""
+    root = install_path.resolve()
+    if root != Path.cwd().resolve() or not settings_file.resolve().is_relative_to(root):
+        return
+    names = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in root.iterdir())
+    shown = ", ".join(names[:5]) + (f", … ({len(names)} entries)" if len(names) > 5 else "")
+    logger.warning(
+        "packaging the working directory (%s) because --install-path is not given: "
+        "pass --install-path DIR (e.g. the directory pip install --target filled)",
+        shown,
+    )
 
 
 def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:
@@ -156,11 +263,28 @@ def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
 
 
-def _fail(error: BaseException, code: int, verbose: bool, prefix: str = "") -> int:
+def _fail(
+    error: BaseException,
+    code: int,
+    verbose: bool,
+    prefix: str = "",
+    *,
+    json_output: bool = False,
+) -> int:
     if verbose:
         import traceback
 
         traceback.print_exception(error, file=sys.stderr)
-    message = " ".join(str(error).split()) or type(error).__name__
-    print(f"drover: error: {prefix}{message}", file=sys.stderr)
+    text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
+    _error_line(text)
+    return _json_error(type(error).__name__, text, code) if json_output else code
+
+
+def _json_error(kind: str, message: str, code: int) -> int:
+    """The README promises one JSON object on stdout with --json, also when the run fails."""
+    document = {"error": {"code": kind, "message": message, "exit_code": code}}
+    try:
+        _write(sys.stdout, json.dumps(document, sort_keys=True))
+    except OSError:
+        _silence_stdout()
     return code

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from drover.archive import ARCHIVE_NAMES, ArchiveInfo, record_archive, write_zip
+from drover.archive import ARCHIVE_NAMES, ArchiveInfo, publish_archives, record_archive, write_zip
 from drover.errors import PackagingError, SettingsError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, InstallSummary, Settings, Stage
@@ -85,6 +84,7 @@ class Drover:
         self.interactive = interactive
         self.timings = Timings()
         self.install_summary: InstallSummary | None = None
+        self.progress: DeployResult | None = None  # the deploy's result while it runs: what an interruption reports
 
     def layout(self, install_path: Path) -> PackageLayout:
         """Walk and partition the files (an archive dir inside the install path is left out)."""
@@ -112,6 +112,7 @@ class Drover:
         self.install(install_path, self.stage.architecture or live.architecture)  # for the live architecture
         plan, result = self.package(install_path)
         result.mode = "dry-run" if self.options.dry_run else "deploy"
+        self.progress = result
         with self._archive_directory() as directory:
 
             def build_archive(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
@@ -271,8 +272,7 @@ class Drover:
         with tempfile.TemporaryDirectory(prefix=".drover-", dir=archive_dir) as directory:
             yield Path(directory)
             if archive_dir is not None:
-                for built in Path(directory).glob("*.zip"):
-                    os.replace(built, archive_dir / built.name)
+                publish_archives(Path(directory), archive_dir)
 
     def package_result(self, plan: PackagePlan, mode: str) -> DeployResult:
         logger.info("Requirements digest: %s", plan.requirements.digest)
@@ -298,7 +298,7 @@ def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:
     if options.publish is not None:
         updates["publish"] = options.publish
     if options.alias:
-        if not ALIAS_PATTERN.match(options.alias):
+        if not ALIAS_PATTERN.fullmatch(options.alias):
             raise SettingsError(
                 f"alias {options.alias!r} is not a valid alias name (letters, digits, - and _, not only digits)"
             )

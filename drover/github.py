@@ -23,16 +23,17 @@ import os
 import re
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from actions_toolkit import core
 from actions_toolkit.command import Command
@@ -49,8 +50,9 @@ from drover.deploy import (
     assume_role_with_web_identity,
 )
 from drover.errors import DroverError, SettingsError
-from drover.models import REGION_PATTERN, DeployResult, MultiResult
-from drover.report import render_multi_summary, render_multi_text, render_summary, render_text
+from drover.interrupt import exit_code, handle_sigterm, interruption_message
+from drover.models import REGION_PATTERN, DeployResult, MultiResult, short_repr
+from drover.report import render_multi_summary, render_multi_text, render_summary, render_text, shorten
 from drover.retry import Backoff, retry
 from drover.settings import load_settings, select_stage
 
@@ -98,6 +100,10 @@ MIN_ROLE_DURATION, MAX_ROLE_DURATION = 900, 43200
 SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)
 TRUE_VALUES = frozenset({"true", "True", "TRUE"})
+# An OIDC audience is a URI or a name: printable ASCII without spaces (so never a line break that could
+# start a workflow command in the log), at most 256 characters.
+AUDIENCE_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
+OIDC_DEADLINE_SECONDS, OIDC_DEADLINE_VARIABLE = 60.0, "DROVER_OIDC_DEADLINE_SECONDS"
 
 # The runner's OIDC request variables (present only with `permissions: id-token: write`) and
 # the runtime token: read once, then removed from os.environ.
@@ -198,19 +204,20 @@ def parse_inputs() -> ActionInputs:
     stages = parse_stages(str(core.get_input("stage", trim_whitespace=False)) or INPUT_DEFAULTS["stage"])
     if not stages:
         raise ActionInputError("input 'stage' is required: the name of a stage in the settings file (e.g. staging)")
-    working_directory = Path(get_input("working-directory"))
+    workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
+    working_directory = inside_workspace("working-directory", Path(get_input("working-directory")), workspace)
     if not working_directory.is_dir():
         raise ActionInputError(
             f"input 'working-directory' is {str(working_directory)!r}, which is not a directory in the workspace"
         )
     role = get_input("role-to-assume") or None
-    if role is not None and not ROLE_ARN_PATTERN.match(role):
+    if role is not None and not ROLE_ARN_PATTERN.fullmatch(role):
         raise ActionInputError(
-            f"input 'role-to-assume' is {role!r}: give the role's full ARN, arn:aws:iam::ACCOUNT:role/NAME"
+            f"input 'role-to-assume' is {short_repr(role)}: give the role's full ARN, arn:aws:iam::ACCOUNT:role/NAME"
         )
     region = get_input("aws-region") or None
-    if region is not None and not REGION_PATTERN.match(region):
-        raise ActionInputError(f"input 'aws-region' is {region!r}: give an AWS region name such as us-east-1")
+    if region is not None and not REGION_PATTERN.fullmatch(region):
+        raise ActionInputError(f"input 'aws-region' is {short_repr(region)}: give an AWS region name such as us-east-1")
     promote_from = get_input("promote-from") or None
     overrides = [name for name in ("function-name", "region") if get_input(name)]
     if overrides and len(stages) > 1:
@@ -219,16 +226,28 @@ def parse_inputs() -> ActionInputs:
         )
     if promote_from and len(stages) > 1:
         raise ActionInputError("input 'promote-from' promotes to one stage, but input 'stage' names several")
+    audience = get_input("audience")
+    if not AUDIENCE_PATTERN.fullmatch(audience):
+        raise ActionInputError(
+            f"input 'audience' is {short_repr(audience)}: use printable ASCII without spaces or line breaks, "
+            "at most 256 characters (e.g. sts.amazonaws.com)"
+        )
+    settings_file = inside_workspace("settings-file", _under(working_directory, get_input("settings-file")), workspace)
+    paths = {
+        name: inside_workspace(name, path, workspace) if path is not None else None
+        for name in ("install-path", "install-source", "requirements")
+        for path in [_optional_path(working_directory, name)]
+    }
     return ActionInputs(
         stages=stages,
         working_directory=working_directory,
-        settings_file=_under(working_directory, get_input("settings-file")),
-        install_path=_optional_path(working_directory, "install-path"),
-        install_source=_optional_path(working_directory, "install-source"),
-        requirements=_optional_path(working_directory, "requirements"),
+        settings_file=settings_file,
+        install_path=paths["install-path"],
+        install_source=paths["install-source"],
+        requirements=paths["requirements"],
         role_to_assume=role,
         aws_region=region,
-        audience=get_input("audience"),
+        audience=audience,
         role_session_name=parse_session_name(get_input("role-session-name")),
         role_duration_seconds=parse_duration(get_input("role-duration-seconds")),
         dry_run=bool(get_flag("dry-run")),
@@ -245,16 +264,16 @@ def parse_duration(value: str) -> int:
     seconds = int(value) if value.isascii() and value.isdigit() else 0
     if not MIN_ROLE_DURATION <= seconds <= MAX_ROLE_DURATION:
         raise ActionInputError(
-            f"input 'role-duration-seconds' is {value!r}: use a whole number of seconds from "
+            f"input 'role-duration-seconds' is {short_repr(value)}: use a whole number of seconds from "
             f"{MIN_ROLE_DURATION} to {MAX_ROLE_DURATION} (the role's maximum session duration must allow it)"
         )
     return seconds
 
 
 def parse_session_name(value: str) -> str:
-    if not SESSION_NAME_PATTERN.match(value):
+    if not SESSION_NAME_PATTERN.fullmatch(value):
         raise ActionInputError(
-            f"input 'role-session-name' is {value!r}: use 2 to 64 characters from letters, digits and +=,.@_-"
+            f"input 'role-session-name' is {short_repr(value)}: use 2 to 64 characters from letters, digits and +=,.@_-"
         )
     return value
 
@@ -262,6 +281,53 @@ def parse_session_name(value: str) -> str:
 def _under(directory: Path, value: str) -> Path:
     path = Path(value)
     return path if path.is_absolute() else directory / path
+
+
+def inside_workspace(what: str, path: Path, workspace: Path) -> Path:
+    """In the Action every path must resolve (symlinks too) inside $GITHUB_WORKSPACE: a drover.yml or an
+    input must not package /etc or the runner's own files. The CLI keeps absolute paths."""
+    real = Path(os.path.realpath(path))
+    root = Path(os.path.realpath(workspace))
+    if real != root and root not in real.parents:
+        raise ActionInputError(
+            f"{what} {short_repr(str(path))} resolves to {short_repr(str(real))}, outside the workspace {root} — "
+            "in the Action every path must stay inside the workspace"
+        )
+    return path
+
+
+def check_stage_paths(drover: Drover, workspace: Path) -> None:
+    working_directory = drover.options.working_directory
+    for extra_path in drover.stage.extra_path_sources:
+        source = extra_path if extra_path.is_absolute() else working_directory / extra_path
+        inside_workspace(f"function_extra_paths entry {str(extra_path)!r}:", source, workspace)
+
+
+def check_output_files(environ: Mapping[str, str]) -> None:
+    """$GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY must take our lines: found out before the deploy, not after."""
+    for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
+        path = environ.get(name)
+        if not path:
+            continue
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as error:
+            raise ActionInputError(
+                f"${name} ({path}) cannot be written: {error.strerror} — the runner sets it; do not override it"
+            ) from None
+
+
+class ReportError(DroverError):
+    """The run did its work, but its outputs or summary could not be written."""
+
+    exit_code = 1
+
+
+def log_safe(text: str) -> str:
+    """Plain log text where no line can start a workflow command (`::cmd::` or `##[cmd]`)."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(f"> {line}" if line.lstrip().startswith(("::", "##[")) else line for line in lines)
 
 
 def _optional_path(directory: Path, name: str) -> Path | None:
@@ -303,6 +369,7 @@ class RetryTuning:
     oidc: Backoff
     oidc_timeout: float
     sts: Backoff
+    oidc_deadline: float = OIDC_DEADLINE_SECONDS
 
 
 def retry_tuning(environ: Mapping[str, str]) -> RetryTuning:
@@ -311,6 +378,7 @@ def retry_tuning(environ: Mapping[str, str]) -> RetryTuning:
         oidc=Backoff(attempts=int(_number(environ, OIDC_ATTEMPTS_VARIABLE, OIDC_ATTEMPTS, minimum=1)), base=base),
         oidc_timeout=_number(environ, OIDC_TIMEOUT_VARIABLE, OIDC_TIMEOUT_SECONDS, minimum=0.001),
         sts=Backoff(attempts=int(_number(environ, STS_ATTEMPTS_VARIABLE, STS_ATTEMPTS, minimum=1)), base=base),
+        oidc_deadline=_number(environ, OIDC_DEADLINE_VARIABLE, OIDC_DEADLINE_SECONDS, minimum=0.001),
     )
 
 
@@ -360,20 +428,67 @@ def is_transient_http_error(error: BaseException) -> bool:
     return isinstance(error, urllib.error.URLError | OSError | http.client.HTTPException)
 
 
-def fetch_id_token(request: IdTokenRequest, audience: str, *, timeout: float, backoff: Backoff) -> str:
-    """GET the OIDC token from the runner, retrying timeouts, connection errors and 5xx with jittered backoff."""
+class _SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only to the request's own origin: the bearer token never goes anywhere else."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if _origin(newurl) != _origin(req.full_url):
+            raise CredentialsError(
+                f"GitHub's OIDC token endpoint redirected to another origin ({short_repr(_origin(newurl))}); "
+                "drover does not send the request token there"
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _origin(url: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def fetch_id_token(
+    request: IdTokenRequest,
+    audience: str,
+    *,
+    timeout: float,
+    backoff: Backoff,
+    deadline: float = OIDC_DEADLINE_SECONDS,
+) -> str:
+    """GET the OIDC token from the runner, retrying timeouts, connection errors and 5xx with jittered backoff.
+
+    Only http(s) URLs; redirects only to the same origin; `timeout` bounds each socket read and
+    `deadline` the whole fetch (a server dripping a byte a second cannot hold the run).
+    """
+    url = id_token_url(request.url, audience)
+    if urllib.parse.urlsplit(url).scheme not in {"http", "https"}:
+        raise CredentialsError(
+            f"{ID_TOKEN_URL_VARIABLE} is not an http(s) URL ({short_repr(request.url[:40])}) — the runner sets it; "
+            "do not override it"
+        )
     http_request = urllib.request.Request(
-        id_token_url(request.url, audience),
+        url,
         headers={
             "Authorization": f"bearer {request.token}",
             "Accept": "application/json; api-version=2.0",
             "User-Agent": USER_AGENT,
         },
     )
+    opener = urllib.request.build_opener(_SameOriginRedirects)
+    end = time.monotonic() + deadline
 
     def attempt() -> str:
-        with urllib.request.urlopen(http_request, timeout=timeout) as response:
-            return parse_token_response(response.read(MAX_TOKEN_RESPONSE_BYTES))
+        remaining = end - time.monotonic()
+        if remaining <= 0:
+            raise CredentialsError(f"could not get an OIDC token from GitHub within the {deadline:g} s deadline")
+        return _within(remaining, lambda: _read_token(opener, http_request, min(timeout, remaining), end))
 
     def log_retry(number: int, error: BaseException, seconds: float) -> None:
         logger.info("OIDC token request failed (%s); retry %d in %.1f s", describe_http_error(error), number, seconds)
@@ -391,8 +506,45 @@ def fetch_id_token(request: IdTokenRequest, audience: str, *, timeout: float, ba
     except (OSError, http.client.HTTPException) as error:
         raise CredentialsError(
             f"could not get an OIDC token from GitHub after {backoff.attempts} attempts "
-            f"(timeout {timeout:g} s each): {describe_http_error(error)}"
+            f"(timeout {timeout:g} s each) in at most {deadline:g} s: {describe_http_error(error)}"
         ) from None
+
+
+def _read_token(
+    opener: urllib.request.OpenerDirector, request: urllib.request.Request, timeout: float, end: float
+) -> str:
+    with opener.open(request, timeout=timeout) as response:
+        body = bytearray()
+        while len(body) <= MAX_TOKEN_RESPONSE_BYTES and (chunk := response.read1(65536)):
+            body += chunk
+            if time.monotonic() > end:
+                raise TimeoutError("the OIDC token endpoint answered too slowly")
+        return parse_token_response(bytes(body[:MAX_TOKEN_RESPONSE_BYTES]))
+
+
+_R = TypeVar("_R")
+
+
+def _within(seconds: float, call: Callable[[], _R]) -> _R:
+    """call() on a daemon thread, given at most seconds: a stalled connect or header read cannot outlast it."""
+    outcome: list[tuple[bool, Any]] = []
+
+    def run() -> None:
+        try:
+            outcome.append((True, call()))
+        except BaseException as error:  # handed to the caller's thread
+            outcome.append((False, error))
+
+    worker = threading.Thread(target=run, name="drover-oidc", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if not outcome:
+        raise TimeoutError(f"no complete answer within {seconds:.1f} s")
+    succeeded, value = outcome[0]
+    if not succeeded:
+        raise value
+    result: _R = value
+    return result
 
 
 def parse_token_response(body: bytes) -> str:
@@ -457,7 +609,9 @@ def obtain_credentials(
             f"{ID_TOKEN_TOKEN_VARIABLE} are missing) — add `permissions: id-token: write` to the job"
         )
     core.set_secret(request.token)
-    token = fetch_id_token(request, inputs.audience, timeout=tuning.oidc_timeout, backoff=tuning.oidc)
+    token = fetch_id_token(
+        request, inputs.audience, timeout=tuning.oidc_timeout, backoff=tuning.oidc, deadline=tuning.oidc_deadline
+    )
     core.set_secret(token)
     logger.info("Got an OIDC token for audience %s (%s)", inputs.audience, describe_claims(token_claims(token)))
     try:
@@ -633,7 +787,7 @@ class WorkflowCommandHandler(logging.Handler):
             elif record.levelno >= logging.WARNING:
                 core.warning(message)
             elif record.levelno >= logging.INFO:
-                core.info(message)
+                core.info(log_safe(message))
             else:
                 core.debug(message)
         except Exception:  # logging must never break the run
@@ -651,7 +805,7 @@ def configure_logging(debug: bool) -> None:
 def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "") -> int:
     if debug:
         traceback.print_exception(error, file=sys.stderr)
-    message = prefix + (" ".join(str(error).split()) or type(error).__name__)
+    message = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
     report_error(message, error, workspace)
     return code
 
@@ -685,14 +839,21 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
 
 
 def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> None:
-    if isinstance(result, MultiResult):
-        core.info(render_multi_text(result))
-        write_outputs(multi_outputs_of(result), environ.get("GITHUB_OUTPUT"))
-        write_summary_text(render_multi_summary(result), environ.get("GITHUB_STEP_SUMMARY"))
-        return
-    core.info(render_text(result))
-    write_outputs(outputs_of(result), environ.get("GITHUB_OUTPUT"))
-    write_summary(result, environ.get("GITHUB_STEP_SUMMARY"))
+    core.info(log_safe(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)))
+    try:
+        if isinstance(result, MultiResult):
+            write_outputs(multi_outputs_of(result), environ.get("GITHUB_OUTPUT"))
+            write_summary_text(render_multi_summary(result), environ.get("GITHUB_STEP_SUMMARY"))
+        else:
+            write_outputs(outputs_of(result), environ.get("GITHUB_OUTPUT"))
+            write_summary(result, environ.get("GITHUB_STEP_SUMMARY"))
+    except OSError as error:
+        entries = result.results if isinstance(result, MultiResult) else [result]
+        done = [f"{action.action} {action.target}" for entry in entries for action in entry.actions if action.done]
+        deployed = f"; it did: {', '.join(done)}" if done else ""
+        raise ReportError(
+            f"the run finished{deployed}, but its outputs could not be written: {error.strerror or error}"
+        ) from None
 
 
 def multi_outputs_of(result: MultiResult) -> dict[str, str]:
@@ -705,18 +866,26 @@ def multi_outputs_of(result: MultiResult) -> dict[str, str]:
     return outputs
 
 
-def run(environ: MutableMapping[str, str], debug: bool) -> DeployResult | MultiResult:
+def run(
+    environ: MutableMapping[str, str], debug: bool, started: list[Drover] | None = None
+) -> DeployResult | MultiResult:
     token_request = take_id_token_request(environ)
     tuning = retry_tuning(environ)
     inputs = parse_inputs()
+    check_output_files(environ)
     drover = prepare(inputs, debug)
+    check_stage_paths(drover, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
+    if started is not None:
+        started.append(drover)
     stage = drover.stage
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
     several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""
     promoted = f", promoted from stage {inputs.promote_from!r}" if inputs.promote_from else ""
     core.info(
-        f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
-        f"{several}{promoted}{mode}"
+        log_safe(
+            f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
+            f"{several}{promoted}{mode}"
+        )
     )
     if inputs.role_to_assume:
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
@@ -758,13 +927,15 @@ def main() -> int:
     debug = is_debug(environ)
     workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
     configure_logging(debug)
+    handle_sigterm()
+    started: list[Drover] = []
     try:
-        run(environ, debug)
+        run(environ, debug, started)
     except DroverError as error:
         return fail(error, error.exit_code, debug, workspace)
-    except KeyboardInterrupt as error:
-        report_error("drover: interrupted", error, workspace)
-        return 130
+    except KeyboardInterrupt as error:  # SIGINT, or SIGTERM from `docker stop` / a cancelled run
+        report_error(interruption_message(error, started[0].progress if started else None), error, workspace)
+        return exit_code(error)
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
         return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ")
     sys.stdout.flush()

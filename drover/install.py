@@ -5,23 +5,34 @@ stage's runtime on manylinux for its architecture (glibc 2.17 tags for python3.8
 up to 2.34 for python3.12+; see DESIGN.md). Dependencies come as wheels only; one
 without a usable wheel is built locally only when that gives a pure-Python wheel.
 
+Exact for the target: requirement files and locks (uv.lock, poetry.lock, pylock.toml) are read
+by drover.locks with environment markers judged for Lambda's Python, so pip and uv see the same
+marker-free lines; after the install every Requires-Dist of every installed distribution must be
+met inside the tree, editable links to this machine are refused, and inputs that name packages
+but install none are an error. The project is built from a clean temporary copy of its build
+inputs, so the user's tree is never written to; its own installed files are recorded in the
+marker so packaging puts them with the function code.
+
 Every install goes into a fresh directory that then replaces the target, so files of
-removed packages never linger. A key over everything that decides the result (inputs,
-platform, installer and its version) is stored in the target; an unchanged key skips
-the install. Installers run without AWS credentials in their environment.
+removed packages never linger. A key over exactly the inputs (requirement files and what
+they name, the project's build inputs, platform, tools and index settings) is stored in the
+target; an unchanged key skips the install. Installers run without AWS credentials in their
+environment.
 
 pip and uv give the same file names for the same inputs once their bookkeeping is
 normalized (`normalize_metadata`: REQUESTED, direct_url.json, uv_cache.json and uv's
 .lock removed, pip's ../../bin RECORD paths made relative to the install path); what
 still differs is content only: INSTALLER ("pip"/"uv"), RECORD rows and the interpreter
-path in console-script shebangs. Behavioural differences: pip evaluates environment
-markers other than the Python version (platform_machine, sys_platform) against the
-host, uv against the target; uv also accepts plain linux_* wheels for a manylinux
-target, which `verify_platform` rejects after the install.
+path in console-script shebangs. pip judges the markers of dependencies' Requires-Dist by
+the host's interpreter (uv by the target); the Requires-Dist check stops a pip install that
+missed one. uv also accepts plain linux_* wheels for a manylinux target, which
+`verify_platform` rejects after the install.
 """
 
 from __future__ import annotations
 
+import email.parser
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -35,18 +46,31 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from drover.errors import InstallError
 from drover.io import format_file_size
+from drover.locks import (
+    PYLOCK_NAME,
+    RequirementSet,
+    marker_applies,
+    marker_environment,
+    poetry_lock_requirements,
+    pylock_requirements,
+    read_requirement_lines,
+    read_requirements,
+    uv_lock_problem,
+)
 from drover.packaging import INSTALL_MARKER
 
 logger = logging.getLogger("drover")
 
-KEY_FORMAT = 1
+KEY_FORMAT = 2  # 2: keyed on exactly the inputs (issue 12)
 # Packages the Lambda Python runtime already ships (canonical distribution names).
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "python-dateutil", "s3transfer", "six", "urllib3")
 # Environment variables never handed to an installer or a build backend.
@@ -55,14 +79,17 @@ SECRET_ENV_PREFIXES = ("AWS_", "ACTIONS_ID_TOKEN_REQUEST_", "ACTIONS_RUNTIME_TOK
 KEYED_ENV_WORDS = ("INDEX", "FIND_LINKS", "CONFIG", "CONSTRAINT", "OVERRIDE", "PRE", "EXCLUDE_NEWER")
 # Bookkeeping that differs between pip and uv (or between runs) and is useless on Lambda.
 VOLATILE_METADATA = ("REQUESTED", "direct_url.json", "uv_cache.json")
-SKIPPED_SOURCE_DIRS = ("__pycache__", "build", "dist", "node_modules", "site-packages")
+SKIPPED_SOURCE_DIRS = ("__pycache__", "build", "dist", "node_modules", "site-packages", "htmlcov")
+# Files a test or coverage run (or drover's own --archive-dir) writes into a project: never build inputs.
+JUNK_FILE = re.compile(
+    r"^(\.coverage.*|coverage\.(xml|json)|junit.*\.xml|.*-report\.(xml|html|json)|.*\.py[co]|.*\.log"
+    r"|function\.zip|requirements\.zip)$"
+)
 MAX_SOURCE_BUILDS = 10
 _RUNTIME = re.compile(r"^python3\.(\d{1,2})$")
 _ARCHITECTURES = {"x86_64": "x86_64", "arm64": "aarch64"}
 _MIN_GLIBC_MINOR = {"x86_64": 5, "aarch64": 17}
 _LEGACY_MANYLINUX = {5: "manylinux1", 12: "manylinux2010", 17: "manylinux2014"}
-_HASH_OPTION = re.compile(r"--hash[=\s]")
-_INCLUDE_OPTION = re.compile(r"^\s*(?:-r|--requirement|-c|--constraint)(?:\s+|=)(\S+)")
 _UV_MISSING = re.compile(
     r"(?P<req>(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:==(?P<version>[^\s,]+))?)"
     r" (?:has no (?:usable )?wheels|was not found in)"
@@ -70,6 +97,8 @@ _UV_MISSING = re.compile(
 _PIP_MISSING = re.compile(r"No matching distribution found for (?P<req>.+?)(?: \(from .*\))?$", re.MULTILINE)
 _PIP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 # uv's error report: plain "error:"/"cause:" lines when not on a terminal, else "\u00d7" and "\u2570\u2500\u25b6".
+# A build backend's exception as its traceback ends: "ValueError: No file/folder found for package app".
+_BACKEND_ERROR = re.compile(r"^(?P<kind>(?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception))\s*:\s*(?P<message>\S.*)$")
 _CAUSE_PREFIXES = ("cause:", "\u2570\u2500\u25b6")
 _ERROR_PREFIXES = ("ERROR:", "error:", "\u00d7")
 
@@ -187,6 +216,7 @@ def find_uv() -> str | None:
         return shutil.which("uv")
 
 
+@functools.cache  # one `uv --version` per process: the skip path stays a few milliseconds
 def _uv_installer() -> Installer | None:
     binary = find_uv()
     if binary is None:
@@ -224,7 +254,21 @@ def installer_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     source = os.environ if environ is None else environ
     env = {name: value for name, value in source.items() if not name.upper().startswith(SECRET_ENV_PREFIXES)}
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1", UV_PYTHON_DOWNLOADS="never")
+    _share_ca_bundle(env)
     return env
+
+
+# A CA bundle given in any of these (e.g. for a TLS-intercepting proxy) is given to both installers:
+# uv reads only SSL_CERT_FILE (else it trusts its built-in roots), pip's requests REQUESTS_CA_BUNDLE.
+CA_BUNDLE_VARIABLES = ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE")
+
+
+def _share_ca_bundle(env: dict[str, str]) -> None:
+    bundle = next((env[name] for name in CA_BUNDLE_VARIABLES if env.get(name)), None)
+    if bundle is not None:
+        for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+            if not env.get(name):
+                env[name] = bundle
 
 
 def _pip_env_for_uv_settings(env: Mapping[str, str]) -> dict[str, str]:
@@ -245,36 +289,57 @@ def _pip_env_for_uv_settings(env: Mapping[str, str]) -> dict[str, str]:
 # --- install key ---------------------------------------------------------------------------------
 
 
-def _included_files(requirements: Path, seen: set[Path]) -> Iterator[Path]:
-    """The requirements file and the files it includes with -r / -c, each once."""
-    path = requirements.resolve()
-    if path in seen or not path.is_file():
-        return
-    seen.add(path)
-    yield path
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        match = _INCLUDE_OPTION.match(line)
-        if match is not None:
-            yield from _included_files(path.parent / match[1], seen)
+def _git_files(source: Path) -> list[str] | None:
+    """The files git would keep (tracked, or untracked and not ignored) under source, or None outside git."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    command = [git, "-C", str(source), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]
+    try:
+        completed = subprocess.run(command, capture_output=True, check=False, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if completed.returncode != 0:
+        return None
+    return sorted({name for name in completed.stdout.decode("utf-8", "replace").split("\0") if name})
 
 
-def _source_files(source: Path, skipped: Sequence[Path]) -> Iterator[Path]:
-    """The project's files that can change what gets installed, in a stable order."""
-    skipped_set = {path.resolve() for path in skipped}
+def _walked_files(source: Path) -> list[str]:
+    names = []
     for directory, dir_names, file_names in os.walk(source):
         here = Path(directory)
         dir_names[:] = sorted(
-            name
-            for name in dir_names
-            if not name.startswith(".")
-            and name not in SKIPPED_SOURCE_DIRS
-            and not name.endswith(".egg-info")
-            and not (here / name / "pyvenv.cfg").exists()
-            and (here / name).resolve() not in skipped_set
+            name for name in dir_names if not _is_junk(f"{name}/x") and not (here / name / "pyvenv.cfg").exists()
         )
-        for name in sorted(file_names):
-            if not name.endswith((".pyc", ".pyo")):
-                yield here / name
+        names += [(here / name).relative_to(source).as_posix() for name in file_names]
+    return sorted(names)
+
+
+def _is_junk(relative_name: str) -> bool:
+    parts = relative_name.split("/")
+    directories, name = parts[:-1], parts[-1]
+    return (
+        any(part.startswith(".") or part in SKIPPED_SOURCE_DIRS or part.endswith(".egg-info") for part in directories)
+        or JUNK_FILE.match(name) is not None
+    )
+
+
+def build_inputs(source: Path, skip: Sequence[Path] = ()) -> list[str]:
+    """The project's build inputs (relative POSIX names): what git keeps, or every file, minus junk such
+    as caches, build output, virtual environments and test or coverage reports."""
+    source = source.resolve()
+    skipped = [path.resolve() for path in skip]
+    names = _git_files(source)
+    if names is None:
+        names = _walked_files(source)
+    kept = []
+    for name in names:
+        path = source / name
+        if _is_junk(name) or any(path.is_relative_to(other) for other in skipped):
+            continue
+        if path.is_file():
+            kept.append(name)
+    return kept
 
 
 def _file_digest(path: Path) -> str:
@@ -282,14 +347,48 @@ def _file_digest(path: Path) -> str:
         return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
-def install_key(request: InstallRequest, platform: TargetPlatform, installer: Installer, env: Mapping[str, str]) -> str:
-    """sha256 over everything that decides what an install puts in the target."""
+def _tree_digest(root: Path, names: Sequence[str]) -> str:
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(f"{name}\0{_file_digest(root / name)}\n".encode())
+    return digest.hexdigest()
+
+
+def _reference_digest(path: Path, skip: Sequence[Path]) -> str:
+    if path.is_dir():
+        return _tree_digest(path, build_inputs(path, skip))
+    return _file_digest(path) if path.is_file() else "missing"
+
+
+def _config_files(env: Mapping[str, str]) -> list[Path]:
+    """pip's and uv's configuration files in effect: they can name indexes, find-links and constraints."""
+    named = [Path(env[name]) for name in ("PIP_CONFIG_FILE", "UV_CONFIG_FILE") if name in env]
+    home = Path(env.get("HOME", "~")).expanduser()
+    config_home = Path(env.get("XDG_CONFIG_HOME", home / ".config"))
+    usual = [Path("/etc/pip.conf"), Path("/etc/xdg/pip/pip.conf"), config_home / "pip" / "pip.conf"]
+    usual += [home / ".pip" / "pip.conf", Path("/etc/uv/uv.toml"), config_home / "uv" / "uv.toml"]
+    return [path for path in dict.fromkeys([*named, *usual]) if path.is_file()]
+
+
+def install_key(
+    request: InstallRequest,
+    platform: TargetPlatform,
+    installer: Installer,
+    env: Mapping[str, str],
+    inputs: RequirementSet | None = None,
+) -> str:
+    """sha256 over exactly what decides an install: the requirement files and everything they name (local
+    wheels, directories, find-links), the project's build inputs, target platform, tools and index settings."""
+    inputs = inputs if inputs is not None else _read_inputs(request, platform)
+    skip = [request.target]
     digest = hashlib.sha256()
     settings = {
         "format": KEY_FORMAT,
         "runtime": request.runtime,
         "platform": platform.uv_platform,
         "installer": [installer.name, installer.version],
+        "uv": _uv_version(),
+        "python": sys.version,
         "exclude_runtime_packages": request.exclude_runtime_packages,
         "env": sorted(
             (name, value)
@@ -298,15 +397,19 @@ def install_key(request: InstallRequest, platform: TargetPlatform, installer: In
         ),
     }
     digest.update(json.dumps(settings, sort_keys=True).encode())
-    if request.requirements is not None:
-        base = request.requirements.resolve().parent
-        for path in _included_files(request.requirements, set()):
-            digest.update(f"\0requirements\0{os.path.relpath(path, base)}\0{_file_digest(path)}".encode())
+    for path in [*_config_files(env), *inputs.files]:
+        digest.update(f"\0file\0{path}\0{_file_digest(path)}".encode())
+    for path in sorted(set(inputs.references)):
+        digest.update(f"\0reference\0{path}\0{_reference_digest(path, skip)}".encode())
     if request.source is not None:
         source = request.source.resolve()
-        for path in _source_files(source, [request.target]):
-            digest.update(f"\0source\0{path.relative_to(source).as_posix()}\0{_file_digest(path)}".encode())
+        digest.update(f"\0source\0{_tree_digest(source, build_inputs(source, skip))}".encode())
     return digest.hexdigest()
+
+
+def _uv_version() -> str | None:
+    found = _uv_installer()
+    return found.version if found is not None else None
 
 
 def read_marker(target: Path) -> dict[str, Any] | None:
@@ -438,8 +541,9 @@ def _build_pure_wheel(
     run = _run(command, pip_env, verbose=verbose)
     built = sorted(set(out_dir.glob("*.whl")) - before)
     if run.returncode != 0 or not built:
+        cause = backend_reason(run.output) or reason
         raise InstallError(
-            f"no wheel of {missing.name} for {platform.label}, and no source distribution of it builds ({reason})"
+            f"no wheel of {missing.name} for {platform.label}, and no source distribution of it builds ({cause})"
         )
     wheel = built[0]
     if not is_pure_wheel(wheel.name):
@@ -457,73 +561,147 @@ def _build_pure_wheel(
 
 @dataclass
 class _Plan:
-    """What one install command installs: lines of a requirements file, and how."""
+    """What one install command installs, and how."""
 
-    lines: list[str] = field(default_factory=list)
+    requirements: RequirementSet = field(default_factory=RequirementSet)
     lock: str | None = None
     locked_count: int = 0
     no_deps: bool = False
-    require_hashes: bool = False
-    wheels: list[Path] = field(default_factory=list)
+    project_wheel: Path | None = None
+    wheels: list[Path] = field(default_factory=list)  # dependencies built from source as a fallback
+
+    @property
+    def require_hashes(self) -> bool:
+        return self.requirements.hashed
 
 
-def _has_hashes(requirements: Path) -> bool:
-    return any(
-        _HASH_OPTION.search(path.read_text(encoding="utf-8", errors="replace"))
-        for path in _included_files(requirements, set())
-    )
+def _environment(platform: TargetPlatform) -> dict[str, str]:
+    return marker_environment(platform.python_version, platform.arch)
 
 
-def _count_pins(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line and not line[0].isspace() and line[0] not in "#-")
+def _read_inputs(request: InstallRequest, platform: TargetPlatform) -> RequirementSet:
+    """The requirements file read for the target (pylock.toml included); empty without one."""
+    if request.requirements is None:
+        return RequirementSet()
+    requirements = request.requirements.resolve()
+    if PYLOCK_NAME.match(requirements.name):
+        result = RequirementSet(files=[requirements])
+        lines = pylock_requirements(requirements, _environment(platform))
+        result.add(
+            read_requirement_lines(lines, _environment(platform), base=requirements.parent, origin=str(requirements))
+        )
+        return result
+    return read_requirements(requirements, _environment(platform))
 
 
-def _export_uv_lock(source: Path, out: Path, env: Mapping[str, str], *, verbose: bool) -> str:
+def _export_uv_lock(project: Path, out: Path, env: Mapping[str, str], *, verbose: bool) -> list[str]:
     uv = find_uv()
     if uv is None:
-        raise InstallError(f"{source / 'uv.lock'} needs uv to export the locked set; install uv (pip install uv)")
-    options = ["--frozen", "--no-dev", "--no-emit-project", "--no-header", "--color", "never", "--project"]
-    command = [uv, "export", *options, str(source), "--output-file", str(out)]
+        raise InstallError(f"{project / 'uv.lock'} needs uv to export the locked set; install uv (pip install uv)")
+    problem = uv_lock_problem(project)
+    if problem is not None:
+        raise InstallError(f"uv.lock does not match pyproject.toml: {problem} — run `uv lock` and commit uv.lock")
+    options = ["--frozen", "--no-dev", "--no-emit-project", "--no-editable", "--no-header", "--color", "never"]
+    command = [uv, "export", *options, "--project", str(project), "--output-file", str(out)]
     run = _run(command, env, verbose=verbose)
     if run.returncode != 0:
-        raise InstallError(f"cannot export the locked set from {source / 'uv.lock'}: {failure_reason(run.output)}")
-    return out.read_text(encoding="utf-8")
+        raise InstallError(f"cannot export the locked set from uv.lock: {failure_reason(run.output)}")
+    return out.read_text(encoding="utf-8").splitlines()
+
+
+def _project_lock(project: Path) -> str | None:
+    """The lock a project is installed from: pylock.toml (the standard) first, then uv.lock, then poetry.lock."""
+    for name in ("pylock.toml", "uv.lock", "poetry.lock"):
+        if (project / name).is_file():
+            return name
+    return None
+
+
+def _locked_requirements(
+    project: Path, lock: str, platform: TargetPlatform, scratch: Path, env: Mapping[str, str], *, verbose: bool
+) -> RequirementSet:
+    if lock == "uv.lock":
+        lines = _export_uv_lock(project, scratch / "uv-export.txt", env, verbose=verbose)
+    elif lock == "poetry.lock":
+        lines = poetry_lock_requirements(project)
+    else:
+        lines = pylock_requirements(project / lock, _environment(platform))
+    return read_requirement_lines(lines, _environment(platform), base=project, origin=lock)
+
+
+def _clean_copy(source: Path, destination: Path, skip: Sequence[Path]) -> Path:
+    """Copy the project's build inputs: builds then never write into (or read stale files from) the user's tree."""
+    source = source.resolve()
+    for name in build_inputs(source, skip):
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, destination / name)
+    pyproject = source / "pyproject.toml"
+    needs_vcs = pyproject.is_file() and re.search(r"scm|vcs", pyproject.read_text(encoding="utf-8", errors="replace"))
+    if needs_vcs and (source / ".git").is_dir():  # a version from git tags (setuptools-scm, hatch-vcs)
+        shutil.copytree(source / ".git", destination / ".git", symlinks=True)
+    return destination
+
+
+def backend_reason(output: str) -> str | None:
+    """The build backend's own error (the exception it raised), if its output shows one."""
+    matches = [match for line in output.splitlines() if (match := _BACKEND_ERROR.match(line.strip()))]
+    return f"{matches[-1]['kind']}: {matches[-1]['message']}" if matches else None
 
 
 def _build_project(source: Path, installer: Installer, out_dir: Path, env: Mapping[str, str], *, verbose: bool) -> Path:
     run = _run(installer.build_command(source, out_dir), env, verbose=verbose)
     wheels = sorted(out_dir.glob("*.whl"))
     if run.returncode != 0 or not wheels:
-        raise InstallError(f"building the project in {source} failed: {failure_reason(run.output)}")
+        summary = failure_reason(run.output)
+        reason = backend_reason(run.output)
+        detail = f"{reason} ({summary})" if reason and reason not in summary else summary
+        raise InstallError(f"building the project failed: {detail} — run with -v for the build output")
     if not is_pure_wheel(wheels[0].name):
         raise InstallError(
-            f"the project in {source} builds {wheels[0].name}, a platform-specific wheel; drover installs the "
+            f"the project builds {wheels[0].name}, a platform-specific wheel; drover installs the "
             f"project as pure Python, so build compiled code for Lambda's platform as a separate dependency"
         )
     return wheels[0]
 
 
-def _plan(request: InstallRequest, installer: Installer, scratch: Path, env: Mapping[str, str]) -> _Plan:
+def _copy_local_projects(requirements: RequirementSet, scratch: Path, skip: Sequence[Path]) -> None:
+    """Local project directories named by requirement lines are built from clean copies too."""
+    for index, directory in enumerate(dict.fromkeys(requirements.directories)):
+        copy = _clean_copy(directory, scratch / "local" / f"{index}-{directory.name}", skip)
+        requirements.lines = [
+            str(copy) + line[len(str(directory)) :] if line.split(" ")[0] == str(directory) else line
+            for line in requirements.lines
+        ]
+
+
+def _plan(
+    request: InstallRequest,
+    inputs: RequirementSet,
+    installer: Installer,
+    platform: TargetPlatform,
+    scratch: Path,
+    env: Mapping[str, str],
+) -> _Plan:
     plan = _Plan()
     locks: list[str] = []
-    if request.source is not None and (request.source / "uv.lock").is_file():
-        exported = _export_uv_lock(request.source, scratch / "uv-lock.txt", env, verbose=request.verbose)
-        plan.lines.append(f"-r {scratch / 'uv-lock.txt'}")
-        plan.locked_count += _count_pins(exported)
-        plan.no_deps = True  # the export is the whole locked closure
-        plan.require_hashes = _HASH_OPTION.search(exported) is not None
-        locks.append("uv.lock")
-    if request.requirements is not None:
-        requirements = request.requirements.resolve()
-        plan.lines.append(f"-r {requirements}")
-        if _has_hashes(requirements):
-            plan.require_hashes = True
-            plan.locked_count += _count_pins(requirements.read_text(encoding="utf-8", errors="replace"))
-            locks.append(f"{requirements.name} (hashes)")
-    if request.source is not None:
-        wheel = _build_project(request.source, installer, scratch / "project", env, verbose=request.verbose)
-        hash_option = f" --hash=sha256:{_file_digest(wheel)}" if plan.require_hashes else ""
-        plan.lines.insert(0, f"{wheel}{hash_option}")
+    skip = [request.target]
+    project = _clean_copy(request.source, scratch / "project", skip) if request.source is not None else None
+    lock = _project_lock(project) if project is not None else None
+    if project is not None and lock is not None:
+        locked = _locked_requirements(project, lock, platform, scratch, env, verbose=request.verbose)
+        plan.requirements.add(locked)
+        plan.locked_count += locked.kept
+        plan.no_deps = True  # the lock is the whole closure
+        locks.append(lock)
+    plan.requirements.add(inputs)
+    if inputs.hashed and request.requirements is not None:
+        plan.locked_count += inputs.kept
+        locks.append(
+            f"{request.requirements.name}" + ("" if PYLOCK_NAME.match(request.requirements.name) else " (hashes)")
+        )
+    _copy_local_projects(plan.requirements, scratch, skip)
+    if project is not None:
+        plan.project_wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
     plan.lock = " + ".join(locks) or None
     return plan
 
@@ -532,8 +710,15 @@ def _install_command(
     plan: _Plan, installer: Installer, platform: TargetPlatform, staging: Path, scratch: Path
 ) -> list[str]:
     requirements = scratch / "install-requirements.txt"
-    # wheels first: pip ignores a wheel given after a plain requirement of the same name
-    lines = [*(str(wheel) for wheel in plan.wheels), *plan.lines]
+    lines = [str(wheel) for wheel in plan.wheels]  # wheels first: pip ignores a wheel after a same-name requirement
+    if plan.project_wheel is not None:
+        hash_option = f" --hash=sha256:{_file_digest(plan.project_wheel)}" if plan.require_hashes else ""
+        lines.append(f"{plan.project_wheel}{hash_option}")
+    lines += plan.requirements.lines
+    if plan.requirements.constraints:
+        constraints = scratch / "constraints.txt"
+        constraints.write_text("\n".join(plan.requirements.constraints) + "\n", encoding="utf-8")
+        lines.append(f"-c {constraints}")
     requirements.write_text("\n".join(lines) + "\n", encoding="utf-8")
     command = installer.install_command(platform, staging, requirements, no_deps=plan.no_deps)
     if plan.require_hashes:
@@ -683,6 +868,128 @@ def exclude_runtime_packages(root: Path) -> tuple[tuple[str, ...], int]:
     return tuple(sorted(names)), freed
 
 
+# --- checks of the installed tree ---------------------------------------------------------------
+
+
+def check_no_local_links(root: Path) -> None:
+    """An editable or machine-local install leaves a link to this machine's files instead of the package."""
+    for pth in sorted(root.glob("*.pth")):
+        for line in pth.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.strip().startswith("/"):
+                raise InstallError(
+                    f"{pth.name} in the install points at {line.strip()}, a directory on this machine (an editable "
+                    "install) — drop -e lines (uv export --no-emit-project) or give the project as --install-source"
+                )
+    for direct_url in sorted(root.glob("*.dist-info/direct_url.json")):
+        try:
+            data = json.loads(direct_url.read_text(encoding="utf-8"))
+        except ValueError:
+            continue
+        if isinstance(data, dict) and isinstance(data.get("dir_info"), dict) and data["dir_info"].get("editable"):
+            raise InstallError(
+                f"{direct_url.parent.name} is installed as editable from {data.get('url')}, a directory on this "
+                "machine — drop -e lines (uv export --no-emit-project) or give the project as --install-source"
+            )
+
+
+@dataclass(frozen=True)
+class _Installed:
+    name: str
+    version: str
+    requires: tuple[Requirement, ...]
+
+
+def _installed(root: Path) -> dict[str, _Installed]:
+    found = {}
+    for dist_info in _dist_infos(root):
+        metadata = dist_info / "METADATA"
+        if not metadata.is_file():
+            continue
+        message = email.parser.Parser().parsestr(metadata.read_text(encoding="utf-8", errors="replace"))
+        name = str(message.get("Name") or _dist_name(dist_info))
+        requires = []
+        for text in message.get_all("Requires-Dist") or []:
+            try:
+                requires.append(Requirement(str(text)))
+            except InvalidRequirement:
+                continue  # a malformed line in a published wheel: the installer accepted it, so does drover
+        found[_canonical(name)] = _Installed(name, str(message.get("Version") or ""), tuple(requires))
+    return found
+
+
+def unmet_dependencies(
+    root: Path, environment: Mapping[str, str], requested_extras: Mapping[str, set[str]] | None = None
+) -> list[str]:
+    """Every Requires-Dist of every installed distribution (markers for the target, extras followed) that
+    the install tree does not satisfy, as "NAME VERSION requires REQUIREMENT (why)"."""
+    installed = _installed(root)
+    extras: dict[str, set[str]] = {name: set(values) for name, values in (requested_extras or {}).items()}
+    applicable: dict[str, list[Requirement]] = {}
+    changed = True
+    while changed:  # an extra asked for can bring requirements that ask for more extras
+        changed = False
+        for name, dist in installed.items():
+            applicable[name] = [
+                requirement
+                for requirement in dist.requires
+                if marker_applies(requirement.marker, environment, extras.get(name, ()))
+            ]
+            for requirement in applicable[name]:
+                wanted = extras.setdefault(_canonical(requirement.name), set())
+                if not requirement.extras <= wanted:
+                    wanted |= requirement.extras
+                    changed = True
+    problems = []
+    for name, dist in sorted(installed.items()):
+        for requirement in applicable[name]:
+            target = installed.get(_canonical(requirement.name))
+            if target is None:
+                problems.append(f"{dist.name} {dist.version} requires {requirement} (not installed)")
+            elif requirement.specifier and not requirement.specifier.contains(target.version, prereleases=True):
+                problems.append(f"{dist.name} {dist.version} requires {requirement} (installed: {target.version})")
+    return problems
+
+
+def check_dependencies(root: Path, platform: TargetPlatform, plan: _Plan, installer: Installer) -> None:
+    problems = unmet_dependencies(root, _environment(platform), plan.requirements.extras)
+    if not problems:
+        return
+    more = f" and {len(problems) - 3} more" if len(problems) > 3 else ""
+    if plan.lock is not None:
+        fix = f"the lock ({plan.lock}) is incomplete for this project: lock it again (uv lock / poetry lock)"
+    elif installer.name == "pip":
+        fix = "pip judges dependency markers by this machine's Python; use uv, or list the missing packages"
+    else:
+        fix = "add the missing packages to the requirements"
+    raise InstallError(f"the install for {platform.label} is incomplete: {'; '.join(problems[:3])}{more} — {fix}")
+
+
+def check_not_empty(root: Path, plan: _Plan, platform: TargetPlatform) -> None:
+    """Requirement inputs that name packages must install some: an empty layer is never a success."""
+    named = plan.requirements.named
+    if not named or _dist_infos(root):
+        return
+    if plan.requirements.kept == 0:
+        reason = f"none of them applies to {platform.label} (their environment markers exclude it)"
+    else:
+        reason = "the installer installed none of them"
+    raise InstallError(
+        f"the requirements name {len(named)} packages ({', '.join(named[:3])}{', ...' if len(named) > 3 else ''}) "
+        f"but {reason} — check the markers and the stage's compatible_runtime"
+    )
+
+
+def project_files(root: Path, wheel: Path) -> list[str]:
+    """The installed files of the project's own distribution (code, scripts and .dist-info), relative POSIX."""
+    name = _canonical(wheel.name.split("-")[0])
+    dist_info = next((path for path in _dist_infos(root) if _dist_name(path) == name), None)
+    if dist_info is None:
+        return []
+    names = {Path(os.path.normpath(root / _record_path(path))) for path, _ in _read_record(dist_info)}
+    names.update(path for path in dist_info.rglob("*") if path.is_file())
+    return sorted(path.relative_to(root).as_posix() for path in names if path.is_relative_to(root) and path.is_file())
+
+
 # --- the target directory ------------------------------------------------------------------------
 
 
@@ -761,7 +1068,8 @@ def install(request: InstallRequest, *, installer: str = "auto") -> InstallResul
     _check_paths(request)
     chosen = find_installer(installer)
     env = installer_env()
-    key = install_key(request, platform, chosen, env)
+    inputs = _read_inputs(request, platform)
+    key = install_key(request, platform, chosen, env, inputs)
     marker = read_marker(request.target)
     if marker is not None and _marker_matches(marker, key, request.target):
         return _skipped(marker, chosen, key, started)
@@ -777,17 +1085,21 @@ def install(request: InstallRequest, *, installer: str = "auto") -> InstallResul
     with tempfile.TemporaryDirectory(prefix=".drover-install-", dir=request.target.parent) as work:
         staging, scratch = Path(work).resolve() / "target", Path(work).resolve() / "scratch"
         scratch.mkdir()
-        plan = _plan(request, chosen, scratch, env)
+        plan = _plan(request, inputs, chosen, platform, scratch, env)
         if plan.lock is not None:
             logger.info("Using lock %s (%d pinned packages)", plan.lock, plan.locked_count)
         _run_install(plan, chosen, platform, staging, scratch, env, verbose=request.verbose)
         staging.mkdir(exist_ok=True)  # an empty requirement set installs nothing
+        check_not_empty(staging, plan, platform)
+        check_no_local_links(staging)
         verify_platform(staging, platform)
+        check_dependencies(staging, platform, plan, chosen)
         normalize_metadata(staging)
         excluded, freed = exclude_runtime_packages(staging) if request.exclude_runtime_packages else ((), 0)
         if excluded:
             logger.info("Excluded runtime-provided packages %s: %s saved", ", ".join(excluded), format_file_size(freed))
         count = len(_dist_infos(staging))
+        own_files = project_files(staging, plan.project_wheel) if plan.project_wheel is not None else []
         _write_marker(
             staging,
             {
@@ -799,6 +1111,7 @@ def install(request: InstallRequest, *, installer: str = "auto") -> InstallResul
                 "lock": plan.lock,
                 "excluded_packages": list(excluded),
                 "excluded_bytes": freed,
+                "project_files": own_files,
             },
         )
         replace_target(staging, request.target, Path(work).resolve() / "old")

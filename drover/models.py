@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 # Lambda limits (AWS docs): layers per function, unzipped function + layers, zipped direct upload.
 MAX_LAYERS = 5
@@ -14,7 +24,16 @@ UNZIPPED_LIMIT = 262_144_000
 DIRECT_UPLOAD_LIMIT = 52_428_800
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
 RUNTIME_PATTERN = re.compile(r"^python3\.(\d{1,2})$")
-FUNCTION_NAME_PATTERN = re.compile(r"^(arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$")
+# Lambda's Python runtimes (docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html, 2026-11):
+# supported ones deploy; deprecated ones are refused, because Lambda blocks creating and then
+# updating functions on them (python3.8: updates blocked since 2026-03-09), so a deploy would fail
+# half-way at the first write instead of before it.
+SUPPORTED_RUNTIMES = ("python3.9", "python3.10", "python3.11", "python3.12", "python3.13", "python3.14")
+DEPRECATED_RUNTIMES = ("python3.6", "python3.7", "python3.8")
+MAX_ECHO = 120  # characters of a user's value an error line repeats
+FUNCTION_NAME_PATTERN = re.compile(
+    r"^(arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$"
+)
 LAYER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,140}$")
 LAYER_VERSION_ARN_PATTERN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
@@ -27,23 +46,37 @@ DEFAULT_EXCLUDE_PATTERN = r".*__pycache__.*"  # drover 0.7.1's default, matched 
 Architecture = Literal["x86_64", "arm64"]
 
 
+def short_repr(value: object, limit: int = MAX_ECHO) -> str:
+    """repr(value), cut in the middle when longer than limit: an error line never echoes a huge value."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    keep = (limit - 5) // 2
+    return f"{text[:keep]} ... {text[-keep:]} ({len(text)} characters)"
+
+
 def compile_pattern(value: Any) -> re.Pattern[str]:
     if isinstance(value, re.Pattern):
         return value
     if not isinstance(value, str):
-        raise ValueError(f"expected a regular expression string, got {type(value).__name__} {value!r}")
+        raise ValueError(f"expected a regular expression string, got {type(value).__name__} {short_repr(value)}")
     try:
         return re.compile(value)
     except re.error as error:
-        raise ValueError(f"invalid regular expression {value!r}: {error}") from None
+        raise ValueError(f"invalid regular expression {short_repr(value)}: {error}") from None
 
 
 Regex = Annotated[re.Pattern[str], BeforeValidator(compile_pattern)]
 
 
+def is_valid(value: str, pattern: re.Pattern[str]) -> bool:
+    """The whole value matches: re.match with `$` would accept a trailing newline ("fn\\n")."""
+    return pattern.fullmatch(value) is not None
+
+
 def _check_pattern(value: str, pattern: re.Pattern[str], what: str) -> str:
-    if not pattern.match(value):
-        raise ValueError(f"{value!r} is not a valid {what}")
+    if not is_valid(value, pattern):
+        raise ValueError(f"{short_repr(value)} is not a valid {what}")
     return value
 
 
@@ -80,12 +113,62 @@ class S3BucketFileVersion(_Model):
     version_id: str | None = None
 
 
+def _extra_path_text(value: Any) -> str:
+    text = str(value) if isinstance(value, Path) else value
+    if not isinstance(text, str):
+        raise ValueError(f"expected a path, got {type(value).__name__} {value!r}")
+    if not text.strip():
+        raise ValueError("an empty extra path would add the whole working directory — name a file or directory")
+    if PurePosixPath(text.strip()).as_posix() in (".", "/"):
+        raise ValueError(
+            f"{text!r} is the whole working directory (or file system) — name the handler directory or file "
+            "instead, e.g. src"
+        )
+    return text.strip()
+
+
+def _archive_path(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("archive_path must be a non-empty relative path, e.g. service")
+    path = PurePosixPath(value.strip())
+    if path.is_absolute() or ".." in path.parts or path.as_posix() == ".":
+        raise ValueError(f"archive_path {value!r} must be a relative path inside the archive, e.g. service")
+    return path.as_posix()
+
+
+class ExtraPath(_Model):
+    """An extra path placed under archive_path in the function archive (the mapping form)."""
+
+    path: Annotated[Path, BeforeValidator(_extra_path_text)]
+    archive_path: Annotated[str, BeforeValidator(_archive_path)]
+
+
+def _extra_path(value: Any) -> ExtraPath | Path:
+    """The plain form (a path) as drover 0.7.1 reads it, or the mapping form {path, archive_path}."""
+    if isinstance(value, ExtraPath):
+        return value
+    if isinstance(value, dict):
+        try:
+            return ExtraPath.model_validate(value)
+        except ValidationError as error:
+            detail = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in detail["loc"])
+            message = str(detail["msg"]).removeprefix("Value error, ")
+            raise ValueError(f"{where}: {message}" if where else message) from None
+    return Path(_extra_path_text(value))
+
+
+# A directory's contents go to the archive root and a file by its name (drover 0.7.1); the mapping
+# form places the path's contents under archive_path instead.
+FunctionExtraPath = Annotated[ExtraPath | Path, PlainValidator(_extra_path)]
+
+
 class Stage(_Model):
     region_name: RegionName
     function_name: str
     compatible_runtime: str
     function_file_patterns: list[Regex] = Field(default_factory=list)
-    function_extra_paths: list[Path] = Field(default_factory=list)
+    function_extra_paths: list[FunctionExtraPath] = Field(default_factory=list)
     package_exclude_patterns: list[Regex] = Field(default_factory=lambda: [re.compile(DEFAULT_EXCLUDE_PATTERN)])
     requirements_layer_name: str | None = None
     supplemental_layer_arns: list[str] = Field(default_factory=list)
@@ -104,7 +187,8 @@ class Stage(_Model):
     @field_validator("compatible_runtime")
     @classmethod
     def _runtime(cls, value: str) -> str:
-        return _check_pattern(value, RUNTIME_PATTERN, "Python runtime (e.g. python3.12)")
+        _check_pattern(value, RUNTIME_PATTERN, "Python runtime (e.g. python3.12)")
+        return check_runtime(value)
 
     @field_validator("requirements_layer_name")
     @classmethod
@@ -139,8 +223,14 @@ class Stage(_Model):
             object.__setattr__(self, "requirements_layer_name", layer_name[:140])
         if self.alias is not None and not self.publish:
             object.__setattr__(self, "publish", True)
+        function_region = FUNCTION_NAME_PATTERN.fullmatch(self.function_name)["region"]  # type: ignore[index]
+        if function_region is not None and function_region != self.region_name:
+            raise ValueError(
+                f"function_name {self.function_name} is an ARN in region {function_region}, but region_name is "
+                f"{self.region_name} — make them match (or give the plain function name)"
+            )
         for arn in self.supplemental_layer_arns:
-            layer_region = LAYER_VERSION_ARN_PATTERN.match(arn)["region"]  # type: ignore[index]
+            layer_region = LAYER_VERSION_ARN_PATTERN.fullmatch(arn)["region"]  # type: ignore[index]
             if layer_region != self.region_name:
                 raise ValueError(
                     f"supplemental layer {arn} is in region {layer_region}, but the function is in "
@@ -162,6 +252,11 @@ class Stage(_Model):
         return self
 
     @property
+    def extra_path_sources(self) -> list[Path]:
+        """The filesystem paths of function_extra_paths, whichever form each entry has."""
+        return [extra.path if isinstance(extra, ExtraPath) else extra for extra in self.function_extra_paths]
+
+    @property
     def short_function_name(self) -> str:
         return self.function_name.rsplit(":", 1)[-1]
 
@@ -173,6 +268,18 @@ class Stage(_Model):
     @property
     def python_version(self) -> str:
         return self.compatible_runtime.removeprefix("python")
+
+
+def check_runtime(value: str) -> str:
+    """A runtime Lambda runs today; a deprecated or unknown python3.N names the supported ones."""
+    supported = f"use one of {', '.join(SUPPORTED_RUNTIMES)}"
+    if value in DEPRECATED_RUNTIMES:
+        raise ValueError(
+            f"{value!r} is a deprecated Lambda runtime: Lambda no longer creates or updates functions on it — {supported}"
+        )
+    if value not in SUPPORTED_RUNTIMES:
+        raise ValueError(f"{value!r} is not a Python runtime Lambda supports — {supported}")
+    return value
 
 
 class Settings(_Model):

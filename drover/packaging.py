@@ -1,7 +1,10 @@
 """Walk, partition and digest a package tree (pure filesystem, no AWS).
 
-Files matching a stage's ``function_file_patterns`` (and the ``function_extra_paths``) form the
-function archive; every other file goes to the requirements layer under ``python/``. A partition's
+Files matching a stage's ``function_file_patterns``, the files of the project drover.install built
+(listed in its marker: the project's code and .dist-info) and the ``function_extra_paths`` (a
+directory's contents at the archive root, as drover 0.7.1; a file by its name; the mapping form under
+its archive_path) form the function archive; every other file goes to the requirements layer under
+``python/``. A partition's
 digest is the SHA-256 of a sorted manifest of (archive name, mode, SHA-256 of the bytes), so it
 follows content, names, partition and the executable bit, and nothing else.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import stat
@@ -19,9 +23,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from re import Pattern
+from typing import Any
+
+import regex
 
 from drover.errors import PackagingError
-from drover.models import UNZIPPED_LIMIT, Stage
+from drover.models import UNZIPPED_LIMIT, ExtraPath, Stage, short_repr
 
 LAYER_PREFIX = "python/"
 INSTALL_MARKER = ".drover-install.json"  # drover.install's record of what it installed; never packaged
@@ -29,6 +36,8 @@ MANIFEST_HEADER = b"drover-manifest-v1\n"
 READ_SIZE = 1 << 20
 FILE_MODE = 0o644
 EXECUTABLE_MODE = 0o755
+PATTERN_TIMEOUT = 1.0  # seconds one user pattern may take on one name; an honest one takes microseconds
+MAX_DIRECTORY_VISITS = 16  # times one real directory may be walked through different symlinked paths
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,13 @@ class PackageFile:
     source: str
     executable: bool
     size: int
+    identity: tuple[int, int, int] | None = None  # (st_dev, st_ino, st_mtime_ns) the walk saw, when it saw it
+
+    @classmethod
+    def seen(cls, archive_name: str, source: str, info: os.stat_result) -> PackageFile:
+        """A file as the walk's stat saw it: every later read is checked against this."""
+        identity = (info.st_dev, info.st_ino, info.st_mtime_ns)
+        return cls(archive_name, source, _is_executable(info.st_mode), info.st_size, identity)
 
     @property
     def mode(self) -> int:
@@ -154,15 +170,15 @@ def partition_files(
     requirement_files: list[PackageFile] = []
     patterns = stage.function_file_patterns
     installed = False  # drover.install wrote its marker: an install that brought nothing is not a mistake
+    project_files = installed_project_files(install_path)
     for relative_name, source, info in walk_files(install_path, stage.package_exclude_patterns, skip):
         if relative_name == INSTALL_MARKER:
             installed = True
             continue
-        executable = _is_executable(info.st_mode)
-        if any(pattern.match(relative_name) for pattern in patterns):
-            function_files.append(PackageFile(relative_name, source, executable, info.st_size))
+        if relative_name in project_files or any(user_match(pattern, relative_name) for pattern in patterns):
+            function_files.append(PackageFile.seen(relative_name, source, info))
         else:
-            requirement_files.append(PackageFile(LAYER_PREFIX + relative_name, source, executable, info.st_size))
+            requirement_files.append(PackageFile.seen(LAYER_PREFIX + relative_name, source, info))
     if not (function_files or requirement_files or installed):
         raise PackagingError(
             f"install path {install_path} holds no files to package — pip install --target {install_path} your "
@@ -171,36 +187,60 @@ def partition_files(
     return function_files, requirement_files
 
 
+def installed_project_files(install_path: Path) -> frozenset[str]:
+    """The files of the project drover.install built (its code and .dist-info), as its marker lists them.
+
+    They belong with the function code: a code or README edit then moves only the function digest.
+    """
+    try:
+        marker = json.loads((install_path / INSTALL_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return frozenset()
+    names = marker.get("project_files") if isinstance(marker, dict) else None
+    return frozenset(name for name in names if isinstance(name, str)) if isinstance(names, list) else frozenset()
+
+
 def extra_path_files(stage: Stage, working_directory: Path) -> list[PackageFile]:
+    """The extra paths' files as drover 0.7.1 stores them: a directory's contents at the archive root,
+    a file by its name; the mapping form puts either under its archive_path."""
     files: list[PackageFile] = []
-    root = working_directory.resolve()
-    for extra_path in stage.function_extra_paths:
-        source = extra_path if extra_path.is_absolute() else working_directory / extra_path
-        if not extra_path.is_absolute() and not _is_within(source.resolve(), root):
-            raise PackagingError(
-                f"function_extra_paths: {str(extra_path)!r} resolves outside the working directory "
-                f"{working_directory} — keep extra paths inside it or give an absolute path"
-            )
-        if not source.exists():
-            raise PackagingError(
-                f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory}) — "
-                "create it or fix function_extra_paths"
-            )
-        # named as given (normalized), not after a symlink's target: a linked "instance" stays "instance/"
-        base = Path(os.path.abspath(source)).name
+    for extra in stage.function_extra_paths:
+        extra_path, prefix = (extra.path, extra.archive_path + "/") if isinstance(extra, ExtraPath) else (extra, "")
+        source = _extra_source(extra_path, working_directory)
         if source.is_dir():
             for relative_name, file_source, info in walk_files(source, stage.package_exclude_patterns):
-                files.append(
-                    PackageFile(f"{base}/{relative_name}", file_source, _is_executable(info.st_mode), info.st_size)
-                )
+                files.append(PackageFile.seen(prefix + relative_name, file_source, info))
         elif source.is_file():
             info = source.stat()
-            files.append(PackageFile(base, str(source.resolve()), _is_executable(info.st_mode), info.st_size))
+            # named as given (normalized), not after a symlink's target
+            name = prefix + Path(os.path.abspath(source)).name
+            files.append(PackageFile.seen(name, str(source.resolve()), info))
         else:
             raise PackagingError(
                 f"function_extra_paths: {str(extra_path)!r} is not a regular file or directory (a FIFO or device?)"
             )
     return files
+
+
+def _extra_source(extra_path: Path, working_directory: Path) -> Path:
+    root = working_directory.resolve()
+    source = extra_path if extra_path.is_absolute() else working_directory / extra_path
+    if not extra_path.is_absolute() and not _is_within(source.resolve(), root):
+        raise PackagingError(
+            f"function_extra_paths: {str(extra_path)!r} resolves outside the working directory "
+            f"{working_directory} — keep extra paths inside it or give an absolute path"
+        )
+    if source.resolve() == root:
+        raise PackagingError(
+            f"function_extra_paths: {str(extra_path)!r} is the working directory itself — name the handler "
+            "directory or file instead (e.g. src)"
+        )
+    if not source.exists():
+        raise PackagingError(
+            f"function_extra_paths: {str(extra_path)!r} does not exist (looked in {working_directory}) — "
+            "create it or fix function_extra_paths"
+        )
+    return source
 
 
 def walk_files(
@@ -216,18 +256,15 @@ def walk_files(
     skipped = {_identity(path) for path in skip if os.path.isdir(path)}
     pruning = [pattern for pattern in exclude_patterns if prefix_closed(pattern)]
     root_info = os.stat(root)
+    visits: dict[tuple[int, int], int] = {}  # a symlink DAG would otherwise walk a directory 2**depth times
     stack: list[tuple[str, str, frozenset[tuple[int, int]]]] = [
         (os.fspath(root), "", frozenset({(root_info.st_dev, root_info.st_ino)}))
     ]
     while stack:
         directory, prefix, ancestors = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError as error:
-            raise PackagingError(f"{directory}: cannot list directory: {error.strerror}") from None
-        for entry in entries:
+        for entry in _list_directory(directory):
             relative_name = prefix + entry.name
-            excluded = any(pattern.match(relative_name) for pattern in exclude_patterns)
+            excluded = any(user_match(pattern, relative_name) for pattern in exclude_patterns)
             if entry.is_symlink():
                 if excluded:
                     continue  # an excluded link is never followed, so it may dangle or point anywhere
@@ -235,17 +272,24 @@ def walk_files(
             elif excluded and not entry.is_dir(follow_symlinks=False):
                 continue  # the directory entry's type is known without a stat call
             else:
-                info = entry.stat(follow_symlinks=False)
+                info = _stat_entry(entry)
             if stat.S_ISDIR(info.st_mode):
-                if any(pattern.match(relative_name + "/") for pattern in pruning):
+                if any(user_match(pattern, relative_name + "/") for pattern in pruning):
                     continue  # every path below matches too: nothing under it can be packaged
                 identity = (info.st_dev, info.st_ino)
                 if identity in ancestors:
                     raise PackagingError(
                         f"{entry.path}: symlink loop (points back to {os.path.realpath(entry.path)}) — remove the link"
                     )
-                if identity not in skipped:
-                    stack.append((entry.path, relative_name + "/", ancestors | {identity}))
+                if identity in skipped:
+                    continue
+                visits[identity] = visits.get(identity, 0) + 1
+                if visits[identity] > MAX_DIRECTORY_VISITS:
+                    raise PackagingError(
+                        f"{entry.path}: the directory {os.path.realpath(entry.path)} is reached through more than "
+                        f"{MAX_DIRECTORY_VISITS} symlinked paths (symlinks to symlinks?) — remove the extra links"
+                    )
+                stack.append((entry.path, relative_name + "/", ancestors | {identity}))
             elif excluded:
                 continue
             elif stat.S_ISREG(info.st_mode):
@@ -254,6 +298,129 @@ def walk_files(
                 raise PackagingError(
                     f"{entry.path}: not a regular file or directory (a socket, FIFO or device?) — remove it"
                 )
+
+
+def user_match(pattern: Pattern[str], name: str) -> bool:
+    """pattern.match(name) with re's semantics, but bounded: a backtracking pattern is a clear error, not a hang.
+
+    Patterns that cannot backtrack badly (no repeat around a repeat or an alternation, no
+    backreference, at most two unbounded repeats: at worst quadratic in a name of at most PATH_MAX)
+    run on re. The others run on the `regex` engine (re-compatible VERSION0 syntax) with a time
+    bound per name; its timeout check costs ~2 µs a match, too much for every file of a 100,000-file
+    tree, hence the split.
+    """
+    engine = _bounded_engine(pattern)
+    if engine is None:
+        return pattern.match(name) is not None
+    try:
+        return engine.match(name, timeout=PATTERN_TIMEOUT) is not None
+    except TimeoutError:
+        raise PackagingError(
+            f"pattern {short_repr(pattern.pattern)} took more than {PATTERN_TIMEOUT:g} s to match the file name "
+            f"{short_repr(name)} (catastrophic backtracking, e.g. nested repeats like (a|aa)+) — simplify it"
+        ) from None
+
+
+_engines: dict[tuple[str, int], regex.Pattern[str] | None] = {}
+_sre_parser: Any = getattr(re, "_parser", None)
+_sre: Any = getattr(re, "_constants", None)
+
+
+def _bounded_engine(pattern: Pattern[str]) -> regex.Pattern[str] | None:
+    """The bounded engine for a pattern that could backtrack badly, None for one re runs safely."""
+    key = (pattern.pattern, pattern.flags)
+    if key not in _engines:
+        engine = None
+        if may_backtrack(pattern):
+            try:
+                engine = regex.compile(pattern.pattern, pattern.flags | regex.VERSION0)
+            except (regex.error, ValueError):
+                engine = None
+        _engines[key] = engine
+    return _engines[key]
+
+
+def may_backtrack(pattern: Pattern[str]) -> bool:
+    """Whether matching could take more than quadratic time (conservative: unsure means yes)."""
+    if _sre_parser is None or _sre is None:
+        return True
+    try:
+        parsed = _sre_parser.parse(pattern.pattern, pattern.flags & ~re.UNICODE)
+    except Exception:
+        return True
+    nested, unbounded = _complexity(list(parsed))
+    return nested or unbounded > 2
+
+
+def _complexity(items: list[tuple[Any, Any]]) -> tuple[bool, int]:
+    """(a repeat holds a repeat/alternation or a backreference exists, count of unbounded repeats)."""
+    nested, unbounded = False, 0
+    repeats = {_sre.MAX_REPEAT, _sre.MIN_REPEAT, getattr(_sre, "POSSESSIVE_REPEAT", _sre.MAX_REPEAT)}
+    for op, value in items:
+        children: list[list[tuple[Any, Any]]] = []
+        if op in repeats:
+            _, high, sub = value
+            if _has_choice(list(sub), repeats):
+                nested = True
+            if high == _sre.MAXREPEAT or high > 64:
+                unbounded += 1
+            children = [list(sub)]
+        elif op == _sre.SUBPATTERN:
+            children = [list(value[-1])]
+        elif op == _sre.BRANCH:
+            children = [list(branch) for branch in value[1]]
+        elif op in {_sre.ASSERT, _sre.ASSERT_NOT}:
+            children = [list(value[1])]
+        elif op == getattr(_sre, "ATOMIC_GROUP", None):
+            children = [list(value)]
+        elif op in {_sre.GROUPREF, _sre.GROUPREF_EXISTS, getattr(_sre, "GROUPREF_IGNORE", None)}:
+            nested = True
+        for child in children:
+            child_nested, child_unbounded = _complexity(child)
+            nested, unbounded = nested or child_nested, unbounded + child_unbounded
+    return nested, unbounded
+
+
+def _has_choice(items: list[tuple[Any, Any]], repeats: set[Any]) -> bool:
+    """A repeat or an alternation anywhere inside items."""
+    for op, value in items:
+        if op in repeats or op == _sre.BRANCH:
+            return True
+        if op == _sre.SUBPATTERN and _has_choice(list(value[-1]), repeats):
+            return True
+        if op in {_sre.ASSERT, _sre.ASSERT_NOT} and _has_choice(list(value[1]), repeats):
+            return True
+    return False
+
+
+def _list_directory(directory: str) -> list[os.DirEntry[str]]:
+    try:
+        return list(os.scandir(directory))
+    except OSError as error:
+        raise _filesystem_error(directory, error, "cannot list directory") from None
+
+
+def _stat_entry(entry: os.DirEntry[str]) -> os.stat_result:
+    try:
+        return entry.stat(follow_symlinks=False)
+    except OSError as error:
+        raise _filesystem_error(entry.path, error, "cannot stat") from None
+
+
+def _filesystem_error(path: str, error: OSError, doing: str) -> PackagingError:
+    """One line for an OSError met while walking or reading: vanished files are a race, not bad input."""
+    if error.errno in {errno.ENOENT, errno.ESTALE}:
+        return changed_while_packaging(path, "it was removed")
+    if error.errno == errno.ENAMETOOLONG:
+        return PackagingError(
+            f"{short_repr(path)}: path longer than the system allows (PATH_MAX {os.pathconf('/', 'PC_PATH_MAX')}) "
+            "— shorten the directory names or exclude it"
+        )
+    return PackagingError(f"{path}: {doing}: {error.strerror}")
+
+
+def changed_while_packaging(path: str, what: str) -> PackagingError:
+    return PackagingError(f"{path} changed while packaging ({what}) — rerun drover")
 
 
 _LOOKS_PAST_THE_MATCH = re.compile(r"\$|\\[ZbB]|\(\?[=!]")
@@ -349,14 +516,53 @@ def _hash_file(package_file: PackageFile) -> HashedFile:
     digest = hashlib.sha256()
     view = memoryview(thread_buffer(READ_SIZE))[:READ_SIZE]
     size = 0
+    descriptor = open_as_seen(package_file)
     try:
-        with open(package_file.source, "rb", buffering=0) as stream:
+        with open(descriptor, "rb", buffering=0, closefd=False) as stream:
             while count := stream.readinto(view):
                 digest.update(view[:count])
                 size += count
     except OSError as error:
-        raise PackagingError(f"{package_file.source}: cannot read: {error.strerror}") from None
+        raise _filesystem_error(package_file.source, error, "cannot read") from None
+    finally:
+        os.close(descriptor)
+    check_read_size(package_file, size)
     return HashedFile(package_file, size, digest.hexdigest())
+
+
+def open_as_seen(package_file: PackageFile) -> int:
+    """Open for reading without ever blocking, and check it is still the regular file the walk saw.
+
+    O_NONBLOCK: a file replaced by a FIFO would block open() forever; fstat then refuses it. A
+    different inode, mtime or size means the file was replaced or rewritten since the walk.
+    """
+    try:
+        descriptor = os.open(package_file.source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise _filesystem_error(package_file.source, error, "cannot read") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise changed_while_packaging(package_file.source, "no longer a regular file")
+        seen = package_file.identity
+        if seen is not None and (info.st_dev, info.st_ino) != seen[:2]:
+            raise changed_while_packaging(package_file.source, "replaced by another file")
+        if info.st_size != package_file.size:
+            raise changed_while_packaging(
+                package_file.source, f"{package_file.size} bytes when listed, {info.st_size} bytes now"
+            )
+        if seen is not None and info.st_mtime_ns != seen[2]:
+            raise changed_while_packaging(package_file.source, "modified since it was listed")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
+def check_read_size(package_file: PackageFile, size: int) -> None:
+    """The bytes read must be the bytes the walk counted: a file that grew or shrank while read is a race."""
+    if size != package_file.size:
+        raise changed_while_packaging(package_file.source, f"{package_file.size} bytes when listed, {size} bytes read")
 
 
 _thread_local = threading.local()
@@ -372,21 +578,33 @@ def thread_buffer(size: int) -> bytearray:
     return buffer
 
 
-def read_digest(source: str | Path, consume: Callable[[bytes], None]) -> tuple[int, str]:
-    """Read a file in large chunks, hand each to consume, return (size, sha256 hex)."""
+def read_digest(source: str | Path | PackageFile, consume: Callable[[bytes], None]) -> tuple[int, str]:
+    """Read a file in large chunks, hand each to consume, return (size, sha256 hex).
+
+    Given the PackageFile the walk saw, the open and the byte count are checked against it.
+    """
+    package_file = source if isinstance(source, PackageFile) else None
+    path = package_file.source if package_file is not None else os.fspath(source)  # type: ignore[arg-type]
     digest = hashlib.sha256()
     size = 0
-    try:
-        descriptor = os.open(source, os.O_RDONLY)
-    except OSError as error:
-        raise PackagingError(f"{source}: cannot read: {error.strerror}") from None
+    if package_file is not None:
+        descriptor = open_as_seen(package_file)
+    else:
+        try:
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError as error:
+            raise PackagingError(f"{path}: cannot read: {error.strerror}") from None
     try:
         while chunk := os.read(descriptor, READ_SIZE):
             digest.update(chunk)
             consume(chunk)
             size += len(chunk)
+    except OSError as error:
+        raise _filesystem_error(path, error, "cannot read") from None
     finally:
         os.close(descriptor)
+    if package_file is not None:
+        check_read_size(package_file, size)
     return size, digest.hexdigest()
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from drover.io import format_file_size
 from drover.models import DeployResult, MultiResult, StageFailure
 
+MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whole
+
 
 def render_text(result: DeployResult) -> str:
     lines = []
@@ -175,3 +177,11 @@ def render_multi_summary(result: MultiResult) -> str:
     if warnings:
         lines += ["", "#### Warnings", ""] + [f"- {markdown_cell(warning)}" for warning in warnings]
     return "\n".join(lines) + "\n"
+
+
+def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:
+    """Cut the middle out of an over-long line, saying how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]} … [{len(text) - 2 * keep} characters cut] … {text[-keep:]}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import errno
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,9 +14,10 @@ import yaml
 from pydantic import ValidationError
 
 from drover.errors import SettingsError
-from drover.models import S3BucketPath, Settings, Stage
+from drover.models import S3BucketPath, Settings, Stage, short_repr
 
-MAX_EXPANDED_NODES = 10_000
+MAX_SETTINGS_BYTES = 1 << 20  # a drover.yml of 1,000 stages is ~200 KB
+MAX_ALIAS_EXPANSION = 10_000  # nodes that aliases add beyond the nodes written out
 Location = tuple[int, int]
 NodePath = tuple[str | int, ...]
 
@@ -74,28 +78,7 @@ def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node | None, yaml.Nod
 
 
 def _read_document(settings_file: Path) -> _Document:
-    try:
-        text = settings_file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SettingsError(
-            f"{settings_file}: settings file not found — create it or pass --settings-file", file=settings_file
-        ) from None
-    except IsADirectoryError:
-        raise SettingsError(
-            f"{settings_file}: is a directory, not a settings file — point --settings-file at the YAML file",
-            file=settings_file,
-        ) from None
-    except UnicodeDecodeError as error:
-        raise SettingsError(
-            f"{settings_file}: not UTF-8 text ({error.reason} at byte {error.start}) — save it as UTF-8",
-            file=settings_file,
-        ) from None
-    except OSError as error:
-        raise SettingsError(
-            f"{settings_file}: cannot read settings file: {error.strerror} — make it readable or pass another "
-            "--settings-file",
-            file=settings_file,
-        ) from None
+    text = _read_text(settings_file)
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -127,14 +110,90 @@ def _read_document(settings_file: Path) -> _Document:
     return _Document(data, root)
 
 
+def _read_text(settings_file: Path) -> str:
+    """The file's text, read without blocking and at most MAX_SETTINGS_BYTES (+1 to tell it is larger)."""
+    try:
+        descriptor = os.open(settings_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        raise _open_error(settings_file, error) from None
+    try:
+        info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise _open_error(settings_file, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+        if not stat.S_ISREG(info.st_mode):
+            raise SettingsError(
+                f"{settings_file}: not a regular file (a FIFO, device or socket) — point --settings-file at the "
+                "YAML file",
+                file=settings_file,
+            )
+        data = _read_at_most(descriptor, MAX_SETTINGS_BYTES + 1)
+    except OSError as error:
+        raise _open_error(settings_file, error) from None
+    finally:
+        os.close(descriptor)
+    if len(data) > MAX_SETTINGS_BYTES:
+        raise SettingsError(
+            f"{settings_file}: larger than {MAX_SETTINGS_BYTES} bytes, the limit for a settings file — is it the "
+            "right file?",
+            file=settings_file,
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise SettingsError(
+            f"{settings_file}: not UTF-8 text ({error.reason} at byte {error.start}) — save it as UTF-8",
+            file=settings_file,
+        ) from None
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit and (chunk := os.read(descriptor, limit - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _open_error(settings_file: Path, error: OSError) -> SettingsError:
+    if isinstance(error, FileNotFoundError):
+        message = "settings file not found — create it or pass --settings-file"
+    elif isinstance(error, IsADirectoryError):
+        message = "is a directory, not a settings file — point --settings-file at the YAML file"
+    else:
+        message = f"cannot read settings file: {error.strerror} — make it readable or pass another --settings-file"
+    return SettingsError(f"{settings_file}: {message}", file=settings_file)
+
+
+def _distinct_nodes(root: yaml.Node) -> int:
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return len(seen)
+
+
 def _check_node_graph(settings_file: Path, root: yaml.Node) -> None:
-    """Reject alias bombs (shared nodes expanding exponentially) and duplicate mapping keys."""
+    """Reject alias bombs and duplicate mapping keys.
+
+    Only what aliases add is counted: the expanded tree may exceed the nodes written out by at most
+    MAX_ALIAS_EXPANSION, so a long honest file loads however many stages it has (its size is bounded
+    by MAX_SETTINGS_BYTES) while 9 aliases of 9 aliases of ... are refused before they are built.
+    """
+    limit = _distinct_nodes(root) + MAX_ALIAS_EXPANSION
     sizes: dict[int, int] = {}
 
     def expanded_size(node: yaml.Node) -> int:
         if id(node) in sizes:
             return sizes[id(node)]
-        sizes[id(node)] = MAX_EXPANDED_NODES + 1  # a node reached again while expanding itself
+        sizes[id(node)] = limit + 1  # a node reached again while expanding itself
         children: Iterable[yaml.Node]
         if isinstance(node, yaml.MappingNode):
             _reject_duplicate_keys(settings_file, node)
@@ -146,15 +205,15 @@ def _check_node_graph(settings_file: Path, root: yaml.Node) -> None:
         total = 1
         for child in children:
             total += expanded_size(child)
-            if total > MAX_EXPANDED_NODES:
+            if total > limit:
                 break
         sizes[id(node)] = total
         return total
 
-    if expanded_size(root) > MAX_EXPANDED_NODES:
+    if expanded_size(root) > limit:
         raise SettingsError(
-            f"{settings_file}: YAML expands to more than {MAX_EXPANDED_NODES} nodes through anchors and aliases "
-            "(an alias bomb?) — write the values out instead",
+            f"{settings_file}: YAML aliases expand to more than {MAX_ALIAS_EXPANSION} nodes beyond those written "
+            "out (an alias bomb?) — write the values out instead",
             file=settings_file,
         )
 
@@ -166,7 +225,7 @@ def _reject_duplicate_keys(settings_file: Path, node: yaml.MappingNode) -> None:
             if key.value in seen:
                 line, column = key.start_mark.line + 1, key.start_mark.column + 1
                 raise SettingsError(
-                    f"{settings_file}:{line}:{column}: key {key.value!r} is defined twice — keep one",
+                    f"{settings_file}:{line}:{column}: key {short_repr(key.value)} is defined twice — keep one",
                     file=settings_file,
                     line=line,
                     column=column,
@@ -183,10 +242,40 @@ def _validate(settings_file: Path, document: _Document) -> Settings:
             line=1,
             column=1,
         )
+    _check_stage_names(settings_file, document)
     try:
         return Settings.model_validate(data)
     except ValidationError as error:
         raise _settings_error(settings_file, document, error) from None
+
+
+_YAML_KINDS = {
+    "tag:yaml.org,2002:bool": "a boolean",
+    "tag:yaml.org,2002:int": "a number",
+    "tag:yaml.org,2002:float": "a number",
+    "tag:yaml.org,2002:null": "null",
+    "tag:yaml.org,2002:timestamp": "a date",
+}
+
+
+def _check_stage_names(settings_file: Path, document: _Document) -> None:
+    """Stage names must be strings: YAML 1.1 reads `off:` as false and `2024:` as a number."""
+    stages = document.data.get("stages")
+    if not isinstance(stages, dict) or all(isinstance(name, str) for name in stages):
+        return
+    _, stages_node = _child(document.root, "stages")
+    keys = [key for key, _ in stages_node.value] if isinstance(stages_node, yaml.MappingNode) else []
+    for key in keys:
+        if isinstance(key, yaml.ScalarNode) and key.tag in _YAML_KINDS:
+            line, column = key.start_mark.line + 1, key.start_mark.column + 1
+            raise SettingsError(
+                f"{settings_file}:{line}:{column}: stage name {key.value[:40]} is read by YAML as "
+                f"{_YAML_KINDS[key.tag]}, not a name — quote it: '{key.value[:40]}':",
+                file=settings_file,
+                line=line,
+                column=column,
+            )
+    raise SettingsError(f"{settings_file}: every stage name must be a string — quote them", file=settings_file)
 
 
 def _settings_error(settings_file: Path, document: _Document, error: ValidationError) -> SettingsError:
@@ -261,5 +350,4 @@ def _describe_type(value: Any) -> str:
 
 
 def _short_repr(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return short_repr(value, 60)

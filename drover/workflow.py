@@ -161,6 +161,7 @@ class PublishLayer(Step):
         logger.info("Uploading requirements archive...")
         location = upload(deployment, archive, digest)
         layer = deployment.target.publish_layer(location, digest, deployment.architecture)
+        deployment.result.requirements_layer_arn = layer.arn  # an interruption from here on names it
         logger.info("Published requirements layer %s", layer.arn)
         return _converge(
             deployment,
@@ -173,7 +174,7 @@ class PublishLayer(Step):
 def _converge(deployment: Deployment, layer: LayerVersion, digest: str, done: str) -> str:
     """Adopt the lowest version recording this digest (a concurrent run may have published one too)."""
     adopted, deleted = deployment.target.converge_layer(digest, deployment.architecture, layer)
-    deployment.layer_arn = adopted.arn
+    deployment.layer_arn = deployment.result.requirements_layer_arn = adopted.arn
     deployment.result.requirements_updated = True
     if deployment.claimed_layer is not None:
         deployment.claimed_layer.set_result(adopted.arn)

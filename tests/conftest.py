@@ -25,10 +25,6 @@ BASE_STAGE: dict[str, Any] = {
 }
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "slow: builds a large archive (tens of thousands of entries)")
-
-
 def build_tree(root: Path, files: TreeSpec) -> Path:
     """Create files under root, in the order given: {relative name: bytes | (bytes, mode)}.
 

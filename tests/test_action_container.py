@@ -3,7 +3,8 @@
 The environment holds only PATH, HOME, the INPUT_* variables (hyphens kept), the GITHUB_* files in a
 temp directory laid out like /github/..., RUNNER_TEMP, the OIDC request variables pointing at a local
 token server, and AWS_ENDPOINT_URL pointing at the moto server (STS through a recording stand-in).
-A real image build + run with podman runs at the end, when podman is installed.
+The end of the file runs the real image the same way, with podman (`make test-container`):
+tests/container/ builds it and replays the runner's `docker run`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import base64
 import hashlib
 import json
 import os
-import shutil
+import re
+import signal
 import subprocess
 import sys
 import zipfile
@@ -24,6 +26,9 @@ import pytest
 
 from drover import github
 from tests.aws import Infrastructure, MotoServer
+from tests.container import images
+from tests.container.holding import holding_server
+from tests.container.runner import ActionRun, ContainerRunner
 from tests.github_fakes import (
     ACCESS_DENIED,
     THROTTLED,
@@ -38,6 +43,7 @@ from tests.github_fakes import (
 
 ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINT = ROOT / "entrypoint.py"
+DROVER = ROOT / "drover"
 ROLE = "arn:aws:iam::123456789012:role/drover-deploy"
 SETTINGS = """\
 stages:
@@ -51,32 +57,6 @@ stages:
       - config
 """
 FAST_RETRIES = {"DROVER_RETRY_BASE_SECONDS": "0.01", "DROVER_OIDC_TIMEOUT_SECONDS": "2"}
-
-
-@dataclass
-class ActionRun:
-    returncode: int
-    stdout: str
-    stderr: str
-    output_text: str
-    summary: str
-
-    @property
-    def outputs(self) -> dict[str, str]:
-        return parse_github_output(self.output_text)
-
-    @property
-    def error_lines(self) -> list[str]:
-        """The error annotations, on stderr (never on stdout)."""
-        assert not any(line.startswith("::error") for line in self.stdout.splitlines()), self.stdout
-        return [line for line in self.stderr.splitlines() if line.startswith("::error")]
-
-    @property
-    def only_error(self) -> str:
-        """The one line on stderr, an error annotation: no traceback, nothing else."""
-        lines = self.stderr.splitlines()
-        assert len(lines) == 1 and lines == self.error_lines, self.stderr
-        return lines[0]
 
 
 @dataclass
@@ -495,49 +475,282 @@ def test_requirements_install_into_a_fresh_directory_under_runner_temp(
     assert run.outputs["requirements-updated"] == "true"
 
 
-# -- a real container: podman build + run --------------------------------------------------------
+def test_sigterm_mid_deploy_reports_what_was_written_and_exits_143(
+    runner: Runner, infra: Infrastructure, aws: MotoServer
+) -> None:
+    """What the runner's cancel and `docker stop` send: handled like Ctrl-C, not ignored."""
+    infra.function("fn")
+    scratch = runner.root / "scratch"
+    scratch.mkdir()
+    with holding_server(aws.endpoint, hold=UPDATE_CODE) as endpoint:
+        process = subprocess.Popen(
+            [sys.executable, str(ENTRYPOINT)],
+            cwd=runner.workspace,
+            env=runner.environment(
+                {"stage": "staging", "install-path": "install"},
+                {
+                    "AWS_ENDPOINT_URL": endpoint.endpoint,
+                    "AWS_ACCESS_KEY_ID": "testing",
+                    "AWS_SECRET_ACCESS_KEY": "t",
+                    "TMPDIR": str(scratch),
+                },
+            ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert endpoint.arrived.wait(120), "the deploy never reached UpdateFunctionCode"
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=120)
+    run = ActionRun(process.returncode, stdout, stderr, runner.output_file.read_text(), runner.summary_file.read_text())
+    assert_stopped_mid_deploy(run, infra)
+    assert not list(scratch.iterdir())  # the archives' scratch directory was removed
 
 
-PODMAN = shutil.which("podman")
+def assert_stopped_mid_deploy(run: ActionRun, infra: Infrastructure) -> None:
+    assert run.returncode == 143, run.stdout + run.stderr
+    error = run.only_error
+    layer_arn = infra.layer_versions("fn-requirements")[0]["LayerVersionArn"]
+    assert error.startswith("::error::drover: stopped by SIGTERM during the deploy of fn; ")
+    assert f"written to AWS: publish-layer {layer_arn}; not written: the remaining steps" in error
+    assert "scratch files were removed" in error
+    assert run.output_text == "" and run.summary == ""
+    assert "drover:function-digest" not in infra.tags("fn")  # the tag comes last: a rerun redoes the rest
+
+
+# -- the real image, run as the GitHub runner runs it (podman) ------------------------------------
+
+
+UPDATE_CODE = "PUT /2015-03-31/functions/fn/code"
+TINYDEP_REQUIREMENTS = "tinydep==1.0\n"
+
+
+@pytest.fixture(scope="session")
+def action_image() -> str:
+    """The Action image built from the Dockerfile (base built locally when no registry is reachable)."""
+    try:
+        return images.action_image()
+    except images.ContainerUnavailable as error:
+        if os.environ.get("DROVER_REQUIRE_CONTAINER") == "1":
+            pytest.fail(f"DROVER_REQUIRE_CONTAINER=1 but {error}")
+        pytest.skip(str(error))
+
+
+@pytest.fixture
+def container(action_image: str, tmp_path: Path) -> ContainerRunner:
+    """A hosted runner's directories (owned by uid 1001) holding the project, and the image to run on them."""
+    runner = ContainerRunner(action_image, tmp_path / "runner")
+    write_project(runner.workspace)
+    (runner.workspace / "requirements.txt").write_text(TINYDEP_REQUIREMENTS, encoding="utf-8")
+    wheelhouse = runner.workspace / "wheelhouse"
+    wheelhouse.mkdir()
+    write_wheel(wheelhouse, "tinydep", "1.0", {"tinydep/__init__.py": "VALUE = 42\n"})
+    # the index is this directory: installers in the container reach no package registry
+    (runner.workspace / "uv.toml").write_text('no-index = true\nfind-links = ["/github/workspace/wheelhouse"]\n')
+    runner.give_to_owner()
+    return runner
+
+
+OFFLINE_INSTALL = {
+    "UV_CONFIG_FILE": "/github/workspace/uv.toml",
+    "PIP_NO_INDEX": "1",
+    "PIP_FIND_LINKS": "/github/workspace/wheelhouse",
+}
+STATIC_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 @pytest.mark.container
-@pytest.mark.skipif(PODMAN is None, reason="podman is not installed (the simulated container run covers the Action)")
-def test_image_builds_and_runs_the_action(tmp_path: Path, infra: Infrastructure, aws: MotoServer) -> None:
-    """Build the Dockerfile (BASE from DROVER_TEST_BASE_IMAGE for offline builds) and run the README recipe."""
-    assert PODMAN is not None
-    tag = "localhost/drover-action-test:latest"
-    build = [PODMAN, "build", "--tag", tag]
-    if os.environ.get("DROVER_TEST_BASE_IMAGE"):
-        build += ["--build-arg", f"BASE={os.environ['DROVER_TEST_BASE_IMAGE']}"]
-    built = subprocess.run([*build, str(ROOT)], capture_output=True, text=True, timeout=1800)
-    assert built.returncode == 0, built.stdout[-4000:] + built.stderr[-4000:]
-    workspace = tmp_path / "workspace"
-    write_project(workspace)
+def test_container_deploys_with_oidc_then_a_second_run_changes_nothing(
+    container: ContainerRunner, infra: Infrastructure, aws: MotoServer, oidc: FakeOidcServer
+) -> None:
     infra.function("fn")
-    command = [
-        PODMAN,
+    inputs = {"stage": "staging", "install-path": "build", "requirements": "requirements.txt", "role-to-assume": ROLE}
+    with fake_sts(aws.endpoint) as sts, counting_server(aws.endpoint) as counted:
+        environment = {
+            **oidc_environment(oidc, sts, aws),
+            "AWS_ENDPOINT_URL": counted.endpoint,
+            **OFFLINE_INSTALL,
+        }
+        first = container.run(inputs, environment)
+        assert first.returncode == 0, first.stdout + first.stderr
+        first_writes = list(counted.writes)
+        counted.requests.clear()
+        second = container.run(inputs, environment)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert counted.writes == []  # the second run only read
+    assert first.stderr == "" and second.stderr == ""
+    assert len(first_writes) >= 3  # layer, code, configuration, tags
+
+    # the installer ran in the container, into the install path inside the workspace
+    assert (container.workspace / "build" / "tinydep" / "__init__.py").read_text() == "VALUE = 42\n"
+    assert "::group::Install" in first.stdout.splitlines()
+
+    # every output, in agreement with the live function
+    outputs = first.outputs
+    assert set(outputs) == set(github.OUTPUT_NAMES)
+    live = infra.configuration("fn")
+    result = json.loads(outputs["result-json"])
+    assert outputs["function-arn"] == live["FunctionArn"] == result["function_arn"]
+    assert outputs["code-sha256"] == live["CodeSha256"]
+    assert [layer["Arn"] for layer in live["Layers"]] == [outputs["requirements-layer-arn"]]
+    assert outputs["function-digest"] == infra.tags("fn")["drover:function-digest"]
+    assert outputs["requirements-digest"] == result["requirements_digest"] != ""
+    assert (outputs["function-updated"], outputs["requirements-updated"], outputs["configuration-updated"]) == (
+        "true",
+        "true",
+        "true",
+    )
+    assert outputs["version"] == ""
+    again = second.outputs
+    assert (again["function-updated"], again["requirements-updated"], again["configuration-updated"]) == (
+        "false",
+        "false",
+        "false",
+    )
+    assert again["code-sha256"] == outputs["code-sha256"]
+    assert again["requirements-layer-arn"] == outputs["requirements-layer-arn"]
+
+    # the step summary
+    assert first.summary.startswith("### drover deployed fn (staging)")
+    assert f"| Function ARN | {live['FunctionArn']} |" in first.summary
+    assert "| update-code | fn |" in first.summary
+    assert second.summary.startswith("### drover") and "update-code" not in second.summary
+
+    # masks: each secret only ever in its ::add-mask:: line
+    for run, token_index in ((first, 0), (second, 1)):
+        issued = sts.issued[token_index]
+        assert_masked_before_use(
+            run,
+            {
+                "OIDC token": oidc.tokens[token_index],
+                "request token": oidc.request_token,
+                "access key id": issued.access_key_id,
+                "secret key": issued.secret_access_key,
+                "session token": issued.session_token,
+            },
+        )
+
+    # nothing root-owned in the runner's directories
+    assert container.not_owned_by_runner() == []
+
+
+@pytest.mark.container
+@pytest.mark.parametrize(
+    ("case", "code", "error"),
+    [
+        ("unknown stage", 2, "::error file=drover.yml::drover.yml: unknown stage 'prod' — stages defined: staging"),
+        ("no such function", 1, "::error::function fn not found in region us-east-1 — create it with your"),
+    ],
+)
+def test_container_failure_is_one_error_line_and_the_exit_code(
+    container: ContainerRunner, aws: MotoServer, case: str, code: int, error: str
+) -> None:
+    stage = "prod" if case == "unknown stage" else "staging"
+    run = container.run({"stage": stage, "install-path": "install"}, {"AWS_ENDPOINT_URL": aws.endpoint, **STATIC_KEYS})
+    assert run.returncode == code, run.stdout + run.stderr
+    assert run.only_error.startswith(error)
+    assert run.output_text == "" and run.summary == ""
+    assert container.not_owned_by_runner() == []
+
+
+@pytest.mark.container
+def test_container_stopped_mid_deploy_exits_143_and_says_what_was_written(
+    container: ContainerRunner, infra: Infrastructure, aws: MotoServer
+) -> None:
+    """`podman kill --signal TERM` is what `docker stop` and a cancelled job send to the Action (PID 1)."""
+    infra.function("fn")
+    with holding_server(aws.endpoint, hold=UPDATE_CODE) as endpoint:
+        pending = container.start(
+            {"stage": "staging", "install-path": "install"}, {"AWS_ENDPOINT_URL": endpoint.endpoint, **STATIC_KEYS}
+        )
+        try:
+            assert endpoint.arrived.wait(120), "the deploy never reached UpdateFunctionCode"
+            pending.signal("TERM")
+            run = pending.wait(timeout=120)
+        finally:
+            if pending.process.poll() is None:
+                pending.process.kill()
+    assert_stopped_mid_deploy(run, infra)
+    assert container.not_owned_by_runner() == []
+
+
+@pytest.mark.container
+def test_container_the_docs_docker_run_recipe(
+    action_image: str, container: ContainerRunner, infra: Infrastructure, aws: MotoServer
+) -> None:
+    """docs/action.md's `docker run` outside GitHub: no GITHUB_* files (outputs on stdout), HOME=/root."""
+    infra.function("fn")
+    environment = {"INPUT_STAGE": "staging", "INPUT_INSTALL-PATH": "build", "INPUT_REQUIREMENTS": "requirements.txt"}
+    environment |= {"AWS_ENDPOINT_URL": aws.endpoint, **STATIC_KEYS, **OFFLINE_INSTALL}
+    ran = images.podman(
         "run",
         "--rm",
-        "--network",
-        "host",
         "-v",
-        f"{workspace}:/github/workspace",
+        f"{container.workspace}:/github/workspace",
         "-w",
         "/github/workspace",
-        "-e",
-        "INPUT_STAGE=staging",
-        "-e",
-        "INPUT_INSTALL-PATH=install",
-        "-e",
-        f"AWS_ENDPOINT_URL={aws.endpoint}",
-        "-e",
-        "AWS_ACCESS_KEY_ID=testing",
-        "-e",
-        "AWS_SECRET_ACCESS_KEY=testing",
-        tag,
-    ]
-    ran = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    assert ran.returncode == 0, ran.stdout[-4000:] + ran.stderr[-4000:]
+        *[item for name, value in environment.items() for item in ("-e", f"{name}={value}")],
+        "--network",
+        "host",
+        *images.platform_arguments(),
+        action_image,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
     outputs = parse_github_output(ran.stdout[ran.stdout.index("function-arn=") :])
+    assert set(outputs) == set(github.OUTPUT_NAMES)
     assert outputs["code-sha256"] == infra.configuration("fn")["CodeSha256"]
+    assert (container.workspace / "build" / "tinydep" / "__init__.py").is_file()
+    assert container.not_owned_by_runner() == []
+
+
+@pytest.mark.container
+def test_image_holds_only_what_the_code_uses(action_image: str) -> None:
+    """botocore keeps the models of the services drover calls; every package over 1 MB is imported."""
+    script = """
+import json, pathlib, sys, importlib.util
+import drover.cli, drover.github, drover.deploy, drover.install, drover.workflow, pip._internal.cli.main
+import botocore
+site = pathlib.Path(botocore.__file__).parents[1]
+sizes = {p.name: sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) for p in site.iterdir() if p.is_dir()}
+big = sorted(name for name, size in sizes.items() if size > 1_000_000 and not name.endswith('-info'))
+services = sorted(p.name for p in (site / 'botocore' / 'data').iterdir() if p.is_dir())
+print(json.dumps({'big': big, 'imported': sorted(set(big) & set(sys.modules)), 'services': services}))
+"""
+    completed = images.podman(
+        "run", "--rm", *images.platform_arguments(), "--entrypoint", "/opt/venv/bin/python", action_image, "-c", script
+    )
+    found = json.loads(completed.stdout)
+    assert found["big"] == found["imported"], "packages over 1 MB that no drover code path imports"
+    called = set(re.findall(r'(?:client|call)\("([a-z0-9-]+)"', "".join(p.read_text() for p in DROVER.rglob("*.py"))))
+    assert "lambda" in called, called  # the pattern still finds the calls
+    assert called <= set(found["services"]), "the image lacks the botocore model of a service drover calls"
+
+
+@pytest.mark.container
+def test_image_trusts_the_extra_ca_certificates_it_was_built_with(action_image: str) -> None:
+    """EXTRA_CA_CERTS (here: the host's TLS-intercepting proxy CA) is in the bundle every installer reads."""
+    extra = "" if os.environ.get("DROVER_TEST_IMAGE") else images.host_ca_bundle()  # what the build was given
+    shown = images.podman(
+        "run", "--rm", *images.platform_arguments(), "--entrypoint", "sh", action_image, "-c", 'cat "$SSL_CERT_FILE"'
+    ).stdout
+    assert shown.count("-----BEGIN CERTIFICATE-----") > 100  # the system's roots, SSL_CERT_FILE is that bundle
+    bodies = re.findall(r"-----BEGIN CERTIFICATE-----\n(.+?)-----END CERTIFICATE-----", extra, re.DOTALL)
+    assert len(bodies) == extra.count("-----BEGIN CERTIFICATE-----")
+    assert all(body in shown for body in bodies)
+
+
+def test_branches_build_the_dockerfile_and_release_pins_that_line_to_the_image_digest() -> None:
+    """action.yml on a branch builds the Dockerfile; release.yml rewrites exactly that line to the pushed digest."""
+    action = (ROOT / "action.yml").read_text(encoding="utf-8")
+    release = (ROOT / ".github" / "workflows" / "release.yml").read_text(encoding="utf-8")
+    assert action.splitlines().count("  image: Dockerfile") == 1
+    assert 'sed -i "s|^  image: Dockerfile\\$|  image: $reference|" action.yml' in release
+    assert 'reference="docker://$IMAGE@$DIGEST"' in release
+    assert "platforms: linux/amd64,linux/arm64" in release
+    # the image is tested before it is pushed, on both architectures
+    steps = (
+        release.index("Container tests on the linux/amd64 image"),
+        release.index("Container tests on the linux/arm64"),
+    )
+    assert max(steps) < release.index("Push both architectures")

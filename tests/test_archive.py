@@ -232,7 +232,7 @@ def test_file_changed_after_hashing_is_an_error_and_leaves_no_zip(
     files[1] = replace(files[1], sha256=hashlib.sha256(b"what it was when hashed").hexdigest())
     out = tmp_path / "out"
 
-    with pytest.raises(PackagingError, match=r"b\.py changed while drover was packaging it"):
+    with pytest.raises(PackagingError, match=r"b\.py changed while packaging"):
         write_zip(out / "function.zip", files)
 
     assert list(out.iterdir()) == []  # neither the zip nor the spool directory remains
@@ -243,7 +243,7 @@ def test_file_rewritten_between_hashing_and_zipping_is_detected(tmp_path, make_t
     files = hash_files([PackageFile("a.py", str(root / "a.py"), False, (root / "a.py").stat().st_size)])
     (root / "a.py").write_bytes(b"after!")
 
-    with pytest.raises(PackagingError, match="changed while drover was packaging"):
+    with pytest.raises(PackagingError, match="changed while packaging"):
         write_zip(tmp_path / "out.zip", files)
 
     assert not (tmp_path / "out.zip").exists()

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
 
 import drover
+from drover.cli import build_parser
 
-EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "basic_lambda"
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "basic_lambda"
 JSON_KEYS = {
     "stage",
     "function_digest",
@@ -51,7 +56,10 @@ def parse_json_stdout(result: subprocess.CompletedProcess[str]) -> dict:
 
 def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int = 2) -> str:
     assert result.returncode == code, result.stderr
-    assert result.stdout == ""
+    if "--json" in result.args:  # with --json, stdout holds one {"error": ...} object
+        assert json.loads(result.stdout)["error"]["exit_code"] == code
+    else:
+        assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("drover: error: ")
@@ -63,7 +71,7 @@ def assert_one_error_line(result: subprocess.CompletedProcess[str], code: int = 
 def example(tmp_path) -> Path:
     """A copy of examples/basic_lambda plus install/, as `pip install --target install` would leave it."""
     project = tmp_path / "example"
-    shutil.copytree(EXAMPLE, project)
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("install", "dist"))  # what the README leaves
     shutil.copytree(EXAMPLE / "basic_lambda" / "basic_lambda", tmp_path / "install" / "basic_lambda")
     return project
 
@@ -280,8 +288,77 @@ def test_version_prints_the_package_version(tmp_path):
     result = run_drover("--version", cwd=tmp_path)
 
     assert result.returncode == 0
-    assert result.stdout.strip() == f"drover {drover.__version__}"
+    assert result.stdout.strip() == f"drover {drover.__version__} (drover-action)"  # not drover 0.7.1 from PyPI
     assert re.fullmatch(r"\d+\.\d+\.\d+.*", drover.__version__)
+
+
+def test_the_distribution_named_by_version_is_the_one_pyproject_builds():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+    assert project["name"] == drover.DISTRIBUTION == "drover-action"
+    assert project["scripts"] == {"drover": "drover.cli:main"}
+
+
+def test_help_shows_each_mode_the_exit_codes_the_environment_and_the_default_install_path(tmp_path):
+    result = run_drover("--help", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    for mode in ("--dry-run staging", "--package-only --archive-dir dist staging", "--json staging"):
+        assert f"drover --install-path install {mode}" in text
+    assert "drover --install-path install staging deploy stage" in text
+    for code, meaning in (("0", "success"), ("1", "the deploy failed"), ("2", "bad input"), ("130", "interrupted")):
+        assert f" {code} {meaning}" in text
+    assert "143: terminated (SIGTERM)" in text
+    for variable in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_ENDPOINT_URL", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        assert variable in text
+    assert "default: the working directory" in text
+    assert "--install-path defaults to the working directory" in text
+
+
+def help_examples() -> list[list[str]]:
+    lines = build_parser().epilog.splitlines()  # type: ignore[union-attr]
+    return [shlex.split(line)[1:] for line in lines if line.startswith("  drover ")]
+
+
+def test_every_help_example_is_a_valid_command_line():
+    examples = help_examples()
+
+    assert len(examples) == 5
+    for arguments in examples:
+        parsed = build_parser().parse_args(arguments)  # exits 2 on an invalid one
+        assert parsed.stages == ["staging"]
+
+
+def test_the_default_install_path_warns_and_names_what_it_packages(example, tmp_path):
+    (example / "notes.txt").write_text("not for Lambda\n")
+
+    result = run_drover("--package-only", "--archive-dir", tmp_path / "out", "--json", "staging", cwd=example)
+
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("warning")] == [
+        "warning: packaging the working directory (.gitignore, basic_lambda/, drover.yml, instance/, notes.txt) because "
+        "--install-path is not given: pass --install-path DIR (e.g. the directory pip install --target filled)"
+    ]
+    with zipfile.ZipFile(tmp_path / "out" / "requirements.zip") as layer:
+        assert {"python/drover.yml", "python/notes.txt"} <= set(layer.namelist())  # what the warning is about
+
+
+def test_an_install_path_or_a_settings_file_elsewhere_gives_no_warning(generated, tmp_path):
+    with_path = run_drover(
+        "--install-path",
+        ".",
+        "--settings-file",
+        generated / "drover.yml",
+        "--package-only",
+        "--quiet",
+        "dev",
+        cwd=generated / "install",
+    )
+    explicit = run_drover("--install-path", "install", "--package-only", "--quiet", "dev", cwd=generated)
+
+    assert (with_path.returncode, with_path.stderr) == (0, "")
+    assert (explicit.returncode, explicit.stderr) == (0, "")
 
 
 def test_quiet_json_still_prints_the_json_object(generated):

@@ -131,7 +131,7 @@ def test_hyphenated_inputs_and_paths_relative_to_the_working_directory(monkeypat
         settings_file="deploy/drover.yml",
         install_path="build",
         requirements="requirements.txt",
-        install_source="/abs/project",
+        install_source=str(Path.cwd() / "project"),  # absolute, inside the workspace
         aws_region="eu-west-1",
         audience="my-audience",
         role_session_name="deploy@main",
@@ -145,7 +145,7 @@ def test_hyphenated_inputs_and_paths_relative_to_the_working_directory(monkeypat
     assert inputs.settings_file == Path("service/deploy/drover.yml")
     assert inputs.install_path == Path("service/build")
     assert inputs.requirements == Path("service/requirements.txt")
-    assert inputs.install_source == Path("/abs/project")
+    assert inputs.install_source == Path.cwd() / "project"
     assert (inputs.aws_region, inputs.audience, inputs.role_session_name) == ("eu-west-1", "my-audience", "deploy@main")
     assert (inputs.role_duration_seconds, inputs.dry_run, inputs.publish, inputs.alias) == (900, True, False, "live")
 
@@ -661,3 +661,64 @@ def test_each_sts_retry_is_logged_with_awss_reason(
             ROLE, make_jwt(CLAIMS), "s1", 900, "us-east-1", session=sts_at(sts.endpoint), attempts=4
         )
     assert caplog.text.count("AssumeRoleWithWebIdentity failed (Throttling: Rate exceeded)") == 2
+
+
+# -- round two (issue 16): grammar, workspace paths, output channels, log lines ----------------------
+
+
+@pytest.mark.parametrize("audience", ["sts.amazonaws.com", "https://github.com/octo-org", "api://AzureADTokenExchange"])
+def test_an_audience_in_its_grammar_is_accepted(monkeypatch: pytest.MonkeyPatch, audience: str) -> None:
+    set_inputs(monkeypatch, stage="prod", audience=audience)
+    assert github.parse_inputs().audience == audience
+
+
+@pytest.mark.parametrize("audience", ["sts\n::add-mask::x", "sts amazonaws", "x" * 257, "stś"])
+def test_an_audience_outside_its_grammar_is_refused(monkeypatch: pytest.MonkeyPatch, audience: str) -> None:
+    set_inputs(monkeypatch, stage="prod", audience=audience)
+    with pytest.raises(github.ActionInputError, match=r"input 'audience' is .*printable ASCII without spaces"):
+        github.parse_inputs()
+
+
+def test_paths_inside_the_workspace_are_kept_as_given(tmp_path: Path) -> None:
+    (tmp_path / "inside").mkdir()
+    assert github.inside_workspace("install-path", tmp_path / "inside", tmp_path) == tmp_path / "inside"
+    assert github.inside_workspace("install-path", tmp_path / "not-yet", tmp_path) == tmp_path / "not-yet"
+
+
+def test_a_symlink_out_of_the_workspace_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to("/etc", target_is_directory=True)
+    with pytest.raises(github.ActionInputError, match="resolves to '/etc', outside the workspace"):
+        github.inside_workspace("install-path", tmp_path / "link", tmp_path)
+
+
+def test_output_files_are_checked_before_any_work(tmp_path: Path) -> None:
+    github.check_output_files({"GITHUB_OUTPUT": str(tmp_path / "out"), "GITHUB_STEP_SUMMARY": str(tmp_path / "s")})
+    with pytest.raises(github.ActionInputError, match=r"\$GITHUB_STEP_SUMMARY .* cannot be written: Is a directory"):
+        github.check_output_files({"GITHUB_STEP_SUMMARY": str(tmp_path)})
+
+
+def test_a_report_that_cannot_be_written_after_a_deploy_names_what_was_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = a_result(actions=[DeployAction(action="update-code", target="fn", reason="changed", done=True)])
+    (tmp_path / "output").mkdir()  # the runner's file turned into a directory after the check
+    with pytest.raises(github.ReportError) as raised:
+        github.report(result, {"GITHUB_OUTPUT": str(tmp_path / "output")})
+    assert raised.value.exit_code == 1
+    assert str(raised.value) == (
+        "the run finished; it did: update-code fn, but its outputs could not be written: Is a directory"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("plain\nlines", "plain\nlines"),
+        ("a\n::error::x", "a\n> ::error::x"),
+        ("a\r::add-mask::x", "a\n> ::add-mask::x"),
+        ("  ::warning::x", ">   ::warning::x"),
+        ("##[error]x", "> ##[error]x"),
+    ],
+)
+def test_log_safe_neutralizes_lines_that_would_start_a_command(text: str, expected: str) -> None:
+    assert github.log_safe(text) == expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import os
 import tarfile
@@ -23,6 +24,8 @@ from drover.install import (
     INSTALL_MARKER,
     RUNTIME_PACKAGES,
     InstallRequest,
+    backend_reason,
+    check_no_local_links,
     failure_reason,
     find_installer,
     install,
@@ -34,7 +37,7 @@ from drover.install import (
 )
 from tests.wheels import offline_environment, project_files, write_wheel
 
-INSTALLERS = ["uv", "pip"]
+INSTALLERS = ["uv", pytest.param("pip", marks=pytest.mark.slow)]  # pip: the fallback, 2-3x slower per case
 PAD = b"# padding so sizes are not trivial\n" * 40
 
 
@@ -83,6 +86,13 @@ def _build_wheelhouse(house: Path) -> None:
     write_wheel(house, "toonew", "1.0", "cp312-cp312-manylinux_2_35_x86_64", _module("toonew"))
     write_wheel(house, "linuxonly", "1.0", "cp312-cp312-linux_x86_64", _module("linuxonly"))
     _build_runtime_packages(house)
+    write_wheel(house, "newdep", "1.0", "py3-none-any", _module("newdep"))
+    write_wheel(house, "needsnewdep", "1.0", "py3-none-any", _module("needsnewdep"), ["newdep>=1"])
+    write_wheel(
+        house, "hostmarker", "1.0", "py3-none-any", _module("hostmarker"), ['purelib; python_version >= "3.13"']
+    )
+    write_wheel(house, "extrareq", "1.0", "py3-none-any", _module("extrareq"), ['purelib; extra == "fast"'], ["fast"])
+    write_wheel(house, "linkpth", "1.0", "py3-none-any", {"linkpth.pth": b"/home/builder/src/linkpth\n"})
     write_sdist(house, "puresrc", "1.0")
     write_sdist(house, "csrc", "1.0", tag="cp312-cp312-linux_x86_64")
 
@@ -273,10 +283,11 @@ def test_uv_evaluates_environment_markers_for_the_target(offline: Path, tmp_path
 # --- pip and uv agree ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_pip_and_uv_install_the_same_files(offline: Path, tmp_path: Path) -> None:
     source = write_project(tmp_path / "app", dependencies=["withdeps"])
     requirements = requirements_file(tmp_path, "jmespath", "extra")
-    targets = {name: tmp_path / name for name in INSTALLERS}
+    targets = {name: tmp_path / name for name in ("uv", "pip")}
     for name, target in targets.items():
         install(request_for(target, source=source, requirements=requirements), installer=name)
     uv_files, pip_files = relative_files(targets["uv"]), relative_files(targets["pip"])
@@ -558,6 +569,16 @@ def test_installer_environment_drops_credentials_and_keeps_installer_settings() 
     assert env["HTTPS_PROXY"] == "http://proxy:3128" and env["PATH"] == "/usr/bin"
 
 
+@pytest.mark.parametrize("given", ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PIP_CERT", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_given_one_way_reaches_both_installers(given: str) -> None:
+    """uv reads only SSL_CERT_FILE, pip REQUESTS_CA_BUNDLE: behind a TLS-intercepting proxy both need it."""
+    env = installer_env({given: "/etc/proxy-ca.pem", "PATH": "/usr/bin"})
+    assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == "/etc/proxy-ca.pem"
+    both = installer_env({"SSL_CERT_FILE": "/a.pem", "REQUESTS_CA_BUNDLE": "/b.pem"})
+    assert (both["SSL_CERT_FILE"], both["REQUESTS_CA_BUNDLE"]) == ("/a.pem", "/b.pem")  # never overridden
+    assert "SSL_CERT_FILE" not in installer_env({"PATH": "/usr/bin"})
+
+
 @pytest.mark.parametrize("installer", INSTALLERS)
 def test_builds_never_see_aws_credentials(
     offline: Path, tmp_path: Path, installer: str, monkeypatch: pytest.MonkeyPatch
@@ -634,3 +655,426 @@ def test_installs_a_small_package_from_the_registry(tmp_path: Path, installer: s
     assert (result.installer, result.skipped) == (installer, False)
     assert (target / "six.py").is_file()
     assert distributions(target) == {"six-1.16.0"}
+
+
+# --- issue 12: exact installs --------------------------------------------------------------------
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under root (hidden ones too) with its sha256 and mode: a byte-for-byte picture of a tree."""
+    return {
+        path.relative_to(root).as_posix(): f"{_sha256(path)} {path.stat().st_mode:o}"
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize(("runtime", "expected"), [("python3.13", {"purelib-2.0"}), ("python3.12", {"extra-1.0"})])
+def test_markers_are_judged_for_the_target_python_not_the_host(
+    offline: Path, tmp_path: Path, installer: str, runtime: str, expected: set[str]
+) -> None:
+    # what `uv export` / `poetry export` write; the host runs 3.11, so pip alone would judge both false/true wrongly
+    requirements = requirements_file(tmp_path, 'purelib ; python_version >= "3.13"', 'extra ; python_version < "3.13"')
+    install(request_for(tmp_path / "install", requirements=requirements, runtime=runtime), installer=installer)
+    assert distributions(tmp_path / "install") == expected
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_machine_markers_are_judged_for_the_target_architecture(offline: Path, tmp_path: Path, installer: str) -> None:
+    requirements = requirements_file(tmp_path, "purelib", 'fakebin ; platform_machine == "aarch64"')
+    install(request_for(tmp_path / "arm", requirements=requirements, architecture="arm64"), installer=installer)
+    install(request_for(tmp_path / "x86", requirements=requirements), installer=installer)
+    assert distributions(tmp_path / "arm") == {"purelib-2.0", "fakebin-1.0"}
+    assert distributions(tmp_path / "x86") == {"purelib-2.0"}
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_requirements_that_install_nothing_for_the_target_are_an_error_and_keep_the_last_install(
+    offline: Path, tmp_path: Path, installer: str
+) -> None:
+    target = tmp_path / "install"
+    install(request_for(target, requirements=requirements_file(tmp_path, "purelib")), installer=installer)
+    before = tree_digest(target)
+    requirements_file(tmp_path, 'purelib ; python_version < "3.10"', 'extra ; python_version < "3.10"')
+    with pytest.raises(InstallError) as caught:
+        install(request_for(target, requirements=tmp_path / "requirements.txt"), installer=installer)
+    assert str(caught.value) == (
+        "the requirements name 2 packages (purelib, extra) but none of them applies to python3.12 x86_64 "
+        "(manylinux_2_34_x86_64 or older) (their environment markers exclude it) — check the markers and the "
+        "stage's compatible_runtime"
+    )
+    assert tree_digest(target) == before  # the live layer's content stays: nothing is detached or emptied
+
+
+def test_pip_judging_dependency_markers_by_the_host_is_caught(offline: Path, tmp_path: Path) -> None:
+    requirements = requirements_file(tmp_path, "hostmarker")
+    request = request_for(tmp_path / "install", requirements=requirements, runtime="python3.13")
+    install(request, installer="uv")  # uv judges hostmarker's Requires-Dist for 3.13
+    assert distributions(tmp_path / "install") == {"hostmarker-1.0", "purelib-2.0"}
+    with pytest.raises(InstallError, match=r"hostmarker 1\.0 requires purelib; python_version >= \"3\.13\" "):
+        install(dataclasses.replace(request, target=tmp_path / "pip"), installer="pip")
+    assert not (tmp_path / "pip").exists()
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_extras_asked_for_are_installed_and_checked(offline: Path, tmp_path: Path, installer: str) -> None:
+    install(request_for(tmp_path / "plain", requirements=requirements_file(tmp_path, "extrareq")), installer=installer)
+    requirements = requirements_file(tmp_path, "extrareq[fast]", name="fast.txt")
+    install(request_for(tmp_path / "fast", requirements=requirements), installer=installer)
+    assert distributions(tmp_path / "plain") == {"extrareq-1.0"}
+    assert distributions(tmp_path / "fast") == {"extrareq-1.0", "purelib-2.0"}
+
+
+def test_a_stale_uv_lock_is_refused_with_the_fix(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app", dependencies=["purelib", "newdep>=1"])
+    write_uv_lock(project, offline / "purelib-1.0-py3-none-any.whl")  # locked before newdep was added
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", source=project), installer="uv")
+    assert str(caught.value) == (
+        "uv.lock does not match pyproject.toml: pyproject.toml asks for newdep>=1 — run `uv lock` and commit uv.lock"
+    )
+    assert not (tmp_path / "install").exists()
+
+
+def write_poetry_lock(
+    project: Path, house: Path, entries: Sequence[tuple[str, str, str, str]], *, groups: bool
+) -> None:
+    """A poetry.lock: (name, version, groups, markers) per package, with the wheel's real hash."""
+    blocks = []
+    for name, version, group, markers in entries:
+        wheel = next(house.glob(f"{name}-{version}-*.whl"))
+        lines = [
+            "[[package]]",
+            f'name = "{name}"',
+            f'version = "{version}"',
+            'description = ""',
+            "optional = false",
+            'python-versions = "*"',
+        ]
+        if groups:
+            lines.append(f'groups = ["{group}"]')
+            if markers:
+                lines.append(f"markers = {json.dumps(markers)}")
+        lines.append(f'files = [\n    {{file = "{wheel.name}", hash = "sha256:{_sha256(wheel)}"}},\n]')
+        if name == "needsnewdep" and not groups:
+            lines.append('\n[package.dependencies]\nnewdep = ">=1"')
+        blocks.append("\n".join(lines))
+    version = "2.1" if groups else "2.0"
+    meta = f'\n[metadata]\nlock-version = "{version}"\npython-versions = "^3.11"\ncontent-hash = "0"\n'
+    (project / "poetry.lock").write_text("\n\n".join(blocks) + "\n" + meta, encoding="utf-8")
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_poetry_project_installs_exactly_its_lock(
+    offline: Path, tmp_path: Path, installer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drover")
+    project = write_project(tmp_path / "app", dependencies=["purelib"])
+    entries = [
+        ("purelib", "1.0", "main", ""),  # a fresh resolve would give 2.0
+        ("extra", "1.0", "main", 'python_version < "3.10"'),  # not for Lambda's Python
+        ("jmespath", "1.0.1", "dev", ""),  # a dev-group package never ships
+    ]
+    write_poetry_lock(project, offline, entries, groups=True)
+    result = install(request_for(tmp_path / "install", source=project), installer=installer)
+    assert result.lock == "poetry.lock"
+    assert distributions(tmp_path / "install") == {"app-0.1", "purelib-1.0"}
+    assert "Using lock poetry.lock (1 pinned packages)" in caplog.text
+
+
+def test_an_older_poetry_lock_is_walked_from_the_project_dependencies(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app", dependencies=["needsnewdep"])
+    entries = [("needsnewdep", "1.0", "", ""), ("newdep", "1.0", "", ""), ("purelib", "1.0", "", "")]
+    write_poetry_lock(project, offline, entries, groups=False)
+    install(request_for(tmp_path / "install", source=project), installer="uv")
+    assert distributions(tmp_path / "install") == {"app-0.1", "needsnewdep-1.0", "newdep-1.0"}
+
+
+def test_a_lock_missing_a_dependency_is_caught_after_the_install(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app", dependencies=["needsnewdep"])
+    write_poetry_lock(project, offline, [("needsnewdep", "1.0", "main", "")], groups=True)
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", source=project), installer="uv")
+    assert str(caught.value) == (
+        "the install for python3.12 x86_64 (manylinux_2_34_x86_64 or older) is incomplete: needsnewdep 1.0 requires "
+        "newdep>=1 (not installed) — the lock (poetry.lock) is incomplete for this project: lock it again "
+        "(uv lock / poetry lock)"
+    )
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_pylock_toml_installs_its_packages_by_hash(offline: Path, tmp_path: Path, installer: str) -> None:
+    wheel = offline / "purelib-1.0-py3-none-any.whl"
+    (tmp_path / "pylock.toml").write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n\n'
+        f'[[packages]]\nname = "purelib"\nversion = "1.0"\n'
+        f'wheels = [{{ name = "{wheel.name}", url = "https://files.example.org/{wheel.name}", '
+        f'hashes = {{ sha256 = "{_sha256(wheel)}" }} }}]\n\n'
+        '[[packages]]\nname = "extra"\nversion = "1.0"\nmarker = \'python_version < "3.10"\'\n'
+        'wheels = [{ name = "extra-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n',
+        encoding="utf-8",
+    )
+    result = install(request_for(tmp_path / "install", requirements=tmp_path / "pylock.toml"), installer=installer)
+    assert result.lock == "pylock.toml"
+    assert distributions(tmp_path / "install") == {"purelib-1.0"}
+
+
+def test_editable_requirements_are_refused_with_the_fix(offline: Path, tmp_path: Path) -> None:
+    write_project(tmp_path / "lib", "lib")
+    requirements = requirements_file(tmp_path, "purelib", "-e ./lib")
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", requirements=requirements), installer="uv")
+    assert str(caught.value) == (
+        f"{requirements}:2: editable requirement '-e ./lib' installs a link to this machine's directory, not the "
+        "package — drop it (uv export --no-emit-project / --no-editable) or give the project as --install-source"
+    )
+
+
+def test_a_path_file_pointing_at_this_machine_is_refused(offline: Path, tmp_path: Path) -> None:
+    with pytest.raises(InstallError, match=r"linkpth\.pth in the install points at /home/builder/src/linkpth"):
+        install(request_for(tmp_path / "install", requirements=requirements_file(tmp_path, "linkpth")), installer="uv")
+
+
+def test_an_editable_direct_url_is_refused(tmp_path: Path) -> None:
+    dist_info = tmp_path / "app-0.1.dist-info"
+    dist_info.mkdir()
+    (dist_info / "direct_url.json").write_text('{"url": "file:///home/me/app", "dir_info": {"editable": true}}')
+    with pytest.raises(InstallError, match=r"app-0\.1\.dist-info is installed as editable from file:///home/me/app"):
+        check_no_local_links(tmp_path)
+
+
+# A backend that builds the way setuptools does: copies the package into build/lib (never cleaning it) and
+# writes an egg-info directory, both in the directory it runs in, then packs build/lib.
+SETUPTOOLS_LIKE_BACKEND = """
+import shutil
+from pathlib import Path
+import backend as plain
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    Path("app.egg-info").mkdir(exist_ok=True)
+    Path("app.egg-info/PKG-INFO").write_text("Name: app\\n")
+    shutil.copytree("app", "build/lib/app", dirs_exist_ok=True)
+    shutil.rmtree("app.src", ignore_errors=True)
+    shutil.move("app", "app.src")
+    shutil.copytree("build/lib/app", "app")
+    try:
+        return plain.build_wheel(wheel_directory, config_settings, metadata_directory)
+    finally:
+        shutil.rmtree("app")
+        shutil.move("app.src", "app")
+"""
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_the_source_tree_is_unchanged_and_a_deleted_module_is_not_deployed(
+    offline: Path, tmp_path: Path, installer: str
+) -> None:
+    project = write_project(tmp_path / "app")
+    (project / "setuptools_like.py").write_text(SETUPTOOLS_LIKE_BACKEND)
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('build-backend = "backend"', 'build-backend = "setuptools_like"')
+    )
+    (project / "app" / "old.py").write_text("OLD = 1\n")
+    target = tmp_path / "install"
+    install(request_for(target, source=project), installer=installer)
+    assert (target / "app" / "old.py").is_file()
+    (project / "app" / "old.py").unlink()
+    (project / "build" / "lib" / "app").mkdir(parents=True)  # what an in-tree build left behind earlier
+    (project / "build" / "lib" / "app" / "old.py").write_text("OLD = 1\n")
+    before = tree_digest(project)
+    install(request_for(target, source=project), installer=installer)
+    assert tree_digest(project) == before
+    assert not (target / "app" / "old.py").exists()
+    assert (target / "app" / "__init__.py").is_file()
+
+
+def test_test_reports_written_into_the_project_do_not_reinstall(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app", dependencies=["purelib"])
+    request = request_for(tmp_path / "install", source=project)
+    first = install(request, installer="uv")
+    reports = ("junit.xml", ".coverage", "coverage.xml", "htmlcov/index.html", ".pytest_cache/v/x", "app/x.pyc")
+    for name in (*reports, "out/function.zip", "out/requirements.zip"):  # and drover's own --archive-dir
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("report")
+    second = install(request, installer="uv")
+    assert second.skipped and second.key == first.key
+    (project / "app" / "new.py").write_text("NEW = 1\n")
+    assert not install(request, installer="uv").skipped
+
+
+def _rebuild_local_wheel(tmp_path: Path, request: InstallRequest) -> InstallRequest:
+    write_wheel(tmp_path / "wheels", "localpkg", "1.0", "py3-none-any", _module("localpkg", "rebuilt"))
+    return request
+
+
+def _add_to_find_links(tmp_path: Path, request: InstallRequest) -> InstallRequest:
+    write_wheel(tmp_path / "links", "linked", "1.1", "py3-none-any", _module("linked", "1.1"))
+    return request
+
+
+def _change_nested_requirements(tmp_path: Path, request: InstallRequest) -> InstallRequest:
+    requirements_file(tmp_path / "nested", "purelib==1.0", name="base.txt")
+    return request
+
+
+@pytest.mark.parametrize("change", [_rebuild_local_wheel, _add_to_find_links, _change_nested_requirements])
+def test_what_requirement_lines_refer_to_is_part_of_the_key(
+    offline: Path, tmp_path: Path, change: Callable[[Path, InstallRequest], InstallRequest]
+) -> None:
+    for directory in ("wheels", "links", "nested"):
+        (tmp_path / directory).mkdir()
+    write_wheel(tmp_path / "wheels", "localpkg", "1.0", "py3-none-any", _module("localpkg", "first"))
+    write_wheel(tmp_path / "links", "linked", "1.0", "py3-none-any", _module("linked", "1.0"))
+    requirements_file(tmp_path / "nested", "purelib", name="base.txt")
+    requirements = requirements_file(
+        tmp_path, "-r nested/base.txt", "--find-links ./links", "linked", "./wheels/localpkg-1.0-py3-none-any.whl"
+    )
+    request = request_for(tmp_path / "install", requirements=requirements)
+    first = install(request, installer="uv")
+    assert install(request, installer="uv").skipped
+    second = install(change(tmp_path, request), installer="uv")
+    assert not second.skipped and second.key != first.key
+    installed = {
+        "localpkg": (tmp_path / "install" / "localpkg" / "__init__.py").read_text().splitlines()[0],
+        "linked": (tmp_path / "install" / "linked" / "__init__.py").read_text().splitlines()[0],
+    }
+    if change is _rebuild_local_wheel:
+        assert installed["localpkg"] == "BUILT_FOR = 'rebuilt'"
+    if change is _add_to_find_links:
+        assert installed["linked"] == "BUILT_FOR = '1.1'"
+    if change is _change_nested_requirements:
+        assert "purelib-1.0" in distributions(tmp_path / "install")
+
+
+FAILING_BACKEND = """
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    raise ValueError("No file/folder found for package app-service")
+"""
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_build_failure_names_the_backend_reason_in_one_line(
+    offline: Path, tmp_path: Path, installer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="drover")
+    project = write_project(tmp_path / "app")
+    (project / "backend.py").write_text(FAILING_BACKEND)
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", source=project, verbose=True), installer=installer)
+    message = str(caught.value)
+    assert message.startswith("building the project failed: ValueError: No file/folder found for package app-service")
+    assert message.endswith("— run with -v for the build output") and "\n" not in message
+    assert "Traceback" in caplog.text  # the whole output, with -v
+
+
+def test_backend_reasons_are_read_from_uv_and_pip_output() -> None:
+    hatch = '  File "x.py", line 3\nValueError: A second file is being added at app/__init__.py\n\nhint: ...'
+    assert backend_reason(hatch) == "ValueError: A second file is being added at app/__init__.py"
+    assert backend_reason("error: Failed to build\n  Caused by: The build backend returned an error") is None
+
+
+def test_the_project_distribution_goes_with_the_function_code(offline: Path, tmp_path: Path) -> None:
+    from drover.models import Stage
+    from drover.packaging import plan_package
+
+    project = write_project(tmp_path / "app", dependencies=["purelib"])
+    target = tmp_path / "install"
+    request = request_for(target, source=project)
+    stage = Stage(region_name="us-east-1", function_name="fn", compatible_runtime="python3.12")
+    install(request, installer="uv")
+    first = plan_package(stage, target, tmp_path)
+    function_names = sorted(hashed.file.archive_name for hashed in first.function.files)
+    assert function_names == [
+        "app-0.1.dist-info/INSTALLER",
+        "app-0.1.dist-info/METADATA",
+        "app-0.1.dist-info/RECORD",
+        "app-0.1.dist-info/WHEEL",
+        "app/__init__.py",
+        "app/_build_env.txt",
+    ]
+    assert all(hashed.file.archive_name.startswith("python/purelib") for hashed in first.requirements.files)
+    (project / "app" / "__init__.py").write_text("NAME = 'edited'\n")
+    assert not install(request, installer="uv").skipped
+    second = plan_package(stage, target, tmp_path)
+    assert second.requirements.digest == first.requirements.digest
+    assert second.function.digest != first.function.digest
+
+
+def test_the_cli_stops_with_one_line_before_packaging_an_empty_layer(offline: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "drover.yml").write_text(
+        "stages:\n  dev:\n    region_name: us-east-1\n    function_name: fn\n    compatible_runtime: python3.13\n"
+        "    function_extra_paths: [src]\n"
+    )
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    requirements_file(tmp_path, 'purelib ; python_version < "3.13"')
+    command = [sys.executable, "-m", "drover", "--install-path", "build/lambda", "--requirements", "requirements.txt"]
+    result = subprocess.run(
+        [*command, "--package-only", "--archive-dir", "out", "dev"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .endswith(
+            "the requirements name 1 packages (purelib) but none of them applies to python3.13 x86_64 "
+            "(manylinux_2_34_x86_64 or older) (their environment markers exclude it) — check the markers and the "
+            "stage's compatible_runtime"
+        )
+    )
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_a_locked_project_without_dependencies_installs_just_itself(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app")
+    write_poetry_lock(project, offline, [], groups=True)
+    result = install(request_for(tmp_path / "install", source=project), installer="uv")
+    assert result.lock == "poetry.lock"
+    assert distributions(tmp_path / "install") == {"app-0.1"}
+
+
+def test_an_older_poetry_lock_follows_extras_and_edge_markers(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace("dependencies = []", "dependencies = []\n\n[tool.poetry.dependencies]")
+        + 'python = "^3.11"\nextrareq = {version = "*", extras = ["fast"]}\nhostmarker = "*"\n'
+    )
+
+    def entry(name: str, version: str, tail: str = "") -> str:
+        wheel = next(offline.glob(f"{name}-{version}-*.whl"))
+        return (
+            f'[[package]]\nname = "{name}"\nversion = "{version}"\ndescription = ""\noptional = false\n'
+            f'python-versions = "*"\nfiles = [\n    {{file = "{wheel.name}", hash = "sha256:{_sha256(wheel)}"}},\n]\n'
+            + tail
+        )
+
+    lock = "\n".join(
+        [
+            entry(
+                "extrareq",
+                "1.0",
+                '\n[package.dependencies]\npurelib = {version = "*", optional = true}\n'
+                '\n[package.extras]\nfast = ["purelib"]\n',
+            ),
+            entry(
+                "hostmarker",
+                "1.0",
+                '\n[package.dependencies]\npurelib = {version = "*", markers = "python_version >= \\"3.13\\""}\n',
+            ),
+            entry("purelib", "1.0"),
+            '[metadata]\nlock-version = "2.0"\npython-versions = "^3.11"\ncontent-hash = "0"\n',
+        ]
+    )
+    (project / "poetry.lock").write_text(lock)
+    install(request_for(tmp_path / "install", source=project), installer="uv")
+    assert distributions(tmp_path / "install") == {"app-0.1", "extrareq-1.0", "hostmarker-1.0", "purelib-1.0"}
+    (project / "pyproject.toml").write_text(pyproject.read_text().replace(', extras = ["fast"]', ""))
+    install(request_for(tmp_path / "other", source=project), installer="uv")  # purelib only via 3.13's marker
+    assert distributions(tmp_path / "other") == {"app-0.1", "extrareq-1.0", "hostmarker-1.0"}

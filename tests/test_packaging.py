@@ -204,13 +204,58 @@ def test_a_layout_within_the_unzipped_limit_has_no_problem(tmp_path, make_tree, 
 # --- function_extra_paths -------------------------------------------------------------------------
 
 
-def test_extra_directory_is_stored_under_its_own_name(tmp_path, make_tree, stage):
+def test_extra_directory_contents_are_stored_at_the_archive_root_as_drover_0_7_1_does(tmp_path, make_tree, stage):
     root = make_tree(tmp_path / "install", {"app.py": b"a"})
     make_tree(tmp_path / "cwd", {"instance/config.json": b"{}", "instance/sub/x.txt": b"x"})
 
     plan = plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
 
-    assert names(plan, "function") == ["app.py", "instance/config.json", "instance/sub/x.txt"]
+    assert names(plan, "function") == ["app.py", "config.json", "sub/x.txt"]
+
+
+def test_the_mapping_form_places_an_extra_path_under_a_prefix(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "cwd", {"service/handler.py": b"h", "service/sub/x.txt": b"x", "conf/a.json": b"{}"})
+    extra_paths = [{"path": "service", "archive_path": "service"}, {"path": "conf/a.json", "archive_path": "etc/conf"}]
+
+    plan = plan_package(stage(function_extra_paths=extra_paths), root, tmp_path / "cwd")
+
+    assert names(plan, "function") == ["app.py", "etc/conf/a.json", "service/handler.py", "service/sub/x.txt"]
+
+
+@pytest.mark.parametrize("extra", ["src/..", "."])
+def test_an_extra_path_that_is_the_working_directory_is_an_error(tmp_path, make_tree, stage, extra):
+    root = make_tree(tmp_path / "install", {"app.py": b"a"})
+    make_tree(tmp_path / "cwd", {"src/handler.py": b"h"})
+
+    with pytest.raises((PackagingError, ValueError), match="working directory"):
+        plan_package(stage(function_extra_paths=[extra]), root, tmp_path / "cwd")
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ("''", "an empty extra path would add the whole working directory"),
+        ("'.'", "'.' is the whole working directory"),
+        ("./", "'./' is the whole working directory"),
+        ("{path: ., archive_path: app}", "path: '.' is the whole working directory"),
+        ("{path: src, archive_path: ../up}", "archive_path '../up' must be a relative path inside the archive"),
+        ("{path: src}", "archive_path: Field required"),
+    ],
+)
+def test_bad_extra_paths_are_settings_errors_with_file_and_line(tmp_path, entry, message):
+    from drover.errors import SettingsError
+    from drover.settings import load_settings
+
+    settings = tmp_path / "drover.yml"
+    settings.write_text(
+        "stages:\n  dev:\n    region_name: us-east-1\n    function_name: fn\n    compatible_runtime: python3.12\n"
+        f"    function_extra_paths:\n      - src\n      - {entry}\n"
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(settings)
+    assert str(caught.value).startswith(f"{settings}:8:")
+    assert "function_extra_paths[1]" in str(caught.value) and message in str(caught.value)
 
 
 def test_extra_file_is_stored_under_its_file_name_with_its_executable_bit(tmp_path, make_tree, stage):
@@ -233,7 +278,7 @@ def test_extra_paths_are_relative_to_the_given_working_directory_not_the_process
 
     plan = plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
 
-    assert names(plan, "function") == ["app.py", "instance/config.json"]
+    assert names(plan, "function") == ["app.py", "config.json"]
     assert Path(plan.function.files[1].file.source).read_bytes() == b"right"
 
 
@@ -244,17 +289,18 @@ def test_absolute_extra_path_may_be_anywhere(tmp_path, make_tree, stage):
 
     plan = plan_package(stage(function_extra_paths=[str(outside / "assets")]), root, tmp_path / "cwd")
 
-    assert names(plan, "function") == ["app.py", "assets/logo.svg"]
+    assert names(plan, "function") == ["app.py", "logo.svg"]
 
 
-def test_symlinked_extra_directory_keeps_the_name_given_in_settings(tmp_path, make_tree, stage):
+def test_symlinked_extra_file_keeps_the_name_given_in_settings(tmp_path, make_tree, stage):
     root = make_tree(tmp_path / "install", {"app.py": b"a"})
-    cwd = make_tree(tmp_path / "cwd", {"configs/prod/config.json": b"{}"})
-    (cwd / "instance").symlink_to("configs/prod")
+    cwd = make_tree(tmp_path / "cwd", {"configs/prod/config.json": b"{}", "configs/dir/x.json": b"{}"})
+    (cwd / "settings.json").symlink_to("configs/prod/config.json")
+    (cwd / "instance").symlink_to("configs/dir")
 
-    plan = plan_package(stage(function_extra_paths=["instance"]), root, cwd)
+    plan = plan_package(stage(function_extra_paths=["settings.json", "instance"]), root, cwd)
 
-    assert names(plan, "function") == ["app.py", "instance/config.json"]
+    assert names(plan, "function") == ["app.py", "settings.json", "x.json"]
 
 
 def test_excludes_apply_inside_extra_directories(tmp_path, make_tree, stage):
@@ -263,7 +309,7 @@ def test_excludes_apply_inside_extra_directories(tmp_path, make_tree, stage):
 
     plan = plan_package(stage(function_extra_paths=["instance"]), root, tmp_path / "cwd")
 
-    assert names(plan, "function") == ["app.py", "instance/config.json"]
+    assert names(plan, "function") == ["app.py", "config.json"]
 
 
 def test_extra_paths_alone_can_fill_the_function_partition(tmp_path, make_tree, stage):
@@ -305,10 +351,10 @@ def test_extra_path_that_is_not_a_file_or_directory_is_an_error(tmp_path, make_t
 
 def test_extra_directory_colliding_with_a_function_file_is_an_error(tmp_path, make_tree, stage):
     root = make_tree(tmp_path / "install", {"app/handler.py": b"a"})
-    make_tree(tmp_path / "cwd", {"app/handler.py": b"b"})
+    make_tree(tmp_path / "cwd", {"src/app/handler.py": b"b"})
 
     with pytest.raises(PackagingError, match=r"'app/handler\.py'"):
-        plan_package(stage(function_extra_paths=["app"]), root, tmp_path / "cwd")
+        plan_package(stage(function_extra_paths=["src"]), root, tmp_path / "cwd")
 
 
 def test_two_extra_files_with_the_same_name_are_an_error(tmp_path, make_tree, stage):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from drover import SettingsError
-from drover.models import S3BucketFileVersion, S3BucketPath, Settings, Stage
+from drover.models import ExtraPath, S3BucketFileVersion, S3BucketPath, Settings, Stage
 from drover.settings import load_settings, load_stage
 
 EXAMPLE_SETTINGS = Path(__file__).resolve().parent.parent / "examples" / "basic_lambda" / "drover.yml"
@@ -168,7 +168,7 @@ def test_the_shipped_example_loads(tmp_path):
     stage = settings.stages["staging"]
     assert isinstance(settings, Settings)
     assert stage.function_name == "basic-lambda"
-    assert stage.function_extra_paths == [Path("instance")]
+    assert stage.function_extra_paths == [ExtraPath(path=Path("instance"), archive_path="instance")]
     assert stage.upload_bucket is not None and stage.upload_bucket.bucket_name == "drover-examples"
 
 
@@ -488,3 +488,98 @@ def test_settings_error_is_one_line_naming_file_stage_key_and_line(write_setting
         assert part in message, f"{part!r} not in {message!r}"
     assert error.line == line, message
     assert message.startswith(f"{path}:{line}:{error.column}: ")
+
+
+# --- round two (issue 16): whole values, bounds, stage names ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ('function_name: "fn\\n"', "'fn\\n' is not a valid Lambda function name"),
+        ('alias: "live\\n"', "'live\\n' is not a valid alias name"),
+        ('requirements_layer_name: "deps\\n"', "'deps\\n' is not a valid layer name"),
+        ('supplemental_layer_arns: ["' + arn("x") + '\\n"]', "is not a valid layer version ARN"),
+    ],
+)
+def test_a_trailing_newline_never_passes_a_pattern(write_settings, line, fragment):
+    key = line.split(":", 1)[0]
+    header = "".join(part for part in HEADER.splitlines(keepends=True) if not part.strip().startswith(key + ":"))
+    error = load_error(write_settings(header + f"    {line}\n"))
+    assert fragment in str(error)
+
+
+@pytest.mark.parametrize("runtime", ["python3.9", "python3.10", "python3.11", "python3.12", "python3.13", "python3.14"])
+def test_every_supported_runtime_loads(write_settings, runtime):
+    stage = load_stage(write_settings(HEADER.replace("python3.12", runtime)), "prod")
+    assert stage.compatible_runtime == runtime
+
+
+@pytest.mark.parametrize(
+    ("runtime", "fragment"),
+    [
+        ("python3.8", "'python3.8' is a deprecated Lambda runtime"),
+        ("python3.7", "'python3.7' is a deprecated Lambda runtime"),
+        ("python3.15", "'python3.15' is not a Python runtime Lambda supports"),
+    ],
+)
+def test_a_runtime_lambda_does_not_run_is_refused_naming_the_supported_ones(write_settings, runtime, fragment):
+    message = str(load_error(write_settings(HEADER.replace("python3.12", runtime))))
+    assert fragment in message and "use one of python3.9, python3.10, python3.11, python3.12" in message
+
+
+def test_a_function_arn_must_be_in_the_stages_region(write_settings):
+    text = HEADER.replace("function_name: fn", "function_name: arn:aws:lambda:eu-west-1:123456789012:function:fn")
+    assert "is an ARN in region eu-west-1, but region_name is us-east-1" in str(load_error(write_settings(text)))
+
+
+def test_a_function_arn_in_the_stages_region_loads(write_settings):
+    text = HEADER.replace("function_name: fn", "function_name: arn:aws:lambda:us-east-1:123456789012:function:fn")
+    assert load_stage(write_settings(text), "prod").short_function_name == "fn"
+
+
+@pytest.mark.parametrize(
+    ("key", "kind"), [("off", "a boolean"), ("yes", "a boolean"), ("2024", "a number"), ("1.5", "a number")]
+)
+def test_a_stage_key_yaml_reads_as_another_type_says_quote_it_at_its_line(write_settings, key, kind):
+    text = HEADER + f"  {key}:\n    region_name: us-east-1\n"
+    error = load_error(write_settings(text))
+    assert (error.line, error.column) == (6, 3)
+    assert f":6:3: stage name {key} is read by YAML as {kind}, not a name — quote it: '{key}':" in str(error)
+
+
+def test_a_quoted_numeric_stage_key_loads(write_settings):
+    text = HEADER.replace("  prod:", "  '2024':")
+    assert load_stage(write_settings(text), "2024").function_name == "fn"
+
+
+def test_the_settings_file_is_read_up_to_its_bound(write_settings):
+    from drover.settings import MAX_SETTINGS_BYTES
+
+    at_limit = HEADER + "#" * (MAX_SETTINGS_BYTES - len(HEADER) - 1) + "\n"
+    assert len(at_limit.encode()) == MAX_SETTINGS_BYTES
+    assert load_stage(write_settings(at_limit), "prod").function_name == "fn"
+    error = load_error(write_settings(at_limit + "#"))
+    assert "larger than 1048576 bytes" in str(error)
+
+
+def test_a_device_is_not_read(tmp_path):
+    with pytest.raises(SettingsError, match=r"^/dev/zero: not a regular file"):
+        load_settings(Path("/dev/zero"))
+
+
+def test_aliases_are_counted_not_the_nodes_written_out(write_settings):
+    """2,000 honest stages (~14,000 nodes) load; a few aliases adding 10,001 nodes do not."""
+    stages = "".join(
+        f"  s{number}:\n    region_name: us-east-1\n    function_name: fn{number}\n    compatible_runtime: python3.12\n"
+        for number in range(2000)
+    )
+    assert len(load_settings(write_settings("stages:\n" + stages)).stages) == 2000
+    leaves = "[" + ", ".join(["x"] * 1000) + "]"
+    bomb = f"big: &big {leaves}\nmore: [{', '.join(['*big'] * 11)}]\n" + HEADER
+    assert "aliases expand to more than 10000 nodes" in str(load_error(write_settings(bomb)))
+
+
+def test_a_huge_value_is_echoed_shortened(write_settings):
+    message = str(load_error(write_settings(HEADER.replace("function_name: fn", "function_name: " + "x" * 100_000))))
+    assert len(message) < 400 and "(100002 characters)" in message

@@ -19,12 +19,19 @@ def record_digest(data: bytes) -> str:
 
 
 def write_wheel(
-    directory: Path, name: str, version: str, tag: str, files: Mapping[str, bytes], requires: Iterable[str] = ()
+    directory: Path,
+    name: str,
+    version: str,
+    tag: str,
+    files: Mapping[str, bytes],
+    requires: Iterable[str] = (),
+    extras: Iterable[str] = (),
 ) -> Path:
     """A real wheel: the files, plus a .dist-info with METADATA, WHEEL and RECORD."""
     info = f"{name}-{version}.dist-info"
     entries = dict(files)
-    requires_lines = "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
+    requires_lines = "".join(f"Provides-Extra: {extra}\n" for extra in extras)
+    requires_lines += "".join(f"Requires-Dist: {requirement}\n" for requirement in requires)
     entries[f"{info}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requires_lines}".encode()
     purelib = "true" if tag.endswith("none-any") else "false"
     entries[f"{info}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: {purelib}\nTag: {tag}\n".encode()
@@ -97,7 +104,7 @@ def project_files(
     tool = f'\n[tool.test-backend]\ntag = "{tag}"\n' if tag else ""
     pyproject = (
         '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n\n'
-        f'[project]\nname = "{name}"\nversion = "{version}"\ndependencies = {list(dependencies)!r}\n{tool}'
+        f'[project]\nname = "{name}"\nversion = "{version}"\nrequires-python = ">=3.11"\ndependencies = {list(dependencies)!r}\n{tool}'
     ).replace("'", '"')
     package = name.replace("-", "_")
     return {"pyproject.toml": pyproject, "backend.py": BACKEND, f"{package}/__init__.py": f"NAME = {name!r}\n"}

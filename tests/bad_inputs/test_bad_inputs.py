@@ -1,10 +1,12 @@
 """Bad input is refused with exit 2, one error line naming the file/key/value and the fix, and no AWS write.
 
-Every CLI case runs `python -m drover` in a child process in deploy mode, against a real function
+Every CLI case runs drover's CLI in deploy mode (in this process, see inprocess.py; the unreadable-settings
+case and the control run `python -m drover` as a child process), against a real function
 on the moto server, through a proxy that counts each request (tests/github_fakes.CountingServer):
 reads such as GetFunction may come before a preflight error, writes never. The live function, its
 tags and the requirements layer are compared before and after, and --archive-dir must stay empty.
-The Action cases run entrypoint.py the way tests/test_action_container.py does, with an AWS
+The Action cases run drover.github.main in the environment tests/test_action_container.py gives
+entrypoint.py (the first case runs entrypoint.py itself in a child process), with an AWS
 endpoint that refuses (and counts) every request. docs/bad-inputs.md is the table of these cases.
 """
 
@@ -24,10 +26,12 @@ from typing import Any
 import pytest
 import yaml
 
+from drover import cli, github
 from drover.models import UNZIPPED_LIMIT
 from tests.aws import REGION, Infrastructure, MotoServer
+from tests.bad_inputs.inprocess import Completed, run_in_process
 from tests.github_fakes import CountingServer, counting_server
-from tests.test_action_container import Runner, write_project
+from tests.test_action_container import ActionRun, Runner, write_project
 from tests.wheels import offline_environment, write_wheel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,7 +202,7 @@ CLI_CASES = [
     ),
     case(
         "yaml-alias-bomb",
-        "drover.yml: YAML expands to more than 10000 nodes",
+        "drover.yml: YAML aliases expand to more than 10000 nodes",
         "write the values out instead",
         settings=BILLION_LAUGHS,
     ),
@@ -406,7 +410,7 @@ CLI_CASES = [
         "archive-name-twice",
         "would both be stored as 'app/__init__.py'",
         "rename one or drop an extra path",
-        stage={"function_extra_paths": ["app"]},
+        stage={"function_extra_paths": [{"path": "app", "archive_path": "app"}]},
         setup=app_extra_path,
         reads=True,
     ),
@@ -600,19 +604,27 @@ def proxy(aws: MotoServer) -> Iterator[CountingServer]:
 
 
 def run_cli(
-    project: Path, proxy: CountingServer, *args: str, env: Mapping[str, str] | None = None, unprivileged: bool = False
-) -> subprocess.CompletedProcess[str]:
+    project: Path,
+    proxy: CountingServer,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    unprivileged: bool = False,
+    child: bool = False,
+) -> subprocess.CompletedProcess[str] | Completed:
+    """drover's CLI on the project: in this process (fast), or in a child process (child=True, unprivileged)."""
     command = [sys.executable, "-m", "drover", "--non-interactive", "--install-path", "install", "--archive-dir", "out"]
     command += args
+    environment = {  # no installer config from outside, no service endpoint that would bypass the proxy
+        name: value for name, value in os.environ.items() if not name.startswith(("PIP_", "UV_", "AWS_ENDPOINT_URL_"))
+    }
+    environment.update({"AWS_ENDPOINT_URL": proxy.endpoint, **(env or {})})
+    if not (child or unprivileged):
+        return run_in_process(lambda: cli.main(command[3:]), cwd=project, env=environment)
     if unprivileged and os.geteuid() == 0:  # root reads any file: drop that power for the child
         setpriv = shutil.which("setpriv")
         if setpriv is None:
             pytest.skip("running as root without setpriv: cannot make a file unreadable")
         command = [setpriv, "--bounding-set=-dac_override,-dac_read_search", *command]
-    environment = {  # no installer config from outside, no service endpoint that would bypass the proxy
-        name: value for name, value in os.environ.items() if not name.startswith(("PIP_", "UV_", "AWS_ENDPOINT_URL_"))
-    }
-    environment.update({"AWS_ENDPOINT_URL": proxy.endpoint, **(env or {})})
     return subprocess.run(command, cwd=project, env=environment, capture_output=True, text=True, timeout=120)
 
 
@@ -651,7 +663,7 @@ def test_the_unchanged_project_deploys_and_keeps_its_archive(project: Project, p
     project.infra.function("fn")
     project.write(Case("control", ()))
 
-    result = run_cli(project.root, proxy, "staging")
+    result = run_cli(project.root, proxy, "staging", child=True)  # a real child process: the entry point
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr == ""
@@ -660,6 +672,24 @@ def test_the_unchanged_project_deploys_and_keeps_its_archive(project: Project, p
 
 
 # -- running the Action --------------------------------------------------------------------------
+
+
+FIRST_ACTION_CASE = ACTION_CASES[0].values[0]  # runs in a real child process: the entry point
+
+
+def run_action(runner: Runner, inputs: dict[str, str], extra: dict[str, str], *, child: bool) -> ActionRun:
+    """entrypoint.py as the runner runs it (child=True), or drover.github.main() in this process (fast)."""
+    if child:
+        return runner.run(inputs, **extra)
+    environment = runner.environment({"stage": "staging", **inputs}, extra)
+    done = run_in_process(github.main, cwd=runner.workspace, env=environment)
+    return ActionRun(
+        done.returncode,
+        done.stdout,
+        done.stderr,
+        runner.output_file.read_text(encoding="utf-8"),
+        runner.summary_file.read_text(encoding="utf-8"),
+    )
 
 
 @pytest.mark.parametrize(("inputs", "stage_changes", "expect"), ACTION_CASES)
@@ -673,12 +703,12 @@ def test_action_refuses_bad_input_before_any_call(
         settings = yaml.safe_dump({"stages": {"staging": stage}}, sort_keys=False)
     write_project(runner.workspace, *([settings] if settings else []))
     with counting_server() as aws_endpoint:
-        run = runner.run(
-            {"install-path": "install", **inputs},
-            AWS_ENDPOINT_URL=aws_endpoint.endpoint,
-            AWS_ACCESS_KEY_ID="testing",
-            AWS_SECRET_ACCESS_KEY="testing",
-        )
+        aws = {
+            "AWS_ENDPOINT_URL": aws_endpoint.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }
+        run = run_action(runner, {"install-path": "install", **inputs}, aws, child=inputs == FIRST_ACTION_CASE)
         assert aws_endpoint.requests == []
     assert run.returncode == 2, run.stdout + run.stderr
     assert "Traceback" not in run.stdout + run.stderr

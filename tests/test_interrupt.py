@@ -1,0 +1,105 @@
+"""SIGTERM (docker stop, a cancelled CI job, kill) is handled like Ctrl-C: cleanup, one line, exit 143.
+
+The CLI in a child process against moto, with the AWS endpoint holding one request open until the
+test has sent the signal: stopped before any write, and stopped half-way through a deploy. The Action
+(entrypoint.py, also in the real container) is tested in tests/test_action_container.py.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.aws import Infrastructure, MotoServer
+from tests.container.holding import holding_server
+
+SETTINGS = """\
+stages:
+  staging:
+    region_name: us-east-1
+    function_name: fn
+    compatible_runtime: python3.12
+    function_file_patterns: ['^app/']
+"""
+STATIC_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+PROJECT = {
+    "drover.yml": SETTINGS,
+    "install/app/__init__.py": "",
+    "install/app/main.py": "def handler(event, context):\n    return 'ok'\n",
+    "install/dependency/__init__.py": "VERSION = '1.0'\n",
+}
+
+
+def write_project(directory: Path) -> None:
+    for name, text in PROJECT.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("hold", "expected"),
+    [
+        ("GET /2015-03-31/functions/fn", "drover: stopped by SIGTERM before any AWS write: nothing was changed"),
+        ("PUT /2015-03-31/functions/fn/code", "drover: stopped by SIGTERM during the deploy of fn; written to AWS: "),
+    ],
+    ids=["before-any-write", "mid-deploy"],
+)
+def test_cli_sigterm_cleans_up_says_what_was_written_and_exits_143(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer, hold: str, expected: str
+) -> None:
+    write_project(tmp_path / "project")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    infra.function("fn")
+    with holding_server(aws.endpoint, hold=hold) as endpoint:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "drover", "--install-path", "install", "staging"],
+            cwd=tmp_path / "project",
+            env={
+                "PATH": "/usr/bin:/bin",
+                "TMPDIR": str(scratch),
+                "AWS_ENDPOINT_URL": endpoint.endpoint,
+                **STATIC_KEYS,
+            },
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert endpoint.arrived.wait(120), f"the run never reached {hold}"
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    (line,) = stderr.splitlines()
+    assert line.startswith(expected)
+    if hold.startswith("PUT"):  # the layer was published before the held code update
+        layer_arn = infra.layer_versions("fn-requirements")[0]["LayerVersionArn"]
+        assert f"written to AWS: publish-layer {layer_arn}; not written: the remaining steps" in line
+    assert "scratch files were removed" in line
+    assert not list(scratch.iterdir())
+    assert "drover:function-digest" not in infra.tags("fn")
+
+
+def test_sigint_is_still_130_and_says_interrupted(tmp_path: Path, infra: Infrastructure, aws: MotoServer) -> None:
+    write_project(tmp_path / "project")
+    infra.function("fn")
+    with holding_server(aws.endpoint, hold="GET /2015-03-31/functions/fn") as endpoint:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "drover", "--install-path", "install", "staging"],
+            cwd=tmp_path / "project",
+            env={"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": endpoint.endpoint, **STATIC_KEYS},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert endpoint.arrived.wait(120)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.splitlines() == [
+        "drover: interrupted before any AWS write: nothing was changed; scratch files were removed"
+    ]

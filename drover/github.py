@@ -29,7 +29,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +51,7 @@ from drover.deploy import (
 )
 from drover.errors import DroverError, SettingsError
 from drover.interrupt import exit_code, handle_sigterm, interruption_message
-from drover.models import REGION_PATTERN, DeployResult, MultiResult, short_repr
+from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
 from drover.report import render_multi_summary, render_multi_text, render_summary, render_text, shorten
 from drover.retry import Backoff, retry
 from drover.settings import load_settings, select_stage
@@ -296,11 +296,13 @@ def inside_workspace(what: str, path: Path, workspace: Path) -> Path:
     return path
 
 
-def check_stage_paths(drover: Drover, workspace: Path) -> None:
+def check_stage_paths(drover: Drover, workspace: Path, stages: Sequence[Stage] = ()) -> None:
+    """Every extra path of the run's stages (the prepared one, and any others of a multi-stage run) is in the workspace."""
     working_directory = drover.options.working_directory
-    for extra_path in drover.stage.extra_path_sources:
-        source = extra_path if extra_path.is_absolute() else working_directory / extra_path
-        inside_workspace(f"function_extra_paths entry {str(extra_path)!r}:", source, workspace)
+    for stage in (drover.stage, *stages):
+        for extra_path in stage.extra_path_sources:
+            source = extra_path if extra_path.is_absolute() else working_directory / extra_path
+            inside_workspace(f"function_extra_paths entry {str(extra_path)!r}:", source, workspace)
 
 
 def check_output_files(environ: Mapping[str, str]) -> None:
@@ -874,7 +876,9 @@ def run(
     inputs = parse_inputs()
     check_output_files(environ)
     drover = prepare(inputs, debug)
-    check_stage_paths(drover, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
+    settings = load_settings(inputs.settings_file)
+    others = [select_stage(settings, name, inputs.settings_file) for name in inputs.stages[1:]]
+    check_stage_paths(drover, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()), others)
     if started is not None:
         started.append(drover)
     stage = drover.stage
@@ -893,12 +897,11 @@ def run(
         drover.options.aws = AwsClients(stage.region_name, credentials=credentials)
     result: DeployResult | MultiResult
     if inputs.promote_from:
-        source = select_stage(load_settings(inputs.settings_file), inputs.promote_from, inputs.settings_file)
+        source = select_stage(settings, inputs.promote_from, inputs.settings_file)
         result = drover.promote(inputs.promote_from, source, allow_untracked=inputs.allow_untracked_source)
     elif len(inputs.stages) > 1:
         from drover.multi import MultiStageRun
 
-        settings = load_settings(inputs.settings_file)
         install_path = inputs.install_path or fresh_install_path(environ)
         result = MultiStageRun(settings, inputs.stages, options=drover.options).update(install_path)
     else:

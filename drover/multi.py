@@ -208,9 +208,12 @@ class MultiStageRun:
         pending = [run for run in self.runs if run.failure is None]
         if not pending:
             return
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(pending))) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(self.max_workers, len(pending)))
+        try:
             for future in [pool.submit(self._guarded, run, work) for run in pending]:
                 future.result()
+        finally:  # interrupted (SIGINT/SIGTERM): stages not started yet never start; running ones finish
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _guarded(self, run: _StageRun, work: Callable[[_StageRun], None]) -> None:
         with self._stage(run):

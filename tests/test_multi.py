@@ -538,3 +538,41 @@ def test_package_only_with_several_stages_keeps_each_stages_archives_in_its_own_
 
         with zipfile.ZipFile(tmp_path / "dist" / name / "function.zip") as archive:
             assert archive.namelist() == [module]
+
+
+def test_several_stages_install_once_and_a_stage_needing_another_platform_is_refused(
+    tmp_path: Path, infra: Infrastructure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.wheels import offline_environment, write_wheel
+
+    house = tmp_path / "wheelhouse"
+    house.mkdir()
+    write_wheel(house, "purelib", "1.0", "py3-none-any", {"purelib/__init__.py": b"VALUE = 1\n"})
+    for name in list(os.environ):
+        if name.startswith(("PIP_", "UV_")):
+            monkeypatch.delenv(name)
+    (tmp_path / "scratch").mkdir()
+    for name, value in offline_environment(house, tmp_path / "scratch").items():
+        monkeypatch.setenv(name, value)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app_a.py").write_text("def handler(event, context):\n    return 1\n")
+    (tmp_path / "requirements.txt").write_text("purelib==1.0\n")
+    stages = {
+        name: {**ten_stages()[name], "function_file_patterns": [], "function_extra_paths": ["src/app_a.py"]}
+        for name in ("s0", "s1", "s2")
+    }
+    write_settings(tmp_path, stages)
+    infra.function("fn0")
+    infra.function("fn1")
+    infra.function("fn2", architecture="arm64")
+
+    result = run_stages(tmp_path, list(stages), CallRecorder(), requirements=tmp_path / "requirements.txt")
+
+    assert result.succeeded == ["s0", "s1"] and result.failed == ["s2"]
+    first, second, refused = result.results
+    assert isinstance(first, DeployResult) and first.install is not None and not first.install.skipped
+    assert isinstance(second, DeployResult) and second.install is None  # installed once, for both
+    assert first.requirements_digest == second.requirements_digest
+    assert first.requirements_layer_arn == second.requirements_layer_arn
+    assert isinstance(refused, StageFailure) and refused.exit_code == 2
+    assert "needs python3.12 on arm64" in refused.error and "separate runs" in refused.error

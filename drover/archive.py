@@ -17,7 +17,7 @@ import stat
 import struct
 import tempfile
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,11 +132,13 @@ def write_zip(
     path: Path,
     files: Sequence[HashedFile | PackageFile],
     workers: int | None = None,
+    on_file: Callable[[int], None] | None = None,
 ) -> ArchiveInfo:
     """Write files (in the given order) to path, atomically.
 
     Each file is read once: its SHA-256 is computed while it is compressed and returned in
     ArchiveInfo.files; a HashedFile whose bytes no longer match its hash is a PackagingError.
+    on_file(size) is called, from the worker threads, as each file is compressed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f".{path.name}.partial")
@@ -152,7 +154,7 @@ def write_zip(
                         done_cost, future = pending.popleft()
                         writer.add_all(future.result())
                         in_flight -= done_cost
-                    pending.append((cost, pool.submit(_compress_batch, batch, spool_dir)))
+                    pending.append((cost, pool.submit(_compress_batch, batch, spool_dir, on_file)))
                     in_flight += cost
                 while pending:
                     writer.add_all(pending.popleft()[1].result())
@@ -191,8 +193,15 @@ def _package_file(item: HashedFile | PackageFile) -> PackageFile:
     return item.file if isinstance(item, HashedFile) else item
 
 
-def _compress_batch(batch: Sequence[HashedFile | PackageFile], spool_dir: Path) -> list[_Compressed]:
-    return [_compress(item, spool_dir) for item in batch]
+def _compress_batch(
+    batch: Sequence[HashedFile | PackageFile], spool_dir: Path, on_file: Callable[[int], None] | None = None
+) -> list[_Compressed]:
+    compressed = []
+    for item in batch:
+        compressed.append(_compress(item, spool_dir))
+        if on_file is not None:
+            on_file(compressed[-1].hashed.size)
+    return compressed
 
 
 def _compress(item: HashedFile | PackageFile, spool_dir: Path) -> _Compressed:

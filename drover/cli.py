@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -17,6 +18,7 @@ from drover.core import Drover, RunOptions
 from drover.errors import DroverError, SettingsError
 from drover.interrupt import exit_code, handle_sigterm, interruption_message
 from drover.models import DeployResult, MultiResult
+from drover.progress import NO_PROGRESS, PlainProgress, Progress, TerminalProgress
 from drover.report import render_multi_text, render_text, shorten
 from drover.settings import load_settings, select_stage
 
@@ -104,10 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--interactive",
         action="store_true",
         default=None,
-        help="progress output for a terminal (default when stdin is a TTY)",
+        help="progress bars on stderr for a terminal (default when stdin and stderr are TTYs)",
     )
     interactive.add_argument(
-        "--non-interactive", dest="interactive", action="store_false", help="plain line output for CI logs"
+        "--non-interactive",
+        dest="interactive",
+        action="store_false",
+        help="plain progress lines, at most every 5 s, for CI logs",
     )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
@@ -209,7 +214,9 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         raise SettingsError("--allow-untracked-source only applies with --promote-from")
     if args.install_source is None and args.requirements is None and not args.promote_from:
         _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
+    interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     options = RunOptions(
+        progress=_progress(args, interactive),
         archive_dir=args.archive_dir,
         package_only=args.package_only,
         dry_run=args.dry_run,
@@ -221,7 +228,6 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         function_name=args.function_name,
         region_name=args.region,
     )
-    interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     if len(args.stages) > 1:
         from drover.multi import MultiStageRun
 
@@ -235,6 +241,24 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         source = select_stage(settings, args.promote_from, args.settings_file)
         return drover.promote(args.promote_from, source, allow_untracked=args.allow_untracked_source)
     return drover.update(args.install_path)
+
+
+def _progress(args: argparse.Namespace, interactive: bool) -> Progress:
+    """Progress on stderr: bars on a terminal (unless stderr is redirected and --interactive was not given),
+    plain lines every few seconds in CI logs, nothing with --quiet."""
+    if args.quiet:
+        return NO_PROGRESS
+    if interactive and (args.interactive or sys.stderr.isatty()):
+        bars = TerminalProgress(sys.stderr)
+        for handler in logger.handlers:
+            handler.addFilter(bars.clear_for_log)
+        return bars
+    return PlainProgress(_progress_line)
+
+
+def _progress_line(line: str) -> None:
+    with contextlib.suppress(OSError):
+        _write(sys.stderr, line)
 
 
 def _warn_if_packaging_the_settings_directory(install_path: Path, settings_file: Path) -> None:

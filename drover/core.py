@@ -27,6 +27,7 @@ from drover.packaging import (
     layout_package,
     unzipped_limit_problem,
 )
+from drover.progress import NO_PROGRESS, Progress, tracked
 from drover.settings import select_stage
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class RunOptions:
     direct_upload_limit: int = DIRECT_UPLOAD_LIMIT
     function_name: str | None = None  # a per-run override of the stage's function_name (one stage only)
     region_name: str | None = None  # a per-run override of the stage's region_name (one stage only)
+    progress: Progress = NO_PROGRESS  # where long work (install, packaging, uploads) reports; adapters render it
 
 
 class Timings(dict[str, float]):
@@ -98,7 +100,8 @@ class Drover:
             problem = unzipped_limit_problem(layout)
             if problem:
                 raise PackagingError(problem)
-            plan = hash_layout(layout, self.options.workers)
+            with tracked(self.options.progress, "Hashing files"):
+                plan = hash_layout(layout, self.options.workers)
         return plan, self.package_result(plan, "deploy")
 
     def update(self, install_path: Path) -> DeployResult:
@@ -108,7 +111,7 @@ class Drover:
         from drover import workflow  # pulls in boto3; package-only runs never import it
 
         clients = self.clients_for(self.stage.region_name)
-        target, live = workflow.connect(self.stage, clients, self.timings.phase)
+        target, live = workflow.connect(self.stage, clients, self.timings.phase, self.options.progress)
         self.install(install_path, self.stage.architecture or live.architecture)  # for the live architecture
         plan, result = self.package(install_path)
         result.mode = "dry-run" if self.options.dry_run else "deploy"
@@ -245,7 +248,7 @@ class Drover:
             exclude_runtime_packages=self.stage.exclude_runtime_packages,
             verbose=self.options.verbose,
         )
-        with self.timings.phase("install"):
+        with self.timings.phase("install"), tracked(self.options.progress, "Installing packages"):
             installed = install(request)
         self.install_summary = InstallSummary(
             skipped=installed.skipped,
@@ -257,8 +260,10 @@ class Drover:
         )
 
     def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo:
-        with self.timings.phase("archive"):
-            archive = write_zip(path, files, self.options.workers)
+        progress = self.options.progress
+        total = sum(item.size for item in files)
+        with self.timings.phase("archive"), tracked(progress, f"Packaging {path.name}", total, files=len(files)):
+            archive = write_zip(path, files, self.options.workers, lambda size: progress.advance(size, files=1))
         logger.debug("Built %s archive: %s, %d files", kind, format_file_size(archive.size), archive.file_count)
         return archive
 

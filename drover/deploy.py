@@ -9,9 +9,12 @@ Clients are typed with the boto3 stubs, so a misspelt parameter fails `mypy --st
 
 from __future__ import annotations
 
+import io
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, cached_property
@@ -27,6 +30,7 @@ from botocore.retries.standard import RetryContext, StandardRetryConditions
 from drover.archive import ArchiveInfo
 from drover.errors import PreflightError, UpdateError
 from drover.models import LAYER_VERSION_ARN_PATTERN, Architecture, S3BucketFileVersion, S3BucketPath, Stage
+from drover.progress import NO_PROGRESS, Progress, tracked
 
 if TYPE_CHECKING:
     from mypy_boto3_lambda import LambdaClient
@@ -288,10 +292,18 @@ def _api_name(name: str) -> str:
 class LambdaTarget:
     """The live function of a stage and the operations drover performs on it."""
 
-    def __init__(self, stage: Stage, clients: AwsClients, *, update_timeout: float = UPDATE_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        stage: Stage,
+        clients: AwsClients,
+        *,
+        update_timeout: float = UPDATE_TIMEOUT_SECONDS,
+        progress: Progress = NO_PROGRESS,
+    ) -> None:
         self.stage = stage
         self.clients = clients
         self.update_timeout = update_timeout
+        self.progress = progress
 
     @property
     def _lambda(self) -> LambdaClient:
@@ -595,7 +607,10 @@ class LambdaTarget:
             logger.warning(warning)
 
         def put() -> Any:
-            with open(archive.path, "rb") as body:
+            with (
+                tracked(self.progress, f"Uploading {archive.path.name}", archive.size),
+                _sent_bytes(s3, archive, self.progress) as body,
+            ):
                 return s3.put_object(
                     Bucket=bucket.bucket_name,
                     Key=key,
@@ -610,16 +625,8 @@ class LambdaTarget:
         return uploaded, True, warning
 
     def publish_layer(self, location: CodeLocation, digest: str, architecture: Architecture) -> LayerVersion:
-        response = self.clients.call(
-            "PublishLayerVersion",
-            lambda: self._lambda.publish_layer_version(
-                LayerName=self.stage.layer_name,
-                Description=LAYER_DESCRIPTION_PREFIX + digest,
-                Content=location.layer_content(),
-                CompatibleRuntimes=[self.stage.compatible_runtime],  # type: ignore[list-item]  # a checked python3.N
-                CompatibleArchitectures=[architecture],
-            ),
-        )
+        with self._direct_upload(location):
+            response = self._publish_layer(location, digest, architecture)
         layer = LayerVersion(
             response["LayerVersionArn"],
             int(response["Version"]),
@@ -629,13 +636,43 @@ class LambdaTarget:
         _verify("PublishLayerVersion", layer.arn, response.get("Content", {}).get("CodeSha256", ""), location)
         return layer
 
+    def _publish_layer(self, location: CodeLocation, digest: str, architecture: Architecture) -> Any:
+        return self.clients.call(
+            "PublishLayerVersion",
+            lambda: self._lambda.publish_layer_version(
+                LayerName=self.stage.layer_name,
+                Description=LAYER_DESCRIPTION_PREFIX + digest,
+                Content=location.layer_content(),
+                CompatibleRuntimes=[self.stage.compatible_runtime],  # type: ignore[list-item]  # a checked python3.N
+                CompatibleArchitectures=[architecture],
+            ),
+        )
+
+    @contextmanager
+    def _direct_upload(self, location: CodeLocation) -> Iterator[None]:
+        """A direct upload (the zip inside the request) as a task; see _count_direct_body."""
+        if location.s3 is not None:
+            yield
+            return
+        archive = location.archive
+        self._lambda.meta.events.register_last(
+            "request-created.lambda", _count_direct_body, unique_id="drover-direct-upload"
+        )
+        with tracked(self.progress, f"Uploading {archive.path.name}", archive.size):
+            upload = _DIRECT_UPLOAD.set(_DirectUpload(archive.size, self.progress))
+            try:
+                yield
+            finally:
+                _DIRECT_UPLOAD.reset(upload)
+
     def update_code(self, location: CodeLocation, live: LiveFunction) -> LiveFunction:
         sha256 = location.archive.code_sha256
         request = location.function_code(self.stage.function_name, live.revision_id)
         answered: list[str] = []
 
         def call() -> object:
-            response = self._lambda.update_function_code(**request)
+            with self._direct_upload(location):
+                response = self._lambda.update_function_code(**request)
             answered.append(response.get("CodeSha256", ""))
             return response
 
@@ -718,6 +755,96 @@ class LambdaTarget:
             "DeleteLayerVersion",
             lambda: self._lambda.delete_layer_version(LayerName=self.stage.layer_name, VersionNumber=version),
         )
+
+
+class _SentBytes(io.BufferedReader):
+    """An archive as an S3 upload body that reports the bytes botocore sends to the progress.
+
+    botocore may read the body before sending it (to sign it, over plain HTTP) and reads it again
+    after a retry's rewind: as in s3transfer, only reads after the request is signed count
+    (`sending`, set by the request-created hooks), and only past the furthest byte already reported.
+    """
+
+    def __init__(self, archive: ArchiveInfo, progress: Progress) -> None:
+        super().__init__(io.FileIO(archive.path, "rb"))
+        self.progress = progress
+        self.sending = False
+        self.reported = 0
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        if self.sending and (position := self.tell()) > self.reported:
+            self.progress.advance(position - self.reported)
+            self.reported = position
+        return data
+
+
+def _signing(request: Any, **_: Any) -> None:
+    if isinstance(getattr(request, "body", None), _SentBytes):
+        request.body.sending = False
+
+
+def _sending(request: Any, **_: Any) -> None:
+    if isinstance(getattr(request, "body", None), _SentBytes):
+        request.body.sending = True
+
+
+@contextmanager
+def _sent_bytes(s3: S3Client, archive: ArchiveInfo, progress: Progress) -> Iterator[_SentBytes]:
+    """The archive as a body counting what is sent; the hooks bracket botocore's signing of each attempt.
+
+    They go on request-created.s3, the signer's own event: botocore runs a more specific event's
+    handlers (request-created.s3.PutObject) before them, whatever their first/last order.
+    """
+    event = "request-created.s3"
+    s3.meta.events.register_first(event, _signing, unique_id="drover-upload-signing")
+    s3.meta.events.register_last(event, _sending, unique_id="drover-upload-sending")
+    with _SentBytes(archive, progress) as body:
+        yield body
+
+
+@dataclass
+class _DirectUpload:
+    """A zip sent inside a Lambda request: the request's bytes sent, reported as the archive's bytes."""
+
+    archive_size: int
+    progress: Progress
+    reported: int = 0
+
+    def sent(self, position: int, length: int) -> None:
+        done = self.archive_size * position // length
+        if done > self.reported:
+            self.progress.advance(done - self.reported)
+            self.reported = done
+
+
+_DIRECT_UPLOAD: ContextVar[_DirectUpload | None] = ContextVar("drover_direct_upload", default=None)
+DIRECT_UPLOAD_OPERATIONS = frozenset({"PublishLayerVersion", "UpdateFunctionCode"})
+
+
+class _SentRequest(io.BytesIO):
+    """A signed request body (JSON with the zip in base64) that reports how much of it is sent."""
+
+    def __init__(self, body: bytes, upload: _DirectUpload) -> None:
+        super().__init__(body)
+        self.upload = upload
+        self.length = len(body)
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        data = super().read(size)
+        self.upload.sent(self.tell(), self.length)
+        return data
+
+
+def _count_direct_body(request: Any, operation_name: str = "", **_: Any) -> None:
+    """After the signer (last on its own event), give a direct upload's request a body that counts what is sent.
+
+    The bytes are the ones signed; each retry builds its request anew, and the upload reports only
+    past the furthest point reached.
+    """
+    upload = _DIRECT_UPLOAD.get()
+    if upload is not None and operation_name in DIRECT_UPLOAD_OPERATIONS and isinstance(request.data, bytes):
+        request.data = _SentRequest(request.data, upload)
 
 
 DOWNLOAD_TIMEOUT_SECONDS = 300

@@ -52,6 +52,7 @@ from drover.deploy import (
 from drover.errors import DroverError, SettingsError
 from drover.interrupt import exit_code, handle_sigterm, interruption_message
 from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
+from drover.progress import PlainProgress
 from drover.report import render_multi_summary, render_multi_text, render_summary, render_text, shorten
 from drover.retry import Backoff, retry
 from drover.settings import load_settings, select_stage
@@ -834,10 +835,15 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
         verbose=debug,
         function_name=inputs.function_name,
         region_name=inputs.region,
+        progress=PlainProgress(progress_line),  # a CI log: plain lines, inside the phase's ::group::
     )
     drover = Drover(settings, inputs.stage, options=options)
     drover.timings = GroupedTimings()
     return drover
+
+
+def progress_line(line: str) -> None:
+    core.info(log_safe(line))
 
 
 def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> None:

@@ -55,6 +55,7 @@ from drover.models import (
     Stage,
 )
 from drover.packaging import HashedFile, PackageFile, PackagePlan
+from drover.progress import NO_PROGRESS, Progress
 
 logger = logging.getLogger("drover")
 PENDING_LAYER = "(new requirements layer version)"
@@ -266,9 +267,11 @@ class PruneLayerVersions(Step):
 # -- reading and planning ------------------------------------------------------------------------
 
 
-def connect(stage: Stage, clients: AwsClients, phase: Phase) -> tuple[LambdaTarget, LiveFunction]:
+def connect(
+    stage: Stage, clients: AwsClients, phase: Phase, progress: Progress = NO_PROGRESS
+) -> tuple[LambdaTarget, LiveFunction]:
     """Read the live function (waiting out an update in progress) and check it is one drover can update."""
-    target = LambdaTarget(stage, clients)
+    target = LambdaTarget(stage, clients, progress=progress)
     with phase("read"):
         live = target.read_function()
         if live.last_update_status == "InProgress" or live.state == "Pending":

@@ -171,6 +171,8 @@ class RevisionCheck:
         if operation not in REVISION_CHECKED or not request.body:
             return None
         body = request.body if isinstance(request.body, bytes | str) else b""
+        if hasattr(request.body, "getvalue"):  # a direct upload's body, streamed so drover can count what is sent
+            body = request.body.getvalue()
         sent = json.loads(body or b"{}").get("RevisionId")
         if sent is None or sent == self.current():
             return None

@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # make local: the loopback port of the local AWS API (0: any free port)
 LOCAL_AWS_PORT ?= 5055
 
-.PHONY: help venv test test-fast test-container container-tools lint demo local local-down bench clean
+.PHONY: help venv test test-fast test-container container-tools lint demo local local-down bench bench-multi clean
 
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
@@ -20,6 +20,7 @@ help:
 	@echo "make test-container - build the Action image (podman) and run it as the GitHub runner does"
 	@echo "make lint   - ruff + mypy"
 	@echo "make bench  - performance benchmark against drover 0.7.1"
+	@echo "make bench-multi - ten functions sharing one requirements set: one run vs ten drover 0.7.1 runs"
 
 venv: $(STAMP)
 
@@ -63,6 +64,9 @@ local-down:
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-multi: $(STAMP)
+	$(BIN)/python bench/multi_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

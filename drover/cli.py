@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from drover import DISTRIBUTION, __version__
-from drover.errors import DroverError
+from drover.errors import DroverError, SettingsError
 from drover.progress import NO_PROGRESS, PlainProgress, Progress, TerminalProgress
 
 if TYPE_CHECKING:  # the engine is imported once the arguments are read: `drover --help` needs none of it
     from drover.core import Drover
-    from drover.models import DeployResult
+    from drover.models import DeployResult, MultiResult
 
 logger = logging.getLogger("drover")
 
@@ -73,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stage", metavar="STAGE", help="stage name in the settings file")
+    parser.add_argument(
+        "stages",
+        metavar="STAGE",
+        nargs="+",
+        help="stage name(s) in the settings file; several stages deploy in one run, sharing packaging and layers",
+    )
     parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
     parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
     parser.add_argument(
@@ -123,6 +128,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--publish", action="store_true", default=None, help="publish a version after the update")
     parser.add_argument("--alias", help="point this alias at the published version (implies --publish)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout; text goes to stderr")
+    parser.add_argument(
+        "--promote-from",
+        metavar="SOURCE_STAGE",
+        help="make STAGE's function run exactly what SOURCE_STAGE's function runs (same code, same requirements)",
+    )
+    parser.add_argument(
+        "--allow-untracked-source",
+        action="store_true",
+        help="with --promote-from: promote code drover did not deploy (no drover tags on the source function)",
+    )
+    parser.add_argument("--function-name", help="deploy to this function instead of the stage's (one stage only)")
+    parser.add_argument("--region", help="deploy in this region instead of the stage's (one stage only)")
     return parser
 
 
@@ -151,22 +168,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _report(result, args)
 
 
-def _report(result: DeployResult, args: argparse.Namespace) -> int:
+def _report(result: DeployResult | MultiResult, args: argparse.Namespace) -> int:
     """Print the result; when stdout cannot take it (a full disk, a closed pipe), say so on stderr, exit 1."""
-    from drover.report import render_text
+    from drover.models import MultiResult
+    from drover.report import render_multi_text, render_text
 
     try:
         if args.json:
             _write(sys.stdout, json.dumps(result.model_dump(mode="json"), sort_keys=True))
         if not args.quiet:
-            _write(sys.stdout if not args.json else sys.stderr, render_text(result))
+            text = render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)
+            _write(sys.stdout if not args.json else sys.stderr, text)
     except OSError as error:
         _silence_stdout()
-        done = [f"{action.action} {action.target}" for action in result.actions if action.done]
+        entries = result.results if isinstance(result, MultiResult) else [result]
+        done = [f"{action.action} {action.target}" for entry in entries for action in entry.actions if action.done]
         deployed = f"; it did: {', '.join(done)}" if done else ""
         _error_line(f"the run finished{deployed}, but its report could not be written: {error.strerror or error}")
         return 1
-    return 0
+    return result.exit_code if isinstance(result, MultiResult) else 0
 
 
 def _write(stream: TextIO, text: str) -> None:
@@ -192,16 +212,21 @@ def _error_line(message: str) -> None:
         pass
 
 
-def run(args: argparse.Namespace, started: list[Drover] | None = None) -> DeployResult:
+def run(args: argparse.Namespace, started: list[Drover] | None = None) -> DeployResult | MultiResult:
     from drover.archive import check_archive_dir
     from drover.core import Drover, RunOptions
     from drover.settings import load_settings, select_stage
 
     settings = load_settings(args.settings_file)
-    stage = select_stage(settings, args.stage, args.settings_file)  # an unknown stage names the settings file
-    if args.archive_dir is not None:  # before any work: the archives must never be read as input
-        check_archive_dir(args.archive_dir, args.install_path, stage.extra_path_sources, Path.cwd())
-    if args.install_source is None and args.requirements is None:
+    for name in [*args.stages, *([args.promote_from] if args.promote_from else [])]:
+        stage = select_stage(settings, name, args.settings_file)  # an unknown stage names the settings file
+        if args.archive_dir is not None:  # before any work: the archives must never be read as input
+            check_archive_dir(args.archive_dir, args.install_path, stage.extra_path_sources, Path.cwd())
+    if args.promote_from and len(args.stages) != 1:
+        raise SettingsError("--promote-from SOURCE_STAGE takes exactly one target STAGE")
+    if args.allow_untracked_source and not args.promote_from:
+        raise SettingsError("--allow-untracked-source only applies with --promote-from")
+    if args.install_source is None and args.requirements is None and not args.promote_from:
         _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     options = RunOptions(
@@ -215,10 +240,21 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         requirements=args.requirements,
         verbose=args.verbose,
         verify_dependencies=args.verify_dependencies,
+        function_name=args.function_name,
+        region_name=args.region,
     )
-    drover = Drover(settings, args.stage, interactive, options=options)
+    if len(args.stages) > 1:
+        from drover.multi import MultiStageRun
+
+        return MultiStageRun(settings, args.stages, interactive, options=options).update(args.install_path)
+    drover = Drover(settings, args.stages[0], interactive, options=options)
     if started is not None:
         started.append(drover)
+    if args.promote_from:
+        if args.package_only or args.install_source or args.requirements:
+            raise SettingsError("--promote-from copies what the source runs; it builds and installs nothing")
+        source = select_stage(settings, args.promote_from, args.settings_file)
+        return drover.promote(args.promote_from, source, allow_untracked=args.allow_untracked_source)
     return drover.update(args.install_path)
 
 

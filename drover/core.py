@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from drover.archive import ARCHIVE_NAMES, ArchiveInfo, publish_archives, record_archive, write_zip
 from drover.errors import PackagingError, SettingsError, UpdateError
 from drover.io import format_file_size
@@ -53,6 +55,8 @@ class RunOptions:
     requirements: Path | None = None
     verbose: bool = False
     direct_upload_limit: int = DIRECT_UPLOAD_LIMIT
+    function_name: str | None = None  # a per-run override of the stage's function_name (one stage only)
+    region_name: str | None = None  # a per-run override of the stage's region_name (one stage only)
     progress: Progress = NO_PROGRESS  # where long work (install, packaging, uploads) reports; adapters render it
     verify_dependencies: bool = False  # --no-dependency-key: install anyway, fail if the attached layer differs
 
@@ -105,16 +109,15 @@ class Drover:
                 raise PackagingError(problem)
             with tracked(self.options.progress, "Hashing files"):
                 plan = hash_layout(layout, self.options.workers)
-        return plan, self._result(plan, "deploy")
+        return plan, self.package_result(plan, "deploy")
 
     def update(self, install_path: Path) -> DeployResult:
         """Install (when asked), package, and make the live function run exactly this package."""
         if self.options.package_only:
             return self.build(install_path)
         from drover import workflow  # pulls in boto3; package-only runs never import it
-        from drover.deploy import AwsClients
 
-        clients = self.options.aws or AwsClients(self.stage.region_name)
+        clients = self.clients_for(self.stage.region_name)
         target, live = workflow.connect(self.stage, clients, self.timings.phase, self.options.progress)
         architecture = self.stage.architecture or live.architecture  # install for the live architecture
         self.install(install_path, architecture, lambda: target.attached_requirements_layer(live.layer_arns), live.tags)
@@ -148,6 +151,70 @@ class Drover:
         result.timings = dict(self.timings)
         return result
 
+    def clients_for(self, region_name: str) -> AwsClients:
+        """The run's clients for a region: the given ones (their session, for another region), or new ones."""
+        from drover.deploy import AwsClients
+
+        given = self.options.aws
+        if given is None:
+            return AwsClients(region_name)
+        if given.region_name == region_name:
+            return given
+        return AwsClients(region_name, session=given.session, sleep=given.sleep)
+
+    def promote(self, source_name: str, source: Stage, *, allow_untracked: bool = False) -> DeployResult:
+        """Make this stage's function run exactly what the source stage's function runs: its code, its requirements."""
+        from drover import workflow
+        from drover.deploy import LambdaTarget
+
+        if source.function_name == self.stage.function_name and source.region_name == self.stage.region_name:
+            raise SettingsError(f"--promote-from {source_name}: the source and target are the same function")
+        target, live = workflow.connect(self.stage, self.clients_for(self.stage.region_name), self.timings.phase)
+        source_target = LambdaTarget(source, self.clients_for(source.region_name))
+        with tempfile.TemporaryDirectory(prefix=".drover-promote-") as scratch:
+            promotion = workflow.read_source(
+                source_name, source_target, Path(scratch), self.timings.phase, allow_untracked=allow_untracked
+            )
+            logger.info(
+                "Promoting %s (CodeSha256 %s) from stage %s",
+                promotion.live.name,
+                promotion.live.code_sha256,
+                source_name,
+            )
+            result = DeployResult(
+                stage=self.stage_name,
+                mode="dry-run" if self.options.dry_run else "deploy",
+                function_name=self.stage.function_name,
+                region_name=self.stage.region_name,
+                function_digest=promotion.function_digest,
+                requirements_digest=promotion.requirements_digest,
+                function_file_count=0,
+                requirements_file_count=0,
+                function_unzipped_size=0,
+                requirements_unzipped_size=0,
+            )
+            empty = PackagePlan(Partition("function", ()), Partition("requirements", ()))
+
+            def no_build(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
+                raise AssertionError(f"a promotion builds no {kind} archive")  # pragma: no cover
+
+            deployment = workflow.Deployment(
+                stage=self.stage,
+                target=target,
+                live=live,
+                package=empty,
+                result=result,
+                build_archive=no_build,
+                phase=self.timings.phase,
+                dry_run=self.options.dry_run,
+                direct_upload_limit=self.options.direct_upload_limit,
+                stage_name=self.stage_name,
+                promotion=promotion,
+            )
+            workflow.promote(deployment)
+        result.timings = dict(self.timings)
+        return result
+
     def build(self, install_path: Path) -> DeployResult:
         """Package-only: build both archives (the requirements one when non-empty) and report them.
 
@@ -167,7 +234,7 @@ class Drover:
                     archives.append((self.write_archive(kind, files, directory / ARCHIVE_NAMES[kind]), kind))
             partitions = {kind: Partition(kind, archive.files) for archive, kind in archives}
             plan = PackagePlan(partitions["function"], partitions.get("requirements", Partition("requirements", ())))
-            result = self._result(plan, "package-only")
+            result = self.package_result(plan, "package-only")
             for archive, kind in archives:
                 record_archive(result, archive, kind, self.options.archive_dir)
         if problem:
@@ -301,7 +368,7 @@ class Drover:
             if archive_dir is not None:
                 publish_archives(Path(directory), archive_dir)
 
-    def _result(self, plan: PackagePlan, mode: str) -> DeployResult:
+    def package_result(self, plan: PackagePlan, mode: str) -> DeployResult:
         logger.info("Requirements digest: %s", plan.requirements.digest)
         logger.info("Function digest: %s", plan.function.digest)
         return DeployResult(
@@ -320,6 +387,7 @@ class Drover:
 
 
 def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:
+    stage = _override_target(stage, options)
     updates: dict[str, object] = {}
     if options.publish is not None:
         updates["publish"] = options.publish
@@ -331,3 +399,26 @@ def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:
         updates["alias"] = options.alias
         updates["publish"] = True
     return stage.model_copy(update=updates) if updates else stage
+
+
+OVERRIDE_NAMES = {"function_name": "--function-name (function-name)", "region_name": "--region (region)"}
+
+
+def _override_target(stage: Stage, options: RunOptions) -> Stage:
+    """function_name and region_name given for this run, validated with the whole stage like drover.yml values."""
+    updates = {
+        key: value
+        for key, value in (("function_name", options.function_name), ("region_name", options.region_name))
+        if value
+    }
+    if not updates:
+        return stage
+    try:
+        return Stage.model_validate({**stage.model_dump(), **updates})
+    except ValidationError as error:
+        detail = error.errors()[0]
+        key = str(detail["loc"][0]) if detail["loc"] else ""
+        given = OVERRIDE_NAMES.get(key)
+        what = f"{given} {updates[key]!r}" if given else "the overridden stage"
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{what}: {message}") from None

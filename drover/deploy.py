@@ -19,6 +19,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache, cached_property
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
@@ -159,6 +160,8 @@ class LayerVersion:
     description: str
     code_size: int | None = None
     architectures: tuple[str, ...] = ("x86_64",)
+    code_sha256: str | None = None
+    location: str | None = None
 
     @property
     def digest(self) -> str | None:
@@ -385,10 +388,13 @@ class LambdaTarget:
         attached_version = self.attached_requirements_layer(attached)
         if attached_version and attached_version.digest == digest:
             return attached_version
-        for listed in self.list_layer_versions():
-            if listed.digest == digest and architecture in listed.architectures:
-                return listed
-        return None
+        recorded = [
+            listed
+            for listed in self.list_layer_versions()
+            if listed.digest == digest and architecture in listed.architectures
+        ]
+        # the lowest: concurrent publishers of one digest all converge on it (see converge_layer)
+        return min(recorded, key=lambda listed: listed.version, default=None)
 
     def attached_requirements_layer(self, attached: Sequence[str]) -> LayerVersion | None:
         """The version of the stage's requirements layer among the attached ARNs (read once per run)."""
@@ -479,12 +485,85 @@ class LambdaTarget:
             if error.code == "ResourceNotFoundException":
                 return None
             raise
+        content = response.get("Content", {})
         return LayerVersion(
             response["LayerVersionArn"],
             int(response["Version"]),
             response.get("Description", ""),
-            response.get("Content", {}).get("CodeSize"),
+            content.get("CodeSize"),
+            tuple(response.get("CompatibleArchitectures") or ("x86_64",)),
+            content.get("CodeSha256"),
+            content.get("Location"),
         )
+
+    def read_layer_version(self, arn: str) -> LayerVersion | None:
+        """A layer version by its ARN (any layer name), or None when it does not exist."""
+        match = LAYER_VERSION_ARN_PATTERN.match(arn)
+        if match is None:
+            return None
+        return self._get_layer_version(arn.rsplit(":", 1)[0], int(match["version"]))
+
+    def code_location(self) -> str | None:
+        """Where Lambda keeps the function's code: GetFunction's Code.Location (a pre-signed URL)."""
+        response = self.clients.call(
+            "GetFunction", lambda: self._lambda.get_function(FunctionName=self.stage.function_name)
+        )
+        location = response.get("Code", {}).get("Location")
+        return str(location) if location else None
+
+    def verified_object(self, key: str, code_sha256: str) -> S3BucketFileVersion | None:
+        """The object at key in the stage's bucket when S3's verified SHA-256 of it is code_sha256."""
+        bucket = self.stage.upload_bucket
+        if bucket is None:
+            return None
+        try:
+            head = self.clients.call(
+                "HeadObject",
+                lambda: self.clients.s3.head_object(Bucket=bucket.bucket_name, Key=key, ChecksumMode="ENABLED"),
+                service="s3",
+            )
+        except AwsError as error:
+            if error.code in NOT_FOUND_CODES | {"403", "NoSuchBucket"}:
+                return None
+            raise
+        if head.get("ChecksumSHA256") != code_sha256:
+            return None
+        return S3BucketFileVersion(bucket_name=bucket.bucket_name, key=key, version_id=head.get("VersionId"))
+
+    def download_object(self, s3_object: S3BucketFileVersion, path: Path) -> None:
+        extra: dict[str, str] = {"VersionId": s3_object.version_id} if s3_object.version_id else {}
+        self.clients.call(
+            "GetObject",
+            lambda: self.clients.s3.download_file(s3_object.bucket_name, s3_object.key, str(path), ExtraArgs=extra),
+            service="s3",
+        )
+
+    def converge_layer(self, digest: str, architecture: str, published: LayerVersion) -> tuple[LayerVersion, bool]:
+        """After publishing: the lowest version recording this digest wins, so concurrent publishers agree.
+
+        When another publisher's version is lower, the one just published is deleted unless a
+        function already uses it (then it stays: deleting it would break that function). Returns
+        the version to attach and whether the one just published was deleted.
+        """
+        same = [
+            version
+            for version in self.list_layer_versions()
+            if version.digest == digest and architecture in version.architectures
+        ]
+        lowest = min(same, key=lambda version: version.version, default=published)
+        if lowest.version >= published.version:
+            return published, False
+        if published.arn in self.layers_attached_elsewhere(""):
+            logger.info("Layer version %s is already in use; keeping it", published.arn)
+            return lowest, False
+        else:
+            logger.info(
+                "Another run published %s with the same requirements digest first; adopting it and deleting %s",
+                lowest.arn,
+                published.arn,
+            )
+            self.delete_layer_version(published.version)
+        return lowest, True
 
     def find_published_version(self, code_sha256: str, layer_arns: Sequence[str]) -> str | None:
         """The newest published version with this code and these layers, so it is not published again."""
@@ -806,6 +885,35 @@ def _count_direct_body(request: Any, operation_name: str = "", **_: Any) -> None
     upload = _DIRECT_UPLOAD.get()
     if upload is not None and operation_name in DIRECT_UPLOAD_OPERATIONS and isinstance(request.data, bytes):
         request.data = _SentRequest(request.data, upload)
+
+
+DOWNLOAD_TIMEOUT_SECONDS = 300
+
+
+def download_url(url: str, path: Path) -> None:
+    """Fetch a pre-signed URL Lambda gave (a code or layer content location) into path."""
+    import shutil
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response, open(path, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except (urllib.error.URLError, OSError) as error:
+        shown = url.split("?", 1)[0]  # the query of a pre-signed URL carries credentials
+        raise UpdateError(f"downloading {shown} failed: {error}; nothing was changed — rerun drover") from None
+
+
+def archive_of(path: Path) -> ArchiveInfo:
+    """An archive drover did not build (a downloaded copy), with its Lambda-style CodeSha256."""
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return ArchiveInfo(path, path.stat().st_size, base64.b64encode(digest.digest()).decode(), 0)
 
 
 def _verify(operation: str, target: str, reported: str, location: CodeLocation) -> None:

@@ -29,7 +29,7 @@ import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,9 +51,9 @@ from drover.deploy import (
 )
 from drover.errors import DroverError, SettingsError
 from drover.interrupt import exit_code, handle_sigterm, interruption_message
-from drover.models import REGION_PATTERN, DeployResult, short_repr
+from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
 from drover.progress import PlainProgress
-from drover.report import render_summary, render_text, shorten
+from drover.report import render_multi_summary, render_multi_text, render_summary, render_text, shorten
 from drover.retry import Backoff, retry
 from drover.settings import load_settings, select_stage
 
@@ -77,6 +77,10 @@ INPUT_DEFAULTS: dict[str, str] = {
     "dry-run": "false",
     "publish": "",
     "alias": "",
+    "promote-from": "",
+    "allow-untracked-source": "false",
+    "function-name": "",
+    "region": "",
 }
 OUTPUT_NAMES = (
     "function-arn",
@@ -146,7 +150,7 @@ class CredentialsError(DroverError):
 
 @dataclass(frozen=True)
 class ActionInputs:
-    stage: str
+    stages: tuple[str, ...]
     working_directory: Path
     settings_file: Path
     install_path: Path | None
@@ -161,6 +165,24 @@ class ActionInputs:
     publish: bool | None
     alias: str | None
     verify_dependencies: bool = False
+    promote_from: str | None = None
+    allow_untracked_source: bool = False
+    function_name: str | None = None
+    region: str | None = None
+
+    @property
+    def stage(self) -> str:
+        """The first (for a single-stage run, the only) stage."""
+        return self.stages[0]
+
+
+def parse_stages(value: str) -> tuple[str, ...]:
+    """The `stage` input: one stage name, or several, one per line (blank lines ignored)."""
+    stages = tuple(line.strip() for line in value.splitlines() if line.strip())
+    for name in stages:
+        if any(character.isspace() for character in name):
+            raise ActionInputError(f"input 'stage' has {name!r}: give one stage name per line")
+    return stages
 
 
 def get_input(name: str) -> str:
@@ -182,8 +204,8 @@ def get_flag(name: str) -> bool | None:
 
 def parse_inputs() -> ActionInputs:
     """Read and validate every input; any problem is an ActionInputError (exit 2) before any AWS call."""
-    stage = get_input("stage")
-    if not stage:
+    stages = parse_stages(str(core.get_input("stage", trim_whitespace=False)) or INPUT_DEFAULTS["stage"])
+    if not stages:
         raise ActionInputError("input 'stage' is required: the name of a stage in the settings file (e.g. staging)")
     workspace = Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
     working_directory = inside_workspace("working-directory", Path(get_input("working-directory")), workspace)
@@ -199,6 +221,14 @@ def parse_inputs() -> ActionInputs:
     region = get_input("aws-region") or None
     if region is not None and not REGION_PATTERN.fullmatch(region):
         raise ActionInputError(f"input 'aws-region' is {short_repr(region)}: give an AWS region name such as us-east-1")
+    promote_from = get_input("promote-from") or None
+    overrides = [name for name in ("function-name", "region") if get_input(name)]
+    if overrides and len(stages) > 1:
+        raise ActionInputError(
+            f"input '{overrides[0]}' overrides one stage's value, but input 'stage' names {len(stages)} stages"
+        )
+    if promote_from and len(stages) > 1:
+        raise ActionInputError("input 'promote-from' promotes to one stage, but input 'stage' names several")
     audience = get_input("audience")
     if not AUDIENCE_PATTERN.fullmatch(audience):
         raise ActionInputError(
@@ -212,7 +242,7 @@ def parse_inputs() -> ActionInputs:
         for path in [_optional_path(working_directory, name)]
     }
     return ActionInputs(
-        stage=stage,
+        stages=stages,
         working_directory=working_directory,
         settings_file=settings_file,
         install_path=paths["install-path"],
@@ -227,6 +257,10 @@ def parse_inputs() -> ActionInputs:
         publish=get_flag("publish"),
         alias=get_input("alias") or None,
         verify_dependencies=bool(get_flag("verify-dependencies")),
+        promote_from=promote_from,
+        allow_untracked_source=bool(get_flag("allow-untracked-source")),
+        function_name=get_input("function-name") or None,
+        region=get_input("region") or None,
     )
 
 
@@ -266,11 +300,13 @@ def inside_workspace(what: str, path: Path, workspace: Path) -> Path:
     return path
 
 
-def check_stage_paths(drover: Drover, workspace: Path) -> None:
+def check_stage_paths(drover: Drover, workspace: Path, stages: Sequence[Stage] = ()) -> None:
+    """Every extra path of the run's stages (the prepared one, and any others of a multi-stage run) is in the workspace."""
     working_directory = drover.options.working_directory
-    for extra_path in drover.stage.extra_path_sources:
-        source = extra_path if extra_path.is_absolute() else working_directory / extra_path
-        inside_workspace(f"function_extra_paths entry {str(extra_path)!r}:", source, workspace)
+    for stage in (drover.stage, *stages):
+        for extra_path in stage.extra_path_sources:
+            source = extra_path if extra_path.is_absolute() else working_directory / extra_path
+            inside_workspace(f"function_extra_paths entry {str(extra_path)!r}:", source, workspace)
 
 
 def check_output_files(environ: Mapping[str, str]) -> None:
@@ -697,9 +733,12 @@ def write_outputs(outputs: Mapping[str, str], output_file: str | None) -> None:
 
 
 def write_summary(result: DeployResult, summary_file: str | None) -> None:
+    write_summary_text(render_summary(result), summary_file)
+
+
+def write_summary_text(text: str, summary_file: str | None) -> None:
     if not summary_file:
         return
-    text = render_summary(result)
     if len(text.encode("utf-8")) > SUMMARY_LIMIT:
         text = text.encode("utf-8")[: SUMMARY_LIMIT - 200].decode("utf-8", "ignore")
         text += "\n\n(summary truncated at GitHub's 1 MiB limit; result-json has everything)\n"
@@ -782,9 +821,13 @@ def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: 
 
 def prepare(inputs: ActionInputs, debug: bool) -> Drover:
     """Load the settings and set up the run: every check that needs no AWS call happens here."""
-    check_install_inputs(inputs)
+    if not inputs.promote_from:  # a promotion installs and builds nothing
+        check_install_inputs(inputs)
     settings = load_settings(inputs.settings_file)
-    select_stage(settings, inputs.stage, inputs.settings_file)  # an unknown stage names the settings file
+    for name in (*inputs.stages, *([inputs.promote_from] if inputs.promote_from else [])):
+        select_stage(settings, name, inputs.settings_file)  # an unknown stage names the settings file
+    if inputs.promote_from and (inputs.install_source or inputs.requirements):
+        raise ActionInputError("input 'promote-from' copies what the source runs; it installs nothing")
     options = RunOptions(
         working_directory=inputs.working_directory,
         dry_run=inputs.dry_run,
@@ -793,6 +836,8 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
         install_source=inputs.install_source,
         requirements=inputs.requirements,
         verbose=debug,
+        function_name=inputs.function_name,
+        region_name=inputs.region,
         progress=PlainProgress(progress_line),  # a CI log: plain lines, inside the phase's ::group::
         verify_dependencies=inputs.verify_dependencies,
     )
@@ -805,42 +850,88 @@ def progress_line(line: str) -> None:
     core.info(log_safe(line))
 
 
-def report(result: DeployResult, environ: Mapping[str, str]) -> None:
-    core.info(log_safe(render_text(result)))
+def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> None:
+    core.info(log_safe(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)))
     try:
-        write_outputs(outputs_of(result), environ.get("GITHUB_OUTPUT"))
-        write_summary(result, environ.get("GITHUB_STEP_SUMMARY"))
+        if isinstance(result, MultiResult):
+            write_outputs(multi_outputs_of(result), environ.get("GITHUB_OUTPUT"))
+            write_summary_text(render_multi_summary(result), environ.get("GITHUB_STEP_SUMMARY"))
+        else:
+            write_outputs(outputs_of(result), environ.get("GITHUB_OUTPUT"))
+            write_summary(result, environ.get("GITHUB_STEP_SUMMARY"))
     except OSError as error:
-        done = [f"{action.action} {action.target}" for action in result.actions if action.done]
+        entries = result.results if isinstance(result, MultiResult) else [result]
+        done = [f"{action.action} {action.target}" for entry in entries for action in entry.actions if action.done]
         deployed = f"; it did: {', '.join(done)}" if done else ""
         raise ReportError(
             f"the run finished{deployed}, but its outputs could not be written: {error.strerror or error}"
         ) from None
 
 
-def run(environ: MutableMapping[str, str], debug: bool, started: list[Drover] | None = None) -> DeployResult:
+def multi_outputs_of(result: MultiResult) -> dict[str, str]:
+    """Several stages: `changed` is whether any changed, `result-json` the whole list; the per-function outputs are empty."""
+    outputs = dict.fromkeys(OUTPUT_NAMES, "")
+    for name in ("function-updated", "requirements-updated", "configuration-updated", "version-published"):
+        outputs[name] = "false"
+    outputs["changed"] = "true" if result.totals.changed else "false"
+    outputs["result-json"] = json.dumps(result.model_dump(mode="json"), sort_keys=True)
+    return outputs
+
+
+def run(
+    environ: MutableMapping[str, str], debug: bool, started: list[Drover] | None = None
+) -> DeployResult | MultiResult:
     token_request = take_id_token_request(environ)
     tuning = retry_tuning(environ)
     inputs = parse_inputs()
     check_output_files(environ)
     drover = prepare(inputs, debug)
-    check_stage_paths(drover, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
+    settings = load_settings(inputs.settings_file)
+    others = [select_stage(settings, name, inputs.settings_file) for name in inputs.stages[1:]]
+    check_stage_paths(drover, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()), others)
     if started is not None:
         started.append(drover)
     stage = drover.stage
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
+    several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""
+    promoted = f", promoted from stage {inputs.promote_from!r}" if inputs.promote_from else ""
     core.info(
         log_safe(
-            f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}{mode}"
+            f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
+            f"{several}{promoted}{mode}"
         )
     )
     if inputs.role_to_assume:
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
             credentials = obtain_credentials(inputs, token_request, inputs.aws_region or stage.region_name, tuning)
         drover.options.aws = AwsClients(stage.region_name, credentials=credentials)
-    result = drover.update(inputs.install_path or fresh_install_path(environ))
+    result: DeployResult | MultiResult
+    if inputs.promote_from:
+        source = select_stage(settings, inputs.promote_from, inputs.settings_file)
+        result = drover.promote(inputs.promote_from, source, allow_untracked=inputs.allow_untracked_source)
+    elif len(inputs.stages) > 1:
+        from drover.multi import MultiStageRun
+
+        install_path = inputs.install_path or fresh_install_path(environ)
+        result = MultiStageRun(settings, inputs.stages, options=drover.options).update(install_path)
+    else:
+        result = drover.update(inputs.install_path or fresh_install_path(environ))
     report(result, environ)
+    if isinstance(result, MultiResult) and result.exit_code:
+        raise StagesFailed(result)
     return result
+
+
+class StagesFailed(DroverError):
+    """Some stages of a multi-stage run failed (the others were deployed); outputs and summary are written."""
+
+    def __init__(self, result: MultiResult) -> None:
+        failed = ", ".join(result.failed)
+        super().__init__(
+            f"{result.totals.failed} of {result.totals.stages} stages failed ({failed}); "
+            f"succeeded: {', '.join(result.succeeded) or 'none'}"
+        )
+        self.exit_code = result.exit_code
 
 
 def main() -> int:

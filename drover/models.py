@@ -345,3 +345,39 @@ class DeployResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     install: InstallSummary | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+
+
+class StageFailure(BaseModel):
+    """A stage of a multi-stage run that failed: its error, exit code, and the changes made before it."""
+
+    stage: str
+    function_name: str | None = None
+    region_name: str | None = None
+    error: str
+    exit_code: int
+    actions: list[DeployAction] = Field(default_factory=list)
+
+
+class RunTotals(BaseModel):
+    stages: int
+    succeeded: int
+    failed: int
+    changed: int
+    layer_versions_published: int
+    bytes_uploaded: int
+    seconds: float
+
+
+class MultiResult(BaseModel):
+    """What a run over several stages did: one entry per stage (a DeployResult or a StageFailure), in order."""
+
+    mode: Literal["package-only", "dry-run", "deploy"]
+    results: list[DeployResult | StageFailure]
+    succeeded: list[str]
+    failed: list[str]
+    totals: RunTotals
+
+    @property
+    def exit_code(self) -> int:
+        codes = {result.exit_code for result in self.results if isinstance(result, StageFailure)}
+        return 0 if not codes else codes.pop() if len(codes) == 1 else 1

@@ -6,7 +6,7 @@ Pure functions of a DeployResult; the adapters (cli, github) print what these re
 from __future__ import annotations
 
 from drover.io import format_file_size
-from drover.models import DeployResult
+from drover.models import DeployResult, MultiResult, StageFailure
 
 MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whole
 
@@ -110,6 +110,73 @@ def render_summary(result: DeployResult) -> str:
 
 def _version_origin(result: DeployResult) -> str:
     return "published by this run" if result.version_published else "already published"
+
+
+def render_multi_text(result: MultiResult) -> str:
+    """Each stage's report under its name, then which stages succeeded and which failed."""
+    blocks = []
+    for entry in result.results:
+        if isinstance(entry, StageFailure):
+            done = "".join(f"\ndone: {action.action} {action.target} ({action.reason})" for action in entry.actions)
+            blocks.append(f"== {entry.stage}: FAILED (exit {entry.exit_code})\n{entry.error}{done}")
+        else:
+            blocks.append(f"== {entry.stage}: {_outcome(entry)}\n{render_text(entry)}")
+    totals = result.totals
+    lines = [
+        f"{totals.stages} stages: {totals.succeeded} succeeded ({', '.join(result.succeeded) or 'none'}), "
+        f"{totals.failed} failed ({', '.join(result.failed) or 'none'}); {totals.changed} changed, "
+        f"{totals.layer_versions_published} requirements layer versions published, "
+        f"{format_file_size(totals.bytes_uploaded)} uploaded in {totals.seconds:.1f} s"
+    ]
+    return "\n\n".join([*blocks, *lines])
+
+
+def _outcome(result: DeployResult) -> str:
+    if result.mode == "dry-run":
+        return "dry run" + (" (would change)" if result.actions else " (up to date)")
+    if result.mode == "package-only":
+        return "packaged"
+    return "deployed" if result.changed else "up to date"
+
+
+def render_multi_summary(result: MultiResult) -> str:
+    """The step summary of several stages: one table, a row per stage; then each failure and warning."""
+    totals = result.totals
+    title = f"drover {result.mode}: {totals.succeeded} of {totals.stages} stages succeeded" + (
+        f", {totals.failed} failed" if totals.failed else ""
+    )
+    rows: list[tuple[object, ...]] = []
+    for entry in result.results:
+        if isinstance(entry, StageFailure):
+            rows.append((entry.stage, entry.function_name or "", "failed", "", "", entry.error))
+            continue
+        changes = ", ".join(f"{action.action} {'done' if action.done else 'would do'}" for action in entry.actions)
+        rows.append(
+            (
+                entry.stage,
+                f"{entry.function_name} in {entry.region_name}",
+                _outcome(entry),
+                entry.code_sha256 or "",
+                entry.requirements_layer_arn or "",
+                changes or "nothing to change",
+            )
+        )
+    lines = [f"### {markdown_cell(title)}", ""]
+    lines += _table(("Stage", "Function", "Result", "Code SHA-256", "Requirements layer", "Changes"), rows)
+    lines += [
+        "",
+        f"{totals.layer_versions_published} requirements layer versions published; "
+        f"{format_file_size(totals.bytes_uploaded)} uploaded; {totals.seconds:.1f} s.",
+    ]
+    warnings = [
+        f"{entry.stage}: {warning}"
+        for entry in result.results
+        if isinstance(entry, DeployResult)
+        for warning in entry.warnings
+    ]
+    if warnings:
+        lines += ["", "#### Warnings", ""] + [f"- {markdown_cell(warning)}" for warning in warnings]
+    return "\n".join(lines) + "\n"
 
 
 def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:

@@ -17,10 +17,13 @@ depends on the new value necessary.
 from __future__ import annotations
 
 import logging
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from drover.archive import ArchiveInfo
 from drover.deploy import (
@@ -35,6 +38,8 @@ from drover.deploy import (
     LambdaTarget,
     LayerVersion,
     LiveFunction,
+    archive_of,
+    download_url,
 )
 from drover.errors import PreflightError, UpdateError
 from drover.io import format_file_size
@@ -46,6 +51,7 @@ from drover.models import (
     Architecture,
     DeployAction,
     DeployResult,
+    S3BucketFileVersion,
     Stage,
 )
 from drover.packaging import HashedFile, PackageFile, PackagePlan
@@ -57,6 +63,38 @@ PENDING_LAYER = "(new requirements layer version)"
 ArchiveBuilder = Callable[[str, Sequence[HashedFile | PackageFile]], ArchiveInfo]
 """Builds the archive of a partition ("function" or "requirements") and reports it in the result."""
 Phase = Callable[[str], AbstractContextManager[None]]
+LayerKey = tuple[str, str, str, str]
+"""(region, layer name, requirements digest, architecture): what makes two requirements layer versions the same."""
+
+
+class SharedLayers:
+    """The requirements layer versions a run publishes, shared by every stage that needs the same one.
+
+    The first stage that plans to publish a (region, layer name, digest, architecture) owns it;
+    the others wait for its layer version ARN instead of publishing their own.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claims: dict[LayerKey, tuple[str, Future[str]]] = {}
+
+    def claim(self, key: LayerKey, stage: str) -> tuple[str, Future[str]]:
+        """The stage that publishes this layer (this one if first) and the future ARN of what it publishes."""
+        with self._lock:
+            if key not in self._claims:
+                self._claims[key] = (stage, Future())
+            return self._claims[key]
+
+    def abandon(self, stage: str, error: BaseException) -> None:
+        """A stage that failed before publishing what it claimed releases the stages waiting for it."""
+        with self._lock:
+            owned = [future for owner, future in self._claims.values() if owner == stage and not future.done()]
+        for future in owned:
+            future.set_exception(UpdateError(f"stage {stage}, which was to publish the shared layer, failed: {error}"))
+
+    def published(self) -> int:
+        with self._lock:
+            return sum(1 for _, future in self._claims.values() if future.done() and future.exception() is None)
 
 
 @dataclass
@@ -80,6 +118,11 @@ class Deployment:
     use_bucket: bool = True
     version: str | None = None
     alias: Alias | None = None
+    stage_name: str = ""
+    shared_layers: SharedLayers | None = None
+    pending_layer: Future[str] | None = None  # the layer version another stage of this run publishes
+    claimed_layer: Future[str] | None = None  # the layer version this stage publishes for others too
+    promotion: Promotion | None = None
     dependency_key: str | None = None  # the exact lock's key: recorded on a requirements layer this run publishes
     kept_layer: LayerVersion | None = None  # the attached layer records this key: no install ran, keep it attached
 
@@ -93,6 +136,8 @@ class Deployment:
         self.result.warnings.append(warning)
 
     def resolved_layers(self) -> list[str]:
+        if self.layer_arn is None and self.pending_layer is not None:
+            self.layer_arn = self.pending_layer.result()
         return [self.layer_arn if arn == PENDING_LAYER and self.layer_arn else arn for arn in self.desired_layers]
 
 
@@ -124,10 +169,29 @@ class PublishLayer(Step):
         logger.info("Uploading requirements archive...")
         location = upload(deployment, archive, digest)
         layer = deployment.target.publish_layer(location, digest, deployment.architecture, deployment.dependency_key)
-        deployment.layer_arn = deployment.result.requirements_layer_arn = layer.arn
-        deployment.result.requirements_updated = True
+        deployment.result.requirements_layer_arn = layer.arn  # an interruption from here on names it
         logger.info("Published requirements layer %s", layer.arn)
-        return f"published {layer.arn} (requirements digest {digest}, CodeSha256 {archive.code_sha256})"
+        return _converge(
+            deployment,
+            layer,
+            digest,
+            f"published {layer.arn} (requirements digest {digest}, CodeSha256 {archive.code_sha256})",
+        )
+
+
+def _converge(deployment: Deployment, layer: LayerVersion, digest: str, done: str) -> str:
+    """Adopt the lowest version recording this digest (a concurrent run may have published one too)."""
+    adopted, deleted = deployment.target.converge_layer(digest, deployment.architecture, layer)
+    deployment.layer_arn = deployment.result.requirements_layer_arn = adopted.arn
+    deployment.result.requirements_updated = True
+    if deployment.claimed_layer is not None:
+        deployment.claimed_layer.set_result(adopted.arn)
+    if adopted.arn != layer.arn:
+        fate = f"deleted {layer.arn}" if deleted else f"kept {layer.arn} (a function already uses it)"
+        return (
+            f"adopted {adopted.arn} (the lowest version recording requirements digest {digest}); {fate}, its duplicate"
+        )
+    return done
 
 
 class UpdateCode(Step):
@@ -237,6 +301,7 @@ def deploy(deployment: Deployment) -> None:
             for step in steps:
                 outcome = step.apply(deployment)
                 deployment.result.actions.append(_action(step, outcome))
+        deployment.resolved_layers()
     _report(deployment)
 
 
@@ -274,7 +339,7 @@ def plan(deployment: Deployment) -> list[Step]:
         steps.append(Tag(live.name, tags))
     if stage.publish:
         steps += _plan_version(deployment, changing=bool(publish_layer or code or layers))
-    if stage.keep_layer_versions:
+    if stage.keep_layer_versions and deployment.pending_layer is None:
         prune = _plan_prune(deployment, stage.keep_layer_versions, publishing=publish_layer is not None)
         if prune:
             steps.append(prune)
@@ -311,8 +376,18 @@ def _plan_layer(deployment: Deployment) -> Step | None:
         logger.info("Requirements layer %s already holds digest %s", existing.arn, requirements.digest[:12])
         deployment.layer_arn = existing.arn
         return None
-    deployment.requirements_archive = deployment.build_archive("requirements", requirements.files)
     reason = f"no version records requirements digest {requirements.digest}"
+    shared = deployment.shared_layers
+    if shared is not None:
+        stage = deployment.stage
+        key = (stage.region_name, stage.layer_name, requirements.digest, deployment.architecture)
+        owner, future = shared.claim(key, deployment.stage_name)
+        if owner != deployment.stage_name:
+            logger.info("Stage %s publishes requirements layer %s for this stage too", owner, stage.layer_name)
+            deployment.pending_layer = future
+            return None
+        deployment.claimed_layer = future
+    deployment.requirements_archive = deployment.build_archive("requirements", requirements.files)
     return PublishLayer(deployment.stage.layer_name, reason)
 
 
@@ -333,6 +408,7 @@ def _plan_code(deployment: Deployment) -> Step | None:
 
 def _plan_layers(deployment: Deployment, *, publishing: bool) -> Step | None:
     stage, live = deployment.stage, deployment.live
+    publishing = publishing or deployment.pending_layer is not None
     requirements = [deployment.layer_arn or PENDING_LAYER] if (deployment.layer_arn or publishing) else []
     deployment.desired_layers = [*stage.supplemental_layer_arns, *requirements]
     foreign = [
@@ -371,10 +447,11 @@ def _desired_tags(deployment: Deployment) -> dict[str, str]:
     return {key: value for key, value in wanted.items() if live.tags.get(key) != value}
 
 
-def _plan_version(deployment: Deployment, *, changing: bool) -> list[Step]:
+def _plan_version(deployment: Deployment, *, changing: bool, code_sha256: str | None = None) -> list[Step]:
     """Publish unless a version already runs the desired code and layers; move the alias unless it is there."""
     live, stage = deployment.live, deployment.stage
     code_sha = deployment.function_archive.code_sha256 if deployment.function_archive else live.code_sha256
+    code_sha = code_sha256 or code_sha
     steps: list[Step] = []
     if PENDING_LAYER not in deployment.desired_layers:
         deployment.version = deployment.target.find_published_version(code_sha, deployment.desired_layers)
@@ -507,3 +584,244 @@ def upload(deployment: Deployment, archive: ArchiveInfo, digest: str) -> CodeLoc
         deployment.result.warnings.append(warning)
     deployment.result.bytes_uploaded += archive.size if uploaded else 0
     return CodeLocation(archive, s3_object)
+
+
+# -- promotion: the exact artifact of another stage ----------------------------------------------
+
+TAG_PROMOTED_FROM = "drover:promoted-from"
+
+
+@dataclass
+class Promotion:
+    """What the source stage's function runs: the code and requirements a promotion copies."""
+
+    source_name: str
+    source: LambdaTarget
+    live: LiveFunction
+    requirements_digest: str | None
+    function_digest: str
+    layer: LayerVersion | None  # the source's requirements layer version (None: no requirements)
+    scratch: Path
+    code_object: S3BucketFileVersion | None = None
+    layer_object: S3BucketFileVersion | None = None
+
+
+def read_source(
+    source_name: str, source: LambdaTarget, scratch: Path, phase: Phase, *, allow_untracked: bool
+) -> Promotion:
+    """Read the source function and check drover deployed what it runs (unless untracked sources are allowed)."""
+    with phase("read"):
+        live = source.read_function()
+    tags = live.tags
+    tracked = tags.get(TAG_CODE_SHA256) == live.code_sha256 and bool(tags.get(TAG_FUNCTION_DIGEST))
+    if not tracked and not allow_untracked:
+        raise PreflightError(
+            f"stage {source_name}: the code of {live.name} (CodeSha256 {live.code_sha256}) was not deployed by "
+            f"drover (its {TAG_CODE_SHA256} tag is {tags.get(TAG_CODE_SHA256) or 'missing'}), so what it runs is of "
+            "unknown provenance — deploy it with drover first, or pass --allow-untracked-source "
+            "(allow-untracked-source: true) to promote it anyway"
+        )
+    layer = None
+    for arn in live.layer_arns:
+        if _is_requirements_layer(source.stage.layer_name, arn):
+            layer = source.read_layer_version(arn)
+    digest = tags.get(TAG_REQUIREMENTS_DIGEST) if tracked else None
+    if layer is not None and (digest in (None, "none") or not tracked):
+        digest = layer.digest
+        if digest is None:
+            raise PreflightError(
+                f"stage {source_name}: requirements layer {layer.arn} records no requirements digest in its "
+                "description, so drover cannot tell what it holds — deploy the source stage with drover first"
+            )
+    if layer is None:
+        digest = None
+    return Promotion(
+        source_name=source_name,
+        source=source,
+        live=live,
+        requirements_digest=digest,
+        function_digest=tags.get(TAG_FUNCTION_DIGEST) or f"untracked:{live.code_sha256}",
+        layer=layer,
+        scratch=scratch,
+    )
+
+
+def promote(deployment: Deployment) -> None:
+    """Plan the promotion, check the target can run it, then describe or apply the steps."""
+    deployment.result.function_arn = deployment.live.arn
+    with deployment.phase("compare"):
+        steps = plan_promotion(deployment)
+    if len(deployment.desired_layers) > MAX_LAYERS:
+        raise PreflightError(f"{len(deployment.desired_layers)} layers exceed Lambda's limit of {MAX_LAYERS}")
+    for arn in deployment.stage.supplemental_layer_arns:
+        deployment.target.supplemental_layer_size(arn)
+    if deployment.dry_run:
+        deployment.result.actions = [_action(step) for step in steps]
+    else:
+        with deployment.phase("deploy"):
+            for step in steps:
+                outcome = step.apply(deployment)
+                deployment.result.actions.append(_action(step, outcome))
+    _report(deployment)
+
+
+def plan_promotion(deployment: Deployment) -> list[Step]:
+    promotion, stage, live = deployment.promotion, deployment.stage, deployment.live
+    assert promotion is not None
+    source = promotion.live
+    deployment.architecture = "arm64" if live.architecture == "arm64" else "x86_64"
+    if source.architecture != live.architecture or source.runtime != live.runtime:
+        raise PreflightError(
+            f"stage {promotion.source_name} runs {source.runtime} on {source.architecture}, but {live.name} runs "
+            f"{live.runtime} on {live.architecture}; the same artifact only runs on the same runtime and "
+            "architecture — make the functions match"
+        )
+    steps: list[Step] = []
+    copy_layer = _plan_layer_copy(deployment, promotion)
+    if copy_layer:
+        steps.append(copy_layer)
+    if live.code_sha256 != source.code_sha256:
+        steps.append(CopyCode(live.name, _code_source(deployment, promotion)))
+    else:
+        logger.info("Function code already the source's (CodeSha256 %s)", live.code_sha256)
+    layers = _plan_layers(deployment, publishing=copy_layer is not None)
+    if layers:
+        steps.append(layers)
+    wanted = {
+        TAG_FUNCTION_DIGEST: promotion.function_digest,
+        TAG_REQUIREMENTS_DIGEST: promotion.requirements_digest or "none",
+        TAG_CODE_SHA256: source.code_sha256,
+        TAG_PROMOTED_FROM: _unqualified_arn(source.arn),
+    }
+    tags = {key: value for key, value in wanted.items() if live.tags.get(key) != value}
+    if tags:
+        steps.append(Tag(live.name, tags))
+    if stage.publish:
+        steps += _plan_version(deployment, changing=bool(steps), code_sha256=source.code_sha256)
+    return steps
+
+
+def _unqualified_arn(arn: str) -> str:
+    return ":".join(arn.split(":")[:7])
+
+
+def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | None:
+    layer, digest, stage = promotion.layer, promotion.requirements_digest, deployment.stage
+    if layer is None or digest is None:
+        return None
+    source_stage = promotion.source.stage
+    if source_stage.layer_name == stage.layer_name and source_stage.region_name == stage.region_name:
+        deployment.layer_arn = layer.arn  # the very layer version the source runs
+        return None
+    existing = deployment.target.find_layer_version(digest, deployment.architecture, deployment.live.layer_arns)
+    if existing is not None:
+        logger.info("Requirements layer %s already holds digest %s", existing.arn, digest[:12])
+        deployment.layer_arn = existing.arn
+        return None
+    key = promotion.source.content_key(digest) if source_stage.upload_bucket else None
+    promotion.layer_object = promotion.source.verified_object(key, layer.code_sha256 or "") if key else None
+    if promotion.layer_object is not None:
+        where = f"s3://{promotion.layer_object.bucket_name}/{promotion.layer_object.key}"
+    elif layer.location and layer.location.startswith(("https://", "http://")):
+        where = f"{layer.arn}'s content location"
+    else:
+        bucket = source_stage.upload_bucket
+        looked = (
+            f"no object at s3://{bucket.bucket_name}/{key} whose S3-verified SHA-256 is the layer's (was the layer "
+            "published before upload_bucket was set?)"
+            if bucket is not None and key is not None
+            else "the source stage has no upload_bucket"
+        )
+        raise PreflightError(
+            f"the content of {layer.arn} cannot be read: {looked}, and Lambda gives its location as "
+            f"{layer.location or 'nothing'} — share the requirements_layer_name between the stages, or deploy "
+            "the source with an upload_bucket from the start"
+        )
+    return CopyLayer(stage.layer_name, f"publish the content of {layer.arn} (digest {digest}) from {where}")
+
+
+def _code_source(deployment: Deployment, promotion: Promotion) -> str:
+    source_code = promotion.live.code_sha256
+    source_stage = promotion.source.stage
+    if source_stage.upload_bucket is not None and not promotion.function_digest.startswith("untracked:"):
+        key = promotion.source.content_key(promotion.function_digest)
+        promotion.code_object = promotion.source.verified_object(key, source_code)
+    origin = (
+        f"s3://{promotion.code_object.bucket_name}/{promotion.code_object.key}"
+        if promotion.code_object
+        else f"{promotion.live.name}'s code location"
+    )
+    return (
+        f"live CodeSha256 {deployment.live.code_sha256 or 'none'} differs from stage {promotion.source_name}'s "
+        f"{source_code}; copy it from {origin}"
+    )
+
+
+def _fetch(promotion: Promotion, s3_object: S3BucketFileVersion | None, url: str | None, name: str) -> ArchiveInfo:
+    """Download the source's artifact into the scratch directory (from S3 when verified there, else its URL)."""
+    path = promotion.scratch / name
+    if s3_object is not None:
+        promotion.source.download_object(s3_object, path)
+    elif url:
+        download_url(url, path)
+    else:
+        raise UpdateError(f"Lambda gave no code location for {promotion.live.name}; cannot copy its code")
+    return archive_of(path)
+
+
+def _location_in_target(
+    deployment: Deployment, s3_object: S3BucketFileVersion | None, code_sha256: str
+) -> CodeLocation | None:
+    """The source's S3 object used in place, when Lambda in the target's region can read it."""
+    promotion = deployment.promotion
+    assert promotion is not None
+    bucket = promotion.source.stage.upload_bucket
+    if s3_object is None or bucket is None or bucket.region_name != deployment.stage.region_name:
+        return None
+    return CodeLocation(ArchiveInfo(Path(s3_object.key), 0, code_sha256, 0), s3_object)
+
+
+class CopyLayer(Step):
+    kind = "publish-layer"
+
+    def apply(self, deployment: Deployment) -> str:
+        promotion = deployment.promotion
+        assert promotion is not None and promotion.layer is not None and promotion.requirements_digest is not None
+        expected = promotion.layer.code_sha256 or ""
+        location = _location_in_target(deployment, promotion.layer_object, expected)
+        if location is None:
+            archive = _fetch(promotion, promotion.layer_object, promotion.layer.location, "requirements.zip")
+            _check_copy(archive, expected, promotion.layer.arn)
+            location = upload(deployment, archive, promotion.requirements_digest)
+        layer = deployment.target.publish_layer(location, promotion.requirements_digest, deployment.architecture)
+        logger.info("Published requirements layer %s (a copy of %s)", layer.arn, promotion.layer.arn)
+        return _converge(
+            deployment, layer, promotion.requirements_digest, f"published {layer.arn}, a copy of {promotion.layer.arn}"
+        )
+
+
+class CopyCode(Step):
+    kind = "update-code"
+
+    def apply(self, deployment: Deployment) -> str:
+        promotion = deployment.promotion
+        assert promotion is not None
+        expected = promotion.live.code_sha256
+        location = _location_in_target(deployment, promotion.code_object, expected)
+        if location is None:
+            url = None if promotion.code_object else promotion.source.code_location()
+            archive = _fetch(promotion, promotion.code_object, url, "function.zip")
+            _check_copy(archive, expected, promotion.live.name)
+            location = upload(deployment, archive, promotion.function_digest)
+        deployment.live = deployment.target.update_code(location, deployment.live)
+        deployment.result.function_updated = True
+        logger.info("Updated %s to stage %s's code", deployment.live.name, promotion.source_name)
+        return f"CodeSha256 is now {deployment.live.code_sha256}, stage {promotion.source_name}'s"
+
+
+def _check_copy(archive: ArchiveInfo, expected: str, what: str) -> None:
+    if archive.code_sha256 != expected:
+        raise UpdateError(
+            f"the downloaded copy of {what} has CodeSha256 {archive.code_sha256}, but Lambda reports {expected}; "
+            "nothing was changed — rerun drover"
+        )

@@ -327,7 +327,7 @@ def test_every_help_example_is_a_valid_command_line():
     assert len(examples) == 5
     for arguments in examples:
         parsed = build_parser().parse_args(arguments)  # exits 2 on an invalid one
-        assert parsed.stage == "staging"
+        assert parsed.stages == ["staging"]
 
 
 def test_the_default_install_path_warns_and_names_what_it_packages(example, tmp_path):

@@ -40,7 +40,7 @@ untouched. docs/faults.md holds the same table (`test_the_matrix_is_documented_a
 | 20 | read timeout on every `GetAlias` attempt (alias set) | `GetAlias failed: Read timeout …` while planning, so nothing is written; rerun: the whole deploy, `PublishVersion`, `CreateAlias` | `test_persistent_fault_is_one_clear_error_and_a_rerun_converges[read-timeout-GetAlias]` |
 | 21 | `UpdateFunctionCode` applied, but its answer lost (read timeout); botocore's retry carries a now stale `RevisionId` → 412 | drover re-reads, finds its own code live, carries on (was: a `PreconditionFailedException` error while the code had changed: fixed); success; rerun makes no write | `test_answer_lost_after_the_update_landed_is_recognised_as_done[read-timeout-UpdateFunctionCode]` |
 | 22 | `UpdateFunctionConfiguration` applied, answer lost (connection reset), retry → 412 | as 21 | `test_answer_lost_after_the_update_landed_is_recognised_as_done[connection-reset-UpdateFunctionConfiguration]` |
-| 23 | `PublishLayerVersion` applied, answer lost (read timeout) | botocore's retry publishes a second, identical version; drover attaches and reports that one; the first stays unattached (known limit: harmless) and `keep_layer_versions` prunes it; rerun makes no write | `test_answer_lost_after_a_layer_publish_leaves_an_unattached_duplicate_that_pruning_removes` |
+| 23 | `PublishLayerVersion` applied, answer lost (read timeout) | botocore's retry publishes a second, identical version; drover converges on the lowest version recording the digest (the first), attaches and reports it, and deletes the unused duplicate (as for concurrent matrix jobs); rerun makes no write | `test_answer_lost_after_a_layer_publish_converges_on_the_first_version_and_deletes_the_duplicate` |
 | 24 | `ResourceConflictException` on the first `UpdateFunctionCode`, `LastUpdateStatus` `InProgress` twice | drover waits for the update, retries, succeeds; rerun makes no write | `test_conflict_while_an_update_is_in_progress_waits_and_retries` |
 | 25 | `ResourceConflictException` on every `UpdateFunctionConfiguration` | after 6 calls: `UpdateFunctionConfiguration failed: ResourceConflictException: … — another update is still in progress; rerun drover when it has finished`; rerun: layers list, tags | `test_conflict_that_outlasts_the_retries_is_a_clear_error` |
 | 26 | `LastUpdateStatus` `InProgress` when drover starts | drover waits, then deploys | `test_an_update_in_progress_when_drover_starts_is_waited_out` |
@@ -787,24 +787,20 @@ def test_answer_lost_after_the_update_landed_is_recognised_as_done(
     assert_converged(deployment, deployment.rerun(), [])
 
 
-def test_answer_lost_after_a_layer_publish_leaves_an_unattached_duplicate_that_pruning_removes(
+def test_answer_lost_after_a_layer_publish_converges_on_the_first_version_and_deletes_the_duplicate(
     deployment: Deployment,
 ) -> None:
     deployment.faults.add("PublishLayerVersion", answer_lost(ReadTimeoutError), 1)
 
     outcome = deployment.run()
 
-    assert outcome.error is None and outcome.result is not None
-    assert outcome.attempts["PublishLayerVersion"] == 2 and sorted(outcome.writes) == sorted(FIRST_DEPLOY)
-    assert outcome.result.requirements_layer_arn == outcome.after.layer_versions[1] == outcome.after.layers[-1]
-    assert outcome.after.code_sha256 == outcome.result.code_sha256 == deployment.expected_code
-    duplicate = deployment.client.get_layer_version(LayerName="fn-requirements", VersionNumber=1)
-    assert duplicate["LayerVersionArn"] not in outcome.after.layers, "the duplicate is not attached"
-    assert duplicate["Description"] == LAYER_DESCRIPTION_PREFIX + str(outcome.result.requirements_digest)
-    assert_converged(deployment, deployment.rerun(), [], layer_versions=2)
-    deployment.project.stage["keep_layer_versions"] = 1
-    pruned = deployment.rerun()
-    assert_converged(deployment, pruned, ["DeleteLayerVersion"])
+    assert outcome.attempts["PublishLayerVersion"] == 2
+    assert_converged(deployment, outcome, [*FIRST_DEPLOY, "DeleteLayerVersion"])
+    assert outcome.result is not None
+    first = deployment.client.get_layer_version(LayerName="fn-requirements", VersionNumber=1)
+    assert outcome.result.requirements_layer_arn == first["LayerVersionArn"] == outcome.after.layers[-1]
+    assert first["Description"] == LAYER_DESCRIPTION_PREFIX + str(outcome.result.requirements_digest)
+    assert_converged(deployment, deployment.rerun(), [])
 
 
 # -- the matrix itself ----------------------------------------------------------------------------

@@ -1,0 +1,259 @@
+"""Promoting the exact artifact of one stage to another, against the moto server."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from drover import Drover
+from drover.core import RunOptions
+from drover.deploy import LAYER_DESCRIPTION_PREFIX, TAG_CODE_SHA256
+from drover.errors import PreflightError
+from drover.models import DeployResult
+from drover.settings import load_settings
+from tests.aws import REGION, CallRecorder, Infrastructure, MotoServer, recording_clients, zip_bytes
+from tests.test_multi import drover_cli
+
+BUCKET = {"region_name": REGION, "bucket_name": "artifacts"}
+
+
+def stage(function_name: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "region_name": REGION,
+        "function_name": function_name,
+        "compatible_runtime": "python3.12",
+        "function_file_patterns": ["^app"],
+        **extra,
+    }
+
+
+def project(root: Path, stages: dict[str, dict[str, Any]]) -> None:
+    install = root / "install"
+    (install / "lib").mkdir(parents=True)
+    (install / "app.py").write_text("def handler(event, context):\n    return 'v1'\n")
+    (install / "lib" / "dep.py").write_text("DEP = 1\n")
+    (root / "drover.yml").write_text(yaml.safe_dump({"stages": stages}))
+
+
+def deploy(root: Path, name: str, recorder: CallRecorder, **options: Any) -> DeployResult:
+    recorder.clear()
+    run_options = RunOptions(working_directory=root, aws=recording_clients(recorder), **options)
+    return Drover(load_settings(root / "drover.yml"), name, options=run_options).update(root / "install")
+
+
+def promote(root: Path, source: str, target: str, recorder: CallRecorder, **options: Any) -> DeployResult:
+    recorder.clear()
+    allow = options.pop("allow_untracked", False)
+    settings = load_settings(root / "drover.yml")
+    run_options = RunOptions(working_directory=root, aws=recording_clients(recorder), **options)
+    return Drover(settings, target, options=run_options).promote(source, settings.stages[source], allow_untracked=allow)
+
+
+def layer_content_sha(infra: Infrastructure, arn: str) -> tuple[str, str]:
+    name, version = arn.split(":")[-2:]
+    answer = infra.client("lambda").get_layer_version(LayerName=name, VersionNumber=int(version))
+    return answer["Content"]["CodeSha256"], answer["Description"]
+
+
+def test_promote_with_a_shared_layer_name_runs_the_same_code_and_the_same_layer_version(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    project(
+        tmp_path,
+        {
+            "staging": stage("api-staging", requirements_layer_name="deps", upload_bucket=BUCKET),
+            "prod": stage("api-prod", requirements_layer_name="deps", publish=True),
+        },
+    )
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    recorder = CallRecorder()
+    source = deploy(tmp_path, "staging", recorder)
+
+    planned = promote(tmp_path, "staging", "prod", recorder, dry_run=True)
+    assert recorder.writes == []
+    result = promote(tmp_path, "staging", "prod", recorder)
+
+    target = infra.configuration("api-prod")
+    assert target["CodeSha256"] == source.code_sha256 == result.code_sha256
+    assert [layer["Arn"] for layer in target["Layers"]] == [source.requirements_layer_arn]
+    assert "PublishLayerVersion" not in recorder.writes and "PutObject" not in recorder.writes  # nothing rebuilt
+    assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in result.actions]
+    assert result.version == "1" and infra.tags("api-prod")[TAG_CODE_SHA256] == source.code_sha256
+
+    again = promote(tmp_path, "staging", "prod", recorder)
+    assert recorder.writes == [] and again.actions == []
+
+
+def test_promote_under_another_layer_name_copies_the_layer_content_and_code_from_the_bucket(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    project(
+        tmp_path,
+        {
+            "staging": stage("api-staging", upload_bucket=BUCKET),
+            "prod": stage("api-prod", supplemental_layer_arns=[]),
+        },
+    )
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    supplemental = infra.layer("extension")
+    settings_text = yaml.safe_load((tmp_path / "drover.yml").read_text())
+    settings_text["stages"]["prod"]["supplemental_layer_arns"] = [supplemental]
+    (tmp_path / "drover.yml").write_text(yaml.safe_dump(settings_text))
+    recorder = CallRecorder()
+    source = deploy(tmp_path, "staging", recorder)
+    (tmp_path / "install" / "app.py").write_text("def handler(event, context):\n    return 'v2, not promoted'\n")
+
+    planned = promote(tmp_path, "staging", "prod", recorder, dry_run=True)
+    result = promote(tmp_path, "staging", "prod", recorder)
+
+    target = infra.configuration("api-prod")
+    assert target["CodeSha256"] == source.code_sha256
+    arns = [layer["Arn"] for layer in target["Layers"]]
+    assert arns[0] == supplemental and ":layer:api-prod-requirements:" in arns[1]  # target's own settings
+    assert source.requirements_layer_arn is not None
+    source_sha, _ = layer_content_sha(infra, source.requirements_layer_arn)
+    target_sha, description = layer_content_sha(infra, arns[1])
+    assert target_sha == source_sha
+    assert description == LAYER_DESCRIPTION_PREFIX + str(source.requirements_digest)
+    assert result.requirements_digest == source.requirements_digest
+    assert [a.action for a in planned.actions] == [a.action for a in result.actions]
+    assert "s3://artifacts/api-staging/" in planned.actions[0].reason
+
+
+class _ZipServer:
+    """Serves one zip over HTTP: what a pre-signed Code.Location URL is."""
+
+    def __init__(self, body: bytes) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/code.zip?X-Amz-Signature=secret"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_an_untracked_source_is_refused_unless_allowed_then_copied_from_its_code_location(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    project(tmp_path, {"staging": stage("api-staging"), "prod": stage("api-prod")})
+    code = zip_bytes({"app.py": "def handler(event, context):\n    return 'hand made'\n"})
+    infra.function("api-staging")
+    infra.client("lambda").update_function_code(FunctionName="api-staging", ZipFile=code)
+    infra.function("api-prod")
+
+    refused = drover_cli("--promote-from", "staging", "prod", cwd=tmp_path, server=aws)
+    assert refused.returncode == 2
+    [line] = refused.stderr.splitlines()
+    assert "unknown provenance" in line and "--allow-untracked-source" in line
+
+    server = _ZipServer(code)
+    recorder = CallRecorder()
+
+    def locate(parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("Configuration", {}).get("FunctionName") == "api-staging":
+            parsed["Code"] = {"Location": server.url, "RepositoryType": "S3"}
+
+    try:
+        settings = load_settings(tmp_path / "drover.yml")
+        clients = recording_clients(recorder)
+        assert clients.session is not None
+        clients.session.events.register("after-call.lambda.GetFunction", locate)
+        options = RunOptions(working_directory=tmp_path, aws=clients)
+        result = Drover(settings, "prod", options=options).promote(
+            "staging", settings.stages["staging"], allow_untracked=True
+        )
+    finally:
+        server.stop()
+
+    source_sha = infra.configuration("api-staging")["CodeSha256"]
+    assert infra.configuration("api-prod")["CodeSha256"] == source_sha == result.code_sha256
+    assert "secret" not in str(result.model_dump())
+
+
+def test_a_promotion_across_architectures_is_refused_before_any_write(tmp_path: Path, infra: Infrastructure) -> None:
+    project(tmp_path, {"staging": stage("api-staging"), "prod": stage("api-prod")})
+    infra.function("api-staging")
+    infra.function("api-prod", architecture="arm64")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+
+    with pytest.raises(PreflightError, match="same runtime and architecture"):
+        promote(tmp_path, "staging", "prod", recorder)
+    assert recorder.writes == []
+
+
+def test_the_action_promotes_with_promote_from_and_reports_the_source_code_sha(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    project(tmp_path, {"staging": stage("api-staging", upload_bucket=BUCKET), "prod": stage("api-prod")})
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    source = deploy(tmp_path, "staging", CallRecorder())
+    outputs = tmp_path / "outputs"
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": aws.endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "INPUT_STAGE": "prod",
+        "INPUT_PROMOTE-FROM": "staging",
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_WORKSPACE": str(tmp_path),
+    }
+    action = subprocess.run(
+        [sys.executable, "-c", "import sys; from drover.github import main; sys.exit(main())"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert action.returncode == 0, action.stderr
+    text = outputs.read_text()
+    assert f"code-sha256={source.code_sha256}\n" in text and "changed=true" in text
+    document = json.loads(text.split("result-json<<", 1)[1].split("\n", 1)[1].rsplit("\n", 2)[0])
+    assert document["stage"] == "prod" and document["requirements_digest"] == source.requirements_digest
+    assert infra.configuration("api-prod")["CodeSha256"] == source.code_sha256
+    assert "promoted from stage 'staging'" in action.stdout + action.stderr
+
+
+def test_a_layer_whose_content_cannot_be_read_is_a_preflight_error_before_any_write(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    """moto's layer Location is "s3://" (real Lambda gives a pre-signed URL): with no S3 copy, nothing can be read."""
+    project(tmp_path, {"staging": stage("api-staging"), "prod": stage("api-prod")})
+    infra.function("api-staging")
+    infra.function("api-prod")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+
+    with pytest.raises(PreflightError, match=r"cannot be read: the source stage has no upload_bucket.*share the"):
+        promote(tmp_path, "staging", "prod", recorder)
+    assert recorder.writes == []

@@ -27,7 +27,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml uv.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
-	$(BIN)/uv sync --quiet --frozen --extra dev --python $(BIN)/python
+	$(BIN)/uv sync --quiet --frozen --compile-bytecode --extra dev --python $(BIN)/python
 	touch $@
 
 # Two pytest runs: the suite (quick, run it often) and the container tests (build and run the image).

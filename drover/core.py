@@ -81,12 +81,13 @@ class Drover:
         interactive: bool = False,
         *,
         options: RunOptions | None = None,
+        timings: Timings | None = None,
     ) -> None:
         self.stage_name = stage
         self.options = options or RunOptions()
         self.stage = _apply_overrides(select_stage(settings, stage), self.options)
         self.interactive = interactive
-        self.timings = Timings()
+        self.timings = timings if timings is not None else Timings()  # the Action's also opens log groups
         self.install_summary: InstallSummary | None = None
         self.dependency_key: str | None = None  # the exact lock's key, recorded on a layer this run publishes
         self.kept_layer: LayerVersion | None = None  # the attached layer whose dependency key matched: kept as is

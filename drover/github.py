@@ -841,9 +841,7 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
         progress=PlainProgress(progress_line),  # a CI log: plain lines, inside the phase's ::group::
         verify_dependencies=inputs.verify_dependencies,
     )
-    drover = Drover(settings, inputs.stage, options=options)
-    drover.timings = GroupedTimings()
-    return drover
+    return Drover(settings, inputs.stage, options=options, timings=GroupedTimings())
 
 
 def progress_line(line: str) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -31,8 +31,9 @@ from drover.progress import NO_PROGRESS, Progress, tracked
 from drover.settings import select_stage
 
 if TYPE_CHECKING:
-    from drover.deploy import AwsClients, LayerVersion
+    from drover.deploy import AwsClients, LambdaTarget, LayerVersion, LiveFunction
     from drover.install import InstallRequest
+    from drover.workflow import ArchiveBuilder, Deployment
 
 logger = logging.getLogger("drover")
 
@@ -135,22 +136,43 @@ class Drover:
                 record_archive(result, archive, kind, self.options.archive_dir)
                 return archive
 
-            deployment = workflow.Deployment(
-                stage=self.stage,
-                target=target,
-                live=live,
-                package=plan,
-                result=result,
-                build_archive=build_archive,
-                phase=self.timings.phase,
-                dry_run=self.options.dry_run,
-                direct_upload_limit=self.options.direct_upload_limit,
+            deployment = self.deployment(
+                target,
+                live,
+                plan,
+                result,
+                build_archive,
                 dependency_key=self.dependency_key,
                 kept_layer=self.kept_layer,
             )
             workflow.deploy(deployment)
         result.timings = dict(self.timings)
         return result
+
+    def deployment(
+        self,
+        target: LambdaTarget,
+        live: LiveFunction,
+        package: PackagePlan,
+        result: DeployResult,
+        build_archive: ArchiveBuilder,
+        **extra: Any,
+    ) -> Deployment:
+        """The deploy context of this run's stage: what every deploy, promotion or multi-stage run shares."""
+        from drover.workflow import Deployment
+
+        return Deployment(
+            stage=self.stage,
+            target=target,
+            live=live,
+            package=package,
+            result=result,
+            build_archive=build_archive,
+            phase=self.timings.phase,
+            dry_run=self.options.dry_run,
+            direct_upload_limit=self.options.direct_upload_limit,
+            **extra,
+        )
 
     def clients_for(self, region_name: str) -> AwsClients:
         """The run's clients for a region: the given ones (their session, for another region), or new ones."""
@@ -199,18 +221,8 @@ class Drover:
             def no_build(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
                 raise AssertionError(f"a promotion builds no {kind} archive")  # pragma: no cover
 
-            deployment = workflow.Deployment(
-                stage=self.stage,
-                target=target,
-                live=live,
-                package=empty,
-                result=result,
-                build_archive=no_build,
-                phase=self.timings.phase,
-                dry_run=self.options.dry_run,
-                direct_upload_limit=self.options.direct_upload_limit,
-                stage_name=self.stage_name,
-                promotion=promotion,
+            deployment = self.deployment(
+                target, live, empty, result, no_build, stage_name=self.stage_name, promotion=promotion
             )
             workflow.promote(deployment)
         result.timings = dict(self.timings)

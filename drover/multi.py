@@ -331,18 +331,8 @@ class MultiStageRun:
             record_archive(result, archive, kind, self.options.archive_dir)
             return archive
 
-        deployment = workflow.Deployment(
-            stage=drover.stage,
-            target=run.target,
-            live=run.live,
-            package=run.plan,
-            result=result,
-            build_archive=build_archive,
-            phase=drover.timings.phase,
-            dry_run=self.options.dry_run,
-            direct_upload_limit=self.options.direct_upload_limit,
-            stage_name=run.name,
-            shared_layers=shared,
+        deployment = drover.deployment(
+            run.target, run.live, run.plan, result, build_archive, stage_name=run.name, shared_layers=shared
         )
         try:
             workflow.deploy(deployment)

@@ -709,7 +709,9 @@ def test_image_holds_only_what_the_code_uses(action_image: str) -> None:
     """botocore keeps the models of the services drover calls; every package over 1 MB is imported."""
     script = """
 import json, pathlib, sys, importlib.util
-import drover.cli, drover.github, drover.deploy, drover.install, drover.workflow, pip._internal.cli.main
+import re, drover.cli, drover.github, drover.deploy, drover.install, drover.workflow, pip._internal.cli.main
+import drover.packaging
+drover.packaging.user_match(re.compile('(a|aa)+$'), 'aaa')  # a pattern that could backtrack: the bounded engine
 import botocore
 site = pathlib.Path(botocore.__file__).parents[1]
 sizes = {p.name: sum(f.stat().st_size for f in p.rglob('*') if f.is_file()) for p in site.iterdir() if p.is_dir()}

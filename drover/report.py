@@ -122,13 +122,18 @@ def render_multi_text(result: MultiResult) -> str:
         else:
             blocks.append(f"== {entry.stage}: {_outcome(entry)}\n{render_text(entry)}")
     totals = result.totals
-    lines = [
+    outcome = (
+        f"{totals.changed} changed, {totals.layer_versions_published} requirements layer versions published, "
+        f"{format_file_size(totals.bytes_uploaded)} uploaded"
+    )
+    if result.mode == "dry-run":
+        would = [entry.stage for entry in result.results if isinstance(entry, DeployResult) and entry.actions]
+        outcome = f"nothing written; {len(would)} would change ({', '.join(would) or 'none'})"
+    line = (
         f"{totals.stages} stages: {totals.succeeded} succeeded ({', '.join(result.succeeded) or 'none'}), "
-        f"{totals.failed} failed ({', '.join(result.failed) or 'none'}); {totals.changed} changed, "
-        f"{totals.layer_versions_published} requirements layer versions published, "
-        f"{format_file_size(totals.bytes_uploaded)} uploaded in {totals.seconds:.1f} s"
-    ]
-    return "\n\n".join([*blocks, *lines])
+        f"{totals.failed} failed ({', '.join(result.failed) or 'none'}); {outcome} in {totals.seconds:.1f} s"
+    )
+    return "\n\n".join([*blocks, line])
 
 
 def _outcome(result: DeployResult) -> str:

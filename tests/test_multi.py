@@ -165,6 +165,10 @@ def test_a_dry_run_of_stages_sharing_a_layer_plans_one_publish_and_writes_nothin
     actions = [action.action for entry in result.results for action in entry.actions]
     assert actions.count("publish-layer") == 1 and actions.count("update-layers") == 2
     assert recorder.writes == []
+    assert render_multi_text(result).endswith(
+        "2 stages: 2 succeeded (s0, s3), 0 failed (none); nothing written; 2 would change (s0, s3) in "
+        f"{result.totals.seconds:.1f} s"
+    )
     deployed = run_stages(tmp_path, list(stages), recorder)
     assert [action.action for entry in deployed.results for action in entry.actions] == actions
 

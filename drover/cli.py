@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DroverError as error:
         return _fail(error, error.exit_code, args.verbose, json_output=args.json)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM (kill, docker stop, a CI job cancelled)
-        message = interruption_message(error, started[0].progress if started else None)
+        message = interruption_message(error, [drover.progress for drover in started])
         print(message, file=sys.stderr)
         code = exit_code(error)
         return _json_error(type(error).__name__, message, code) if args.json else code
@@ -246,7 +246,10 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
     if len(args.stages) > 1:
         from drover.multi import MultiStageRun
 
-        return MultiStageRun(settings, args.stages, interactive, options=options).update(args.install_path)
+        multi = MultiStageRun(settings, args.stages, interactive, options=options)
+        if started is not None:
+            started.extend(run.drover for run in multi.runs)  # an interruption reports what each stage wrote
+        return multi.update(args.install_path)
     drover = Drover(settings, args.stages[0], interactive, options=options)
     if started is not None:
         started.append(drover)

@@ -224,6 +224,7 @@ class Drover:
             deployment = self.deployment(
                 target, live, empty, result, no_build, stage_name=self.stage_name, promotion=promotion
             )
+            self.progress = result  # what an interruption reports
             workflow.promote(deployment)
         result.timings = dict(self.timings)
         return result

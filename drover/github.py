@@ -911,7 +911,10 @@ def run(
         from drover.multi import MultiStageRun
 
         install_path = inputs.install_path or fresh_install_path(environ)
-        result = MultiStageRun(settings, inputs.stages, options=drover.options).update(install_path)
+        multi = MultiStageRun(settings, inputs.stages, options=drover.options)
+        if started is not None:
+            started.extend(run.drover for run in multi.runs)  # an interruption reports what each stage wrote
+        result = multi.update(install_path)
     else:
         result = drover.update(inputs.install_path or fresh_install_path(environ))
     report(result, environ)
@@ -945,7 +948,7 @@ def main() -> int:
     except DroverError as error:
         return fail(error, error.exit_code, debug, workspace)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM from `docker stop` / a cancelled run
-        report_error(interruption_message(error, started[0].progress if started else None), error, workspace)
+        report_error(interruption_message(error, [drover.progress for drover in started]), error, workspace)
         return exit_code(error)
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
         return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ")

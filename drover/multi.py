@@ -303,6 +303,7 @@ class MultiStageRun:
             run.plan = planned
             with self._stage(run):
                 run.result = run.drover.package_result(planned, "dry-run" if self.options.dry_run else "deploy")
+                run.drover.progress = run.result  # what an interruption reports
 
     def _hash(self, layout: PackageLayout, hashed: dict[PackageFile, HashedFile]) -> PackagePlan:
         unread = [file for file in (*layout.function, *layout.requirements) if file not in hashed]

@@ -693,6 +693,14 @@ def plan_promotion(deployment: Deployment) -> list[Step]:
         TAG_CODE_SHA256: source.code_sha256,
         TAG_PROMOTED_FROM: _unqualified_arn(source.arn),
     }
+    # the source's key stays beside its digest; a target's own key must never meet the source's digest
+    source_key = (
+        source.tags.get(TAG_DEPENDENCY_KEY)
+        if source.tags.get(TAG_REQUIREMENTS_DIGEST) == wanted[TAG_REQUIREMENTS_DIGEST]
+        else None
+    )
+    if source_key or TAG_DEPENDENCY_KEY in live.tags:
+        wanted[TAG_DEPENDENCY_KEY] = source_key or "none"
     tags = {key: value for key, value in wanted.items() if live.tags.get(key) != value}
     if tags:
         steps.append(Tag(live.name, tags))

@@ -867,10 +867,17 @@ def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> No
 
 
 def multi_outputs_of(result: MultiResult) -> dict[str, str]:
-    """Several stages: `changed` is whether any changed, `result-json` the whole list; the per-function outputs are empty."""
+    """Several stages: each flag (`changed`, `function-updated`, …) is whether any stage's is true, `result-json`
+    the whole list; the per-function values (ARNs, digests, version) are empty."""
     outputs = dict.fromkeys(OUTPUT_NAMES, "")
-    for name in ("function-updated", "requirements-updated", "configuration-updated", "version-published"):
-        outputs[name] = "false"
+    done = [entry for entry in result.results if isinstance(entry, DeployResult)]
+    for name, flag in (
+        ("function-updated", "function_updated"),
+        ("requirements-updated", "requirements_updated"),
+        ("configuration-updated", "configuration_updated"),
+        ("version-published", "version_published"),
+    ):
+        outputs[name] = "true" if any(getattr(entry, flag) for entry in done) else "false"
     outputs["changed"] = "true" if result.totals.changed else "false"
     outputs["result-json"] = json.dumps(result.model_dump(mode="json"), sort_keys=True)
     return outputs

@@ -427,6 +427,8 @@ def test_the_action_deploys_several_stages_one_per_line_with_one_summary_table(
     document = json.loads(text.split("result-json<<", 1)[1].split("\n", 1)[1].rsplit("\n", 2)[0])
     assert [entry["stage"] for entry in document["results"]] == ["s0", "s1", "s2"]
     assert document["failed"] == ["s2"] and "changed=true" in text and "function-arn=\n" in text
+    assert "\nfunction-updated=true\n" in text  # s0 and s1 updated their functions: "false" would be untrue
+    assert "\nversion-published=false\n" in text  # no stage publishes
     table = [line for line in summary.read_text().splitlines() if line.startswith("| s")]
     assert [line.split(" | ")[2] for line in table] == ["deployed", "deployed", "failed"]
     assert "2 of 3 stages succeeded, 1 failed" in summary.read_text()

@@ -49,6 +49,15 @@ def _archive_cell(size: int | None, files: int, unzipped: int) -> str:
     return f"{zipped}{files} files, {format_file_size(unzipped)} unzipped"
 
 
+def _requirements_cell(result: DeployResult) -> str:
+    """A kept layer (its dependency key matched) was neither installed nor packaged: say so, not "0 files"."""
+    install = result.install
+    kept = install is not None and install.dependency_key and install.skip_reason and result.requirements_digest
+    if kept and result.requirements_file_count == 0:
+        return f"kept {result.requirements_layer_arn or 'the attached layer'}: it records this lock's dependency key"
+    return _archive_cell(result.requirements_size, result.requirements_file_count, result.requirements_unzipped_size)
+
+
 def summary_title(result: DeployResult) -> str:
     if result.mode == "dry-run":
         return f"drover dry run: {result.function_name} ({result.stage}) — nothing was changed"
@@ -80,12 +89,7 @@ def render_summary(result: DeployResult) -> str:
                 "Function package",
                 _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size),
             ),
-            (
-                "Requirements package",
-                _archive_cell(
-                    result.requirements_size, result.requirements_file_count, result.requirements_unzipped_size
-                ),
-            ),
+            ("Requirements package", _requirements_cell(result)),
             ("Uploaded", format_file_size(result.bytes_uploaded)),
         ],
     )

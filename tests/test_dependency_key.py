@@ -417,3 +417,15 @@ def test_a_promotion_replaces_the_recorded_key_so_a_rollback_deploy_installs_its
     assert parse_layer_description(description)[0] == first.requirements_digest  # lock 1's dependencies run
     assert rollback.requirements_digest == first.requirements_digest
     assert rollback.install is not None and rollback.install.skip_reason != DEPENDENCY_KEY_SKIP
+
+
+def test_the_step_summary_of_a_kept_layer_says_it_was_kept_not_that_the_requirements_are_empty(
+    deployed: Project,
+) -> None:
+    from drover.report import render_summary
+
+    fresh_runner(deployed)
+    result = deployed.deploy(requirements=deployed.root / "requirements.txt")
+    assert result.install is not None and result.install.skip_reason == DEPENDENCY_KEY_SKIP
+    (row,) = [line for line in render_summary(result).splitlines() if line.startswith("| Requirements package |")]
+    assert "0 files" not in row and "dependency key" in row and str(result.requirements_layer_arn) in row

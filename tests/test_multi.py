@@ -169,6 +169,30 @@ def test_a_dry_run_of_stages_sharing_a_layer_plans_one_publish_and_writes_nothin
     assert [action.action for entry in deployed.results for action in entry.actions] == actions
 
 
+def test_a_dry_run_of_stages_sharing_a_layer_with_keep_layer_versions_lists_the_deploys_steps(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    """One stage at a time (max_workers=1): the second finds the version the first just published; it must
+    still plan what the dry run said (no prune of its own: the publishing stage prunes)."""
+    write_tree(tmp_path)
+    stages = {name: {**stage, "keep_layer_versions": 1} for name, stage in ten_stages().items() if name in {"s0", "s3"}}
+    write_settings(tmp_path, stages)
+    infra.function("fn0")
+    infra.function("fn3")
+    infra.layer("reqs-one")  # an older version, unattached: the publishing stage's prune deletes it
+    recorder = CallRecorder()
+    settings = load_settings(tmp_path / "drover.yml")
+
+    def run(dry_run: bool) -> MultiResult:
+        options = RunOptions(working_directory=tmp_path, aws=recording_clients(recorder), dry_run=dry_run)
+        return MultiStageRun(settings, list(stages), options=options, max_workers=1).update(tmp_path / "install")
+
+    planned = run(dry_run=True)
+    deployed = run(dry_run=False)
+    steps = [[(action.action, action.target) for action in entry.actions] for entry in planned.results]
+    assert [[(action.action, action.target) for action in entry.actions] for entry in deployed.results] == steps
+
+
 def drover_cli(
     *args: str | Path, cwd: Path, server: MotoServer, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:

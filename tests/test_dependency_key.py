@@ -429,3 +429,15 @@ def test_the_step_summary_of_a_kept_layer_says_it_was_kept_not_that_the_requirem
     assert result.install is not None and result.install.skip_reason == DEPENDENCY_KEY_SKIP
     (row,) = [line for line in render_summary(result).splitlines() if line.startswith("| Requirements package |")]
     assert "0 files" not in row and "dependency key" in row and str(result.requirements_layer_arn) in row
+
+
+def test_a_dry_run_on_a_cold_runner_with_a_matching_key_lists_the_deploys_steps(deployed: Project) -> None:
+    (deployed.root / "src" / "app.py").write_text("def handler(event, context):\n    return 3\n")
+    fresh_runner(deployed)
+    planned = deployed.deploy(requirements=deployed.root / "requirements.txt", dry_run=True)
+    assert deployed.writes == []
+    fresh_runner(deployed)
+    done = deployed.deploy(requirements=deployed.root / "requirements.txt")
+    assert planned.install is not None and planned.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in done.actions]
+    assert [a.action for a in done.actions] == ["update-code", "tag"]

@@ -870,14 +870,14 @@ def multi_outputs_of(result: MultiResult) -> dict[str, str]:
     """Several stages: each flag (`changed`, `function-updated`, …) is whether any stage's is true, `result-json`
     the whole list; the per-function values (ARNs, digests, version) are empty."""
     outputs = dict.fromkeys(OUTPUT_NAMES, "")
-    done = [entry for entry in result.results if isinstance(entry, DeployResult)]
-    for name, flag in (
-        ("function-updated", "function_updated"),
-        ("requirements-updated", "requirements_updated"),
-        ("configuration-updated", "configuration_updated"),
-        ("version-published", "version_published"),
+    done = {action.action for entry in result.results for action in entry.actions if action.done}  # failed ones too
+    for name, kind in (
+        ("function-updated", "update-code"),
+        ("requirements-updated", "publish-layer"),
+        ("configuration-updated", "update-layers"),
+        ("version-published", "publish-version"),
     ):
-        outputs[name] = "true" if any(getattr(entry, flag) for entry in done) else "false"
+        outputs[name] = "true" if kind in done else "false"
     outputs["changed"] = "true" if result.totals.changed else "false"
     outputs["result-json"] = json.dumps(result.model_dump(mode="json"), sort_keys=True)
     return outputs

@@ -367,9 +367,9 @@ class MultiStageRun:
                 stages=len(entries),
                 succeeded=len(done),
                 failed=len(entries) - len(done),
-                changed=sum(1 for entry in done if entry.changed),
+                changed=sum(1 for entry in entries if any(action.done for action in entry.actions)),  # failed too
                 layer_versions_published=layers,
-                bytes_uploaded=sum(entry.bytes_uploaded for entry in done),
+                bytes_uploaded=sum(run.result.bytes_uploaded for run in self.runs if run.result is not None),
                 seconds=round(seconds, 3),
             ),
         )

@@ -150,6 +150,34 @@ def test_a_shared_layer_whose_publisher_fails_fails_the_stages_waiting_for_it(
     assert all(name != "UpdateFunctionConfiguration" for name in recorder.calls)
 
 
+def test_a_stage_that_failed_after_writing_counts_as_changed(tmp_path: Path, infra: Infrastructure) -> None:
+    """Published a layer and updated the code, then failed: the run changed AWS, and its totals (and the
+    Action's changed output) must say so."""
+    from drover.github import multi_outputs_of
+    from tests.aws import inject_error
+
+    write_tree(tmp_path)
+    stages = {name: stage for name, stage in ten_stages().items() if name in {"s0", "s6"}}
+    write_settings(tmp_path, stages)
+    infra.function("fn0")
+    infra.function("fn6")
+    recorder = CallRecorder()
+    clients = recording_clients(recorder)
+    inject_error(clients, "lambda", "TagResource", "ServiceException", "boom", 500)
+    options = RunOptions(working_directory=tmp_path, aws=clients)
+
+    result = MultiStageRun(load_settings(tmp_path / "drover.yml"), list(stages), options=options).update(
+        tmp_path / "install"
+    )
+
+    assert result.failed == ["s0", "s6"]
+    assert all(isinstance(entry, StageFailure) and entry.actions for entry in result.results)
+    assert result.totals.changed == 2 and result.totals.bytes_uploaded > 0  # the uploads happened
+    outputs = multi_outputs_of(result)
+    assert outputs["changed"] == "true" and outputs["function-updated"] == "true"
+    assert outputs["requirements-updated"] == "true" and outputs["version-published"] == "false"
+
+
 def test_a_dry_run_of_stages_sharing_a_layer_plans_one_publish_and_writes_nothing(
     tmp_path: Path, infra: Infrastructure
 ) -> None:

@@ -50,7 +50,7 @@ from drover.deploy import (
     assume_role_with_web_identity,
 )
 from drover.errors import DroverError, SettingsError
-from drover.interrupt import exit_code, handle_sigterm, interruption_message
+from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
 from drover.progress import PlainProgress
 from drover.report import render_multi_summary, render_multi_text, render_summary, render_text, shorten
@@ -808,10 +808,10 @@ def configure_logging(debug: bool) -> None:
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
-def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "") -> int:
+def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "", suffix: str = "") -> int:
     if debug:
         traceback.print_exception(error, file=sys.stderr)
-    message = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
+    message = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__)) + suffix
     report_error(message, error, workspace)
     return code
 
@@ -953,11 +953,13 @@ def main() -> int:
     try:
         run(environ, debug, started)
     except DroverError as error:
-        return fail(error, error.exit_code, debug, workspace)
+        note = "" if isinstance(error, StagesFailed) else failure_note([drover.progress for drover in started])
+        return fail(error, error.exit_code, debug, workspace, suffix=note)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM from `docker stop` / a cancelled run
         report_error(interruption_message(error, [drover.progress for drover in started]), error, workspace)
         return exit_code(error)
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
-        return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ")
+        note = failure_note([drover.progress for drover in started])
+        return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ", suffix=note)
     sys.stdout.flush()
     return 0

@@ -43,12 +43,7 @@ def interruption_message(error: KeyboardInterrupt, progress: Sequence[DeployResu
     deploys = [result for result in progress if result is not None and result.mode == "deploy"]
     if not deploys:
         return f"drover: {how} before any AWS write: nothing was changed; scratch files were removed"
-    done = [
-        f"{action.action} {_written(action.action, action.target, result)}"
-        for result in deploys
-        for action in result.actions
-        if action.done
-    ]
+    done = written_steps(deploys)
     written = f"written to AWS: {', '.join(done)}" if done else "no AWS write had completed"
     functions = ", ".join(result.function_name for result in deploys)
     return (
@@ -56,6 +51,23 @@ def interruption_message(error: KeyboardInterrupt, progress: Sequence[DeployResu
         "not written: the remaining steps (a request in flight may or may not have been applied); "
         "scratch files were removed. Run again: drover skips what is already live"
     )
+
+
+def written_steps(progress: Sequence[DeployResult | None]) -> list[str]:
+    """Each step a deploy (or several) completed, as `kind target`: what exists in AWS now."""
+    return [
+        f"{action.action} {_written(action.action, action.target, result)}"
+        for result in progress
+        if result is not None and result.mode == "deploy"
+        for action in result.actions
+        if action.done
+    ]
+
+
+def failure_note(progress: Sequence[DeployResult | None]) -> str:
+    """What a failed run wrote before it failed (nothing when it wrote nothing): the error line's ending."""
+    done = written_steps(progress)
+    return f" (written to AWS before the failure: {', '.join(done)}; run again once fixed)" if done else ""
 
 
 def _written(kind: str, target: str, progress: DeployResult) -> str:

@@ -184,3 +184,27 @@ def test_cli_sigterm_during_a_promotion_names_what_was_written(
     assert process.returncode == 143, stderr
     line = stderr.splitlines()[-1]
     assert line.startswith("drover: stopped by SIGTERM during the deploy of fn2; written to AWS: update-code fn2"), line
+
+
+def test_cli_failure_after_writes_names_what_was_written(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    """A deploy that fails half-way (the tag step, after the layer and the code): the error line must not leave
+    the user believing nothing changed."""
+    write_project(tmp_path / "project")
+    infra.function("fn")
+    with holding_server(aws.endpoint, hold="POST /2017-03-31/tags") as endpoint:
+        endpoint.release.set()  # no holding: the tag request fails (503) at once, every retry
+        process = subprocess.run(
+            [sys.executable, "-m", "drover", "--install-path", "install", "staging"],
+            cwd=tmp_path / "project",
+            env={"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": endpoint.endpoint, **STATIC_KEYS},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert process.returncode == 1, process.stderr
+    line = process.stderr.splitlines()[-1]
+    layer_arn = infra.layer_versions("fn-requirements")[0]["LayerVersionArn"]
+    assert line.startswith("drover: error: "), line
+    assert f"written to AWS before the failure: publish-layer {layer_arn}, update-code fn, update-layers fn" in line

@@ -215,6 +215,7 @@ class Drover:
                 requirements_file_count=0,
                 function_unzipped_size=0,
                 requirements_unzipped_size=0,
+                promoted_from=source_name,
             )
             empty = PackagePlan(Partition("function", ()), Partition("requirements", ()))
 

@@ -49,8 +49,17 @@ def _archive_cell(size: int | None, files: int, unzipped: int) -> str:
     return f"{zipped}{files} files, {format_file_size(unzipped)} unzipped"
 
 
+def _function_cell(result: DeployResult) -> str:
+    if result.promoted_from:
+        return f"copied from stage {result.promoted_from} (nothing built)"
+    return _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size)
+
+
 def _requirements_cell(result: DeployResult) -> str:
-    """A kept layer (its dependency key matched) was neither installed nor packaged: say so, not "0 files"."""
+    """A kept layer (its dependency key matched) was neither installed nor packaged: say so, not "0 files".
+    A promotion built nothing either: its layer is stage X's."""
+    if result.promoted_from:
+        return f"copied from stage {result.promoted_from} (nothing built)"
     install = result.install
     kept = install is not None and install.dependency_key and install.skip_reason and result.requirements_digest
     if kept and result.requirements_file_count == 0:
@@ -85,10 +94,7 @@ def render_summary(result: DeployResult) -> str:
             ("Version", result.version or ""),
             ("Version published", ("yes" if result.version_published else "no, reused") if result.version else ""),
             ("Alias", result.alias_arn or ""),
-            (
-                "Function package",
-                _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size),
-            ),
+            ("Function package", _function_cell(result)),
             ("Requirements package", _requirements_cell(result)),
             ("Uploaded", format_file_size(result.bytes_uploaded)),
         ],

@@ -257,3 +257,28 @@ def test_a_layer_whose_content_cannot_be_read_is_a_preflight_error_before_any_wr
     with pytest.raises(PreflightError, match=r"cannot be read: the source stage has no upload_bucket.*share the"):
         promote(tmp_path, "staging", "prod", recorder)
     assert recorder.writes == []
+
+
+def test_a_promotions_result_and_summary_say_it_was_copied_not_built_empty(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    from drover.report import render_summary
+
+    project(
+        tmp_path,
+        {
+            "staging": stage("api-staging", requirements_layer_name="deps", upload_bucket=BUCKET),
+            "prod": stage("api-prod", requirements_layer_name="deps"),
+        },
+    )
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+
+    result = promote(tmp_path, "staging", "prod", recorder)
+
+    assert result.promoted_from == "staging"
+    rows = [line for line in render_summary(result).splitlines() if " package |" in line]
+    assert len(rows) == 2 and all("0 files" not in row and "stage staging" in row for row in rows), rows

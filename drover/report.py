@@ -6,7 +6,7 @@ Pure functions of a DeployResult; the adapters (cli, github) print what these re
 from __future__ import annotations
 
 from drover.io import format_file_size
-from drover.models import DeployResult, MultiResult, StageFailure
+from drover.models import DeployAction, DeployResult, MultiResult, StageFailure
 
 MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whole
 
@@ -158,9 +158,12 @@ def render_multi_summary(result: MultiResult) -> str:
     rows: list[tuple[object, ...]] = []
     for entry in result.results:
         if isinstance(entry, StageFailure):
-            rows.append((entry.stage, entry.function_name or "", "failed", "", "", entry.error))
+            done = _changes(entry.actions)
+            rows.append(
+                (entry.stage, entry.function_name or "", "failed", "", "", entry.error + (f" ({done})" if done else ""))
+            )
             continue
-        changes = ", ".join(f"{action.action} {'done' if action.done else 'would do'}" for action in entry.actions)
+        changes = _changes(entry.actions)
         rows.append(
             (
                 entry.stage,
@@ -187,6 +190,10 @@ def render_multi_summary(result: MultiResult) -> str:
     if warnings:
         lines += ["", "#### Warnings", ""] + [f"- {markdown_cell(warning)}" for warning in warnings]
     return "\n".join(lines) + "\n"
+
+
+def _changes(actions: list[DeployAction]) -> str:
+    return ", ".join(f"{action.action} {'done' if action.done else 'would do'}" for action in actions)
 
 
 def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:

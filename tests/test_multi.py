@@ -176,6 +176,8 @@ def test_a_stage_that_failed_after_writing_counts_as_changed(tmp_path: Path, inf
     outputs = multi_outputs_of(result)
     assert outputs["changed"] == "true" and outputs["function-updated"] == "true"
     assert outputs["requirements-updated"] == "true" and outputs["version-published"] == "false"
+    rows = [line for line in render_multi_summary(result).splitlines() if line.startswith("| s")]
+    assert all("update-code done" in row and "publish-layer done" in row for row in rows), rows
 
 
 def test_a_dry_run_of_stages_sharing_a_layer_plans_one_publish_and_writes_nothing(

@@ -444,6 +444,8 @@ def _desired_tags(deployment: Deployment) -> dict[str, str]:
     }
     if deployment.dependency_key or TAG_DEPENDENCY_KEY in live.tags:  # a stale key must never meet a new digest
         wanted[TAG_DEPENDENCY_KEY] = deployment.dependency_key or "none"
+    if TAG_PROMOTED_FROM in live.tags:  # this run deploys its own build: no longer the promoted artifact
+        wanted[TAG_PROMOTED_FROM] = "none"
     return {key: value for key, value in wanted.items() if live.tags.get(key) != value}
 
 

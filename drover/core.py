@@ -273,6 +273,10 @@ class Drover:
         With an exact lock whose dependency key the attached requirements layer (read through attached_layer)
         records, the dependencies are not installed: only the project is, and the deploy keeps that layer.
         """
+        # each run decides afresh: a Drover deploying twice must not keep the first run's layer or key
+        self.kept_layer = self._audited_layer = None
+        self.dependency_key = None
+        self.install_summary = None
         if not self._installs:
             return
         from drover.install import DEPENDENCY_KEY_SKIP, install

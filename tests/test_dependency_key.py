@@ -441,3 +441,32 @@ def test_a_dry_run_on_a_cold_runner_with_a_matching_key_lists_the_deploys_steps(
     assert planned.install is not None and planned.install.skip_reason == DEPENDENCY_KEY_SKIP
     assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in done.actions]
     assert [a.action for a in done.actions] == ["update-code", "tag"]
+
+
+def test_one_drover_deploying_twice_does_not_keep_the_first_runs_layer(
+    deployed: Project, offline: Path, infra: Any
+) -> None:
+    """drover.Drover is the library's API: a second update() on the same object must decide afresh."""
+    from drover import Drover
+    from drover.core import RunOptions
+    from drover.settings import load_settings
+    from tests.aws import recording_clients
+
+    settings_file = deployed.write_settings()
+    options = RunOptions(
+        working_directory=deployed.root,
+        aws=recording_clients(deployed.recorder),
+        requirements=deployed.root / "requirements.txt",
+    )
+    drover = Drover(load_settings(settings_file), "test", options=options)
+    fresh_runner(deployed)
+    first = drover.update(deployed.install)
+    assert first.install is not None and first.install.skip_reason == DEPENDENCY_KEY_SKIP
+
+    requirements_file(deployed.root, pinned(offline, "purelib", "2.0"))
+    second = drover.update(deployed.install)
+
+    assert second.install is not None and not second.install.skipped
+    assert second.requirements_digest != first.requirements_digest
+    attached = infra.configuration()["Layers"][0]["Arn"]
+    assert attached == second.requirements_layer_arn != first.requirements_layer_arn

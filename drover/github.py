@@ -953,7 +953,8 @@ def main() -> int:
     try:
         run(environ, debug, started)
     except DroverError as error:
-        note = "" if isinstance(error, StagesFailed) else failure_note([drover.progress for drover in started])
+        finished = isinstance(error, (StagesFailed, ReportError))  # their message already says what was done
+        note = "" if finished else failure_note([drover.progress for drover in started])
         return fail(error, error.exit_code, debug, workspace, suffix=note)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM from `docker stop` / a cancelled run
         report_error(interruption_message(error, [drover.progress for drover in started]), error, workspace)

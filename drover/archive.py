@@ -19,6 +19,7 @@ import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -96,6 +97,19 @@ def check_archive_dir(
                 f"--archive-dir {archive_dir}: {name} exists and is not a regular file — remove it or pick another "
                 "--archive-dir"
             )
+
+
+@contextmanager
+def archive_scratch(archive_dir: Path | None, publish: Callable[[Path, Path], None] | None = None) -> Iterator[Path]:
+    """A scratch directory for the archives; with --archive-dir they move there (publish, by default
+    publish_archives) only when the run succeeds, so a failed run (a preflight error, say) never leaves
+    archives behind."""
+    if archive_dir is not None:
+        archive_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".drover-", dir=archive_dir) as directory:
+        yield Path(directory)
+        if archive_dir is not None:
+            (publish or publish_archives)(Path(directory), archive_dir)
 
 
 def publish_archives(scratch: Path, archive_dir: Path) -> None:

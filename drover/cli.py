@@ -150,21 +150,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     human = sys.stderr if args.json else sys.stdout
     _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
-    from drover.interrupt import exit_code, handle_sigterm, interruption_message
+    from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 
     handle_sigterm()
     started: list[Drover] = []
     try:
         result = run(args, started)
     except DroverError as error:
-        return _fail(error, error.exit_code, args.verbose, json_output=args.json)
+        note = failure_note([drover.progress for drover in started])
+        return _fail(error, error.exit_code, args.verbose, json_output=args.json, suffix=note)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM (kill, docker stop, a CI job cancelled)
-        message = interruption_message(error, started[0].progress if started else None)
+        message = interruption_message(error, [drover.progress for drover in started])
         print(message, file=sys.stderr)
         code = exit_code(error)
         return _json_error(type(error).__name__, message, code) if args.json else code
     except Exception as error:  # an unexpected bug still gets one line unless -v
-        return _fail(error, 1, args.verbose, prefix=f"unexpected {type(error).__name__}: ", json_output=args.json)
+        note = failure_note([drover.progress for drover in started])
+        prefix = f"unexpected {type(error).__name__}: "
+        return _fail(error, 1, args.verbose, prefix=prefix, json_output=args.json, suffix=note)
     return _report(result, args)
 
 
@@ -246,7 +249,10 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
     if len(args.stages) > 1:
         from drover.multi import MultiStageRun
 
-        return MultiStageRun(settings, args.stages, interactive, options=options).update(args.install_path)
+        multi = MultiStageRun(settings, args.stages, interactive, options=options)
+        if started is not None:
+            started.extend(run.drover for run in multi.runs)  # an interruption reports what each stage wrote
+        return multi.update(args.install_path)
     drover = Drover(settings, args.stages[0], interactive, options=options)
     if started is not None:
         started.append(drover)
@@ -309,6 +315,7 @@ def _fail(
     prefix: str = "",
     *,
     json_output: bool = False,
+    suffix: str = "",
 ) -> int:
     if verbose:
         import traceback
@@ -316,7 +323,7 @@ def _fail(
         traceback.print_exception(error, file=sys.stderr)
     from drover.report import shorten
 
-    text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
+    text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__)) + suffix
     _error_line(text)
     return _json_error(type(error).__name__, text, code) if json_output else code
 

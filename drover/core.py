@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from drover.archive import ARCHIVE_NAMES, ArchiveInfo, publish_archives, record_archive, write_zip
+from drover.archive import ARCHIVE_NAMES, ArchiveInfo, archive_scratch, record_archive, write_zip
 from drover.errors import PackagingError, SettingsError, UpdateError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DIRECT_UPLOAD_LIMIT, DeployResult, InstallSummary, Settings, Stage
@@ -129,7 +129,7 @@ class Drover:
             result.requirements_digest = self.kept_layer.digest
         result.mode = "dry-run" if self.options.dry_run else "deploy"
         self.progress = result
-        with self._archive_directory() as directory:
+        with archive_scratch(self.options.archive_dir) as directory:
 
             def build_archive(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
                 archive = self.write_archive(kind, files, directory / ARCHIVE_NAMES[kind])
@@ -215,6 +215,7 @@ class Drover:
                 requirements_file_count=0,
                 function_unzipped_size=0,
                 requirements_unzipped_size=0,
+                promoted_from=source_name,
             )
             empty = PackagePlan(Partition("function", ()), Partition("requirements", ()))
 
@@ -224,6 +225,7 @@ class Drover:
             deployment = self.deployment(
                 target, live, empty, result, no_build, stage_name=self.stage_name, promotion=promotion
             )
+            self.progress = result  # what an interruption reports
             workflow.promote(deployment)
         result.timings = dict(self.timings)
         return result
@@ -241,7 +243,7 @@ class Drover:
         if problem:
             logger.warning("%s (a deploy would stop here)", problem)
         archives: list[tuple[ArchiveInfo, str]] = []
-        with self._archive_directory() as directory:
+        with archive_scratch(self.options.archive_dir) as directory:
             for kind, files in (("function", layout.function), ("requirements", layout.requirements)):
                 if files:
                     archives.append((self.write_archive(kind, files, directory / ARCHIVE_NAMES[kind]), kind))
@@ -271,6 +273,10 @@ class Drover:
         With an exact lock whose dependency key the attached requirements layer (read through attached_layer)
         records, the dependencies are not installed: only the project is, and the deploy keeps that layer.
         """
+        # each run decides afresh: a Drover deploying twice must not keep the first run's layer or key
+        self.kept_layer = self._audited_layer = None
+        self.dependency_key = None
+        self.install_summary = None
         if not self._installs:
             return
         from drover.install import DEPENDENCY_KEY_SKIP, install
@@ -368,18 +374,6 @@ class Drover:
             archive = write_zip(path, files, self.options.workers, lambda size: progress.advance(size, files=1))
         logger.debug("Built %s archive: %s, %d files", kind, format_file_size(archive.size), archive.file_count)
         return archive
-
-    @contextmanager
-    def _archive_directory(self) -> Iterator[Path]:
-        """A scratch directory for the archives; with --archive-dir they move there only when the run
-        succeeds, so a failed run (a preflight error, say) never leaves archives behind."""
-        archive_dir = self.options.archive_dir
-        if archive_dir is not None:
-            archive_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".drover-", dir=archive_dir) as directory:
-            yield Path(directory)
-            if archive_dir is not None:
-                publish_archives(Path(directory), archive_dir)
 
     def package_result(self, plan: PackagePlan, mode: str) -> DeployResult:
         logger.info("Requirements digest: %s", plan.requirements.digest)

@@ -50,7 +50,7 @@ from drover.deploy import (
     assume_role_with_web_identity,
 )
 from drover.errors import DroverError, SettingsError
-from drover.interrupt import exit_code, handle_sigterm, interruption_message
+from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
 from drover.progress import PlainProgress
 from drover.report import render_multi_summary, render_multi_text, render_summary, render_text, shorten
@@ -808,10 +808,10 @@ def configure_logging(debug: bool) -> None:
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
 
 
-def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "") -> int:
+def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "", suffix: str = "") -> int:
     if debug:
         traceback.print_exception(error, file=sys.stderr)
-    message = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__))
+    message = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__)) + suffix
     report_error(message, error, workspace)
     return code
 
@@ -867,10 +867,17 @@ def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> No
 
 
 def multi_outputs_of(result: MultiResult) -> dict[str, str]:
-    """Several stages: `changed` is whether any changed, `result-json` the whole list; the per-function outputs are empty."""
+    """Several stages: each flag (`changed`, `function-updated`, …) is whether any stage's is true, `result-json`
+    the whole list; the per-function values (ARNs, digests, version) are empty."""
     outputs = dict.fromkeys(OUTPUT_NAMES, "")
-    for name in ("function-updated", "requirements-updated", "configuration-updated", "version-published"):
-        outputs[name] = "false"
+    done = {action.action for entry in result.results for action in entry.actions if action.done}  # failed ones too
+    for name, kind in (
+        ("function-updated", "update-code"),
+        ("requirements-updated", "publish-layer"),
+        ("configuration-updated", "update-layers"),
+        ("version-published", "publish-version"),
+    ):
+        outputs[name] = "true" if kind in done else "false"
     outputs["changed"] = "true" if result.totals.changed else "false"
     outputs["result-json"] = json.dumps(result.model_dump(mode="json"), sort_keys=True)
     return outputs
@@ -911,7 +918,10 @@ def run(
         from drover.multi import MultiStageRun
 
         install_path = inputs.install_path or fresh_install_path(environ)
-        result = MultiStageRun(settings, inputs.stages, options=drover.options).update(install_path)
+        multi = MultiStageRun(settings, inputs.stages, options=drover.options)
+        if started is not None:
+            started.extend(run.drover for run in multi.runs)  # an interruption reports what each stage wrote
+        result = multi.update(install_path)
     else:
         result = drover.update(inputs.install_path or fresh_install_path(environ))
     report(result, environ)
@@ -943,11 +953,14 @@ def main() -> int:
     try:
         run(environ, debug, started)
     except DroverError as error:
-        return fail(error, error.exit_code, debug, workspace)
+        finished = isinstance(error, (StagesFailed, ReportError))  # their message already says what was done
+        note = "" if finished else failure_note([drover.progress for drover in started])
+        return fail(error, error.exit_code, debug, workspace, suffix=note)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM from `docker stop` / a cancelled run
-        report_error(interruption_message(error, started[0].progress if started else None), error, workspace)
+        report_error(interruption_message(error, [drover.progress for drover in started]), error, workspace)
         return exit_code(error)
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
-        return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ")
+        note = failure_note([drover.progress for drover in started])
+        return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ", suffix=note)
     sys.stdout.flush()
     return 0

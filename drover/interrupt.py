@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Sequence
 from types import FrameType
 
 from drover.models import DeployResult
@@ -34,22 +35,39 @@ def exit_code(error: KeyboardInterrupt) -> int:
     return 128 + (signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT)
 
 
-def interruption_message(error: KeyboardInterrupt, progress: DeployResult | None) -> str:
-    """What happened, what was written to AWS and what was not, and what to do."""
+def interruption_message(error: KeyboardInterrupt, progress: Sequence[DeployResult | None]) -> str:
+    """What happened, what was written to AWS and what was not, and what to do.
+
+    progress: the result of every stage the run had started (one, or each of a multi-stage run)."""
     how = "stopped by SIGTERM" if isinstance(error, Terminated) else "interrupted"
-    if progress is None or progress.mode != "deploy":
+    deploys = [result for result in progress if result is not None and result.mode == "deploy"]
+    if not deploys:
         return f"drover: {how} before any AWS write: nothing was changed; scratch files were removed"
-    done = [
-        f"{action.action} {_written(action.action, action.target, progress)}"
-        for action in progress.actions
-        if action.done
-    ]
+    done = written_steps(deploys)
     written = f"written to AWS: {', '.join(done)}" if done else "no AWS write had completed"
+    functions = ", ".join(result.function_name for result in deploys)
     return (
-        f"drover: {how} during the deploy of {progress.function_name}; {written}; "
+        f"drover: {how} during the deploy of {functions}; {written}; "
         "not written: the remaining steps (a request in flight may or may not have been applied); "
         "scratch files were removed. Run again: drover skips what is already live"
     )
+
+
+def written_steps(progress: Sequence[DeployResult | None]) -> list[str]:
+    """Each step a deploy (or several) completed, as `kind target`: what exists in AWS now."""
+    return [
+        f"{action.action} {_written(action.action, action.target, result)}"
+        for result in progress
+        if result is not None and result.mode == "deploy"
+        for action in result.actions
+        if action.done
+    ]
+
+
+def failure_note(progress: Sequence[DeployResult | None]) -> str:
+    """What a failed run wrote before it failed (nothing when it wrote nothing): the error line's ending."""
+    done = written_steps(progress)
+    return f" (written to AWS before the failure: {', '.join(done)}; run again once fixed)" if done else ""
 
 
 def _written(kind: str, target: str, progress: DeployResult) -> str:

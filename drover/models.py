@@ -344,6 +344,7 @@ class DeployResult(BaseModel):
     actions: list[DeployAction] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     install: InstallSummary | None = None
+    promoted_from: str | None = None  # a promotion: the source stage whose artifact was copied (nothing was built)
     timings: dict[str, float] = Field(default_factory=dict)
 
 

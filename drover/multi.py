@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from drover.archive import ArchiveInfo, record_archive, write_zip
+from drover.archive import ArchiveInfo, archive_scratch, record_archive, write_zip
 from drover.core import DEFAULT_ARCHITECTURE, Drover, RunOptions
 from drover.errors import DroverError, PackagingError, SettingsError
 from drover.models import DeployResult, MultiResult, RunTotals, Settings, StageFailure
@@ -176,7 +175,7 @@ class MultiStageRun:
         self._package(install_path)
         shared = SharedLayers()
         self._claim_layers(shared)
-        with self._archive_directory() as directory:
+        with archive_scratch(self.options.archive_dir, self._keep_every_archive) as directory:
             archives = _Archives(directory)
             self._concurrently(lambda run: self._apply(run, archives, shared))
         return shared.published()
@@ -303,6 +302,7 @@ class MultiStageRun:
             run.plan = planned
             with self._stage(run):
                 run.result = run.drover.package_result(planned, "dry-run" if self.options.dry_run else "deploy")
+                run.drover.progress = run.result  # what an interruption reports
 
     def _hash(self, layout: PackageLayout, hashed: dict[PackageFile, HashedFile]) -> PackagePlan:
         unread = [file for file in (*layout.function, *layout.requirements) if file not in hashed]
@@ -341,16 +341,11 @@ class MultiStageRun:
             raise
         result.timings = dict(drover.timings)
 
-    @contextmanager
-    def _archive_directory(self) -> Iterator[Path]:
-        archive_dir = self.options.archive_dir
-        if archive_dir is not None:
-            archive_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".drover-", dir=archive_dir) as directory:
-            yield Path(directory)
-            if archive_dir is not None:
-                for built in Path(directory).glob("*.zip"):
-                    os.replace(built, archive_dir / built.name)
+    @staticmethod
+    def _keep_every_archive(scratch: Path, archive_dir: Path) -> None:
+        """Several stages: each distinct archive, named by its digest, moves to --archive-dir."""
+        for built in scratch.glob("*.zip"):
+            os.replace(built, archive_dir / built.name)
 
     # -- the result -------------------------------------------------------------------------------
 
@@ -372,9 +367,9 @@ class MultiStageRun:
                 stages=len(entries),
                 succeeded=len(done),
                 failed=len(entries) - len(done),
-                changed=sum(1 for entry in done if entry.changed),
+                changed=sum(1 for entry in entries if any(action.done for action in entry.actions)),  # failed too
                 layer_versions_published=layers,
-                bytes_uploaded=sum(entry.bytes_uploaded for entry in done),
+                bytes_uploaded=sum(run.result.bytes_uploaded for run in self.runs if run.result is not None),
                 seconds=round(seconds, 3),
             ),
         )

@@ -6,7 +6,7 @@ Pure functions of a DeployResult; the adapters (cli, github) print what these re
 from __future__ import annotations
 
 from drover.io import format_file_size
-from drover.models import DeployResult, MultiResult, StageFailure
+from drover.models import DeployAction, DeployResult, MultiResult, StageFailure
 
 MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whole
 
@@ -49,6 +49,24 @@ def _archive_cell(size: int | None, files: int, unzipped: int) -> str:
     return f"{zipped}{files} files, {format_file_size(unzipped)} unzipped"
 
 
+def _function_cell(result: DeployResult) -> str:
+    if result.promoted_from:
+        return f"copied from stage {result.promoted_from} (nothing built)"
+    return _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size)
+
+
+def _requirements_cell(result: DeployResult) -> str:
+    """A kept layer (its dependency key matched) was neither installed nor packaged: say so, not "0 files".
+    A promotion built nothing either: its layer is stage X's."""
+    if result.promoted_from:
+        return f"copied from stage {result.promoted_from} (nothing built)"
+    install = result.install
+    kept = install is not None and install.dependency_key and install.skip_reason and result.requirements_digest
+    if kept and result.requirements_file_count == 0:
+        return f"kept {result.requirements_layer_arn or 'the attached layer'}: it records this lock's dependency key"
+    return _archive_cell(result.requirements_size, result.requirements_file_count, result.requirements_unzipped_size)
+
+
 def summary_title(result: DeployResult) -> str:
     if result.mode == "dry-run":
         return f"drover dry run: {result.function_name} ({result.stage}) — nothing was changed"
@@ -76,16 +94,8 @@ def render_summary(result: DeployResult) -> str:
             ("Version", result.version or ""),
             ("Version published", ("yes" if result.version_published else "no, reused") if result.version else ""),
             ("Alias", result.alias_arn or ""),
-            (
-                "Function package",
-                _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size),
-            ),
-            (
-                "Requirements package",
-                _archive_cell(
-                    result.requirements_size, result.requirements_file_count, result.requirements_unzipped_size
-                ),
-            ),
+            ("Function package", _function_cell(result)),
+            ("Requirements package", _requirements_cell(result)),
             ("Uploaded", format_file_size(result.bytes_uploaded)),
         ],
     )
@@ -153,9 +163,12 @@ def render_multi_summary(result: MultiResult) -> str:
     rows: list[tuple[object, ...]] = []
     for entry in result.results:
         if isinstance(entry, StageFailure):
-            rows.append((entry.stage, entry.function_name or "", "failed", "", "", entry.error))
+            done = _changes(entry.actions)
+            rows.append(
+                (entry.stage, entry.function_name or "", "failed", "", "", entry.error + (f" ({done})" if done else ""))
+            )
             continue
-        changes = ", ".join(f"{action.action} {'done' if action.done else 'would do'}" for action in entry.actions)
+        changes = _changes(entry.actions)
         rows.append(
             (
                 entry.stage,
@@ -182,6 +195,10 @@ def render_multi_summary(result: MultiResult) -> str:
     if warnings:
         lines += ["", "#### Warnings", ""] + [f"- {markdown_cell(warning)}" for warning in warnings]
     return "\n".join(lines) + "\n"
+
+
+def _changes(actions: list[DeployAction]) -> str:
+    return ", ".join(f"{action.action} {'done' if action.done else 'would do'}" for action in actions)
 
 
 def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:

@@ -444,6 +444,8 @@ def _desired_tags(deployment: Deployment) -> dict[str, str]:
     }
     if deployment.dependency_key or TAG_DEPENDENCY_KEY in live.tags:  # a stale key must never meet a new digest
         wanted[TAG_DEPENDENCY_KEY] = deployment.dependency_key or "none"
+    if TAG_PROMOTED_FROM in live.tags:  # this run deploys its own build: no longer the promoted artifact
+        wanted[TAG_PROMOTED_FROM] = "none"
     return {key: value for key, value in wanted.items() if live.tags.get(key) != value}
 
 
@@ -693,6 +695,14 @@ def plan_promotion(deployment: Deployment) -> list[Step]:
         TAG_CODE_SHA256: source.code_sha256,
         TAG_PROMOTED_FROM: _unqualified_arn(source.arn),
     }
+    # the source's key stays beside its digest; a target's own key must never meet the source's digest
+    source_key = (
+        source.tags.get(TAG_DEPENDENCY_KEY)
+        if source.tags.get(TAG_REQUIREMENTS_DIGEST) == wanted[TAG_REQUIREMENTS_DIGEST]
+        else None
+    )
+    if source_key or TAG_DEPENDENCY_KEY in live.tags:
+        wanted[TAG_DEPENDENCY_KEY] = source_key or "none"
     tags = {key: value for key, value in wanted.items() if live.tags.get(key) != value}
     if tags:
         steps.append(Tag(live.name, tags))

@@ -369,3 +369,104 @@ def test_a_deploy_without_a_key_clears_the_recorded_one(deployed: Project, offli
     result = deployed.deploy(requirements=deployed.root / "requirements.txt")
     assert result.install is not None and result.install.dependency_key is None
     assert infra.tags()["drover:dependency-key"] == "none"
+
+
+def test_a_promotion_replaces_the_recorded_key_so_a_rollback_deploy_installs_its_own_dependencies(
+    offline: Path, tmp_path: Path, aws: MotoServer, infra: Any
+) -> None:
+    """prod deployed with lock 1, then staging's build (lock 2) promoted to prod: prod's tags must not keep
+    lock 1's key beside lock 2's digest, or redeploying lock 1 (a rollback) would keep lock 2's layer."""
+    import yaml
+
+    from drover import Drover
+    from drover.core import RunOptions
+    from drover.settings import load_settings
+    from tests.aws import CallRecorder, recording_clients
+
+    infra.function("fn-prod")
+    infra.function("fn-staging")
+    common = {"region_name": "us-east-1", "compatible_runtime": "python3.12", "requirements_layer_name": "deps"}
+    common |= {"function_file_patterns": [], "function_extra_paths": ["src"]}
+    stages = {name: {**common, "function_name": f"fn-{name}"} for name in ("prod", "staging")}
+    (tmp_path / "drover.yml").write_text(yaml.safe_dump({"stages": stages}))
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    install = tmp_path / "install"
+
+    def drover(stage: str) -> Drover:
+        options = RunOptions(working_directory=tmp_path, aws=recording_clients(CallRecorder()))
+        options.requirements = tmp_path / "requirements.txt"
+        return Drover(load_settings(tmp_path / "drover.yml"), stage, options=options)
+
+    def deploy(stage: str, version: str) -> Any:
+        import shutil
+
+        shutil.rmtree(install, ignore_errors=True)  # a cold runner each time
+        requirements_file(tmp_path, pinned(offline, "purelib", version))
+        return drover(stage).update(install)
+
+    first = deploy("prod", "1.0")
+    deploy("staging", "2.0")
+    settings = load_settings(tmp_path / "drover.yml")
+    drover("prod").promote("staging", settings.stages["staging"])
+
+    rollback = deploy("prod", "1.0")
+    attached = infra.configuration("fn-prod")["Layers"][0]["Arn"]
+    name, number = attached.split(":")[-2:]
+    description = infra.client("lambda").get_layer_version(LayerName=name, VersionNumber=int(number))["Description"]
+    assert parse_layer_description(description)[0] == first.requirements_digest  # lock 1's dependencies run
+    assert rollback.requirements_digest == first.requirements_digest
+    assert rollback.install is not None and rollback.install.skip_reason != DEPENDENCY_KEY_SKIP
+
+
+def test_the_step_summary_of_a_kept_layer_says_it_was_kept_not_that_the_requirements_are_empty(
+    deployed: Project,
+) -> None:
+    from drover.report import render_summary
+
+    fresh_runner(deployed)
+    result = deployed.deploy(requirements=deployed.root / "requirements.txt")
+    assert result.install is not None and result.install.skip_reason == DEPENDENCY_KEY_SKIP
+    (row,) = [line for line in render_summary(result).splitlines() if line.startswith("| Requirements package |")]
+    assert "0 files" not in row and "dependency key" in row and str(result.requirements_layer_arn) in row
+
+
+def test_a_dry_run_on_a_cold_runner_with_a_matching_key_lists_the_deploys_steps(deployed: Project) -> None:
+    (deployed.root / "src" / "app.py").write_text("def handler(event, context):\n    return 3\n")
+    fresh_runner(deployed)
+    planned = deployed.deploy(requirements=deployed.root / "requirements.txt", dry_run=True)
+    assert deployed.writes == []
+    fresh_runner(deployed)
+    done = deployed.deploy(requirements=deployed.root / "requirements.txt")
+    assert planned.install is not None and planned.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in done.actions]
+    assert [a.action for a in done.actions] == ["update-code", "tag"]
+
+
+def test_one_drover_deploying_twice_does_not_keep_the_first_runs_layer(
+    deployed: Project, offline: Path, infra: Any
+) -> None:
+    """drover.Drover is the library's API: a second update() on the same object must decide afresh."""
+    from drover import Drover
+    from drover.core import RunOptions
+    from drover.settings import load_settings
+    from tests.aws import recording_clients
+
+    settings_file = deployed.write_settings()
+    options = RunOptions(
+        working_directory=deployed.root,
+        aws=recording_clients(deployed.recorder),
+        requirements=deployed.root / "requirements.txt",
+    )
+    drover = Drover(load_settings(settings_file), "test", options=options)
+    fresh_runner(deployed)
+    first = drover.update(deployed.install)
+    assert first.install is not None and first.install.skip_reason == DEPENDENCY_KEY_SKIP
+
+    requirements_file(deployed.root, pinned(offline, "purelib", "2.0"))
+    second = drover.update(deployed.install)
+
+    assert second.install is not None and not second.install.skipped
+    assert second.requirements_digest != first.requirements_digest
+    attached = infra.configuration()["Layers"][0]["Arn"]
+    assert attached == second.requirements_layer_arn != first.requirements_layer_arn

@@ -103,3 +103,108 @@ def test_sigint_is_still_130_and_says_interrupted(tmp_path: Path, infra: Infrast
     assert stderr.splitlines() == [
         "drover: interrupted before any AWS write: nothing was changed; scratch files were removed"
     ]
+
+
+TWO_STAGES = """\
+stages:
+  api:
+    region_name: us-east-1
+    function_name: fn
+    compatible_runtime: python3.12
+    function_file_patterns: ['^app/']
+  worker:
+    region_name: us-east-1
+    function_name: fn2
+    compatible_runtime: python3.12
+    function_file_patterns: ['^app/']
+"""
+
+
+def test_cli_sigterm_in_a_multi_stage_run_names_what_the_stages_wrote(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    write_project(tmp_path / "project")
+    (tmp_path / "project" / "drover.yml").write_text(TWO_STAGES, encoding="utf-8")
+    infra.function("fn")
+    infra.function("fn2")
+    with holding_server(aws.endpoint, hold="PUT /2015-03-31/functions/fn2/code") as endpoint:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "drover", "--install-path", "install", "api", "worker"],
+            cwd=tmp_path / "project",
+            env={"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": endpoint.endpoint, **STATIC_KEYS},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert endpoint.arrived.wait(120), "the run never reached fn2's code update"
+        process.send_signal(signal.SIGTERM)
+        endpoint.release.set()  # the stage in flight finishes its request (it fails), then the run stops
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    line = stderr.splitlines()[-1]
+    layer_arn = infra.layer_versions("fn2-requirements")[0]["LayerVersionArn"]
+    assert "nothing was changed" not in line
+    assert line.startswith("drover: stopped by SIGTERM during the deploy of "), line
+    assert f"publish-layer {layer_arn}" in line
+
+
+def test_cli_sigterm_during_a_promotion_names_what_was_written(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    write_project(tmp_path / "project")
+    shared_layer = TWO_STAGES.replace(
+        "    function_file_patterns", "    requirements_layer_name: deps\n    function_file_patterns"
+    )
+    shared_layer = shared_layer.replace(
+        "function_name: fn\n",
+        "function_name: fn\n    upload_bucket: {region_name: us-east-1, bucket_name: artifacts}\n",
+    )
+    (tmp_path / "project" / "drover.yml").write_text(shared_layer, encoding="utf-8")
+    infra.bucket("artifacts")
+    infra.function("fn")
+    infra.function("fn2")
+    environment = {"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": aws.endpoint, **STATIC_KEYS}
+    command = [sys.executable, "-m", "drover", "--install-path", "install", "api"]
+    deployed = subprocess.run(command, cwd=tmp_path / "project", env=environment, capture_output=True, text=True)
+    assert deployed.returncode == 0, deployed.stderr
+    with holding_server(aws.endpoint, hold="PUT /2015-03-31/functions/fn2/configuration") as endpoint:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "drover", "--promote-from", "api", "worker"],
+            cwd=tmp_path / "project",
+            env={**environment, "AWS_ENDPOINT_URL": endpoint.endpoint},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        if not endpoint.arrived.wait(30):
+            process.kill()
+            pytest.fail(f"the promotion never reached fn2's layers update: {process.communicate()}")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143, stderr
+    line = stderr.splitlines()[-1]
+    assert line.startswith("drover: stopped by SIGTERM during the deploy of fn2; written to AWS: update-code fn2"), line
+
+
+def test_cli_failure_after_writes_names_what_was_written(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    """A deploy that fails half-way (the tag step, after the layer and the code): the error line must not leave
+    the user believing nothing changed."""
+    write_project(tmp_path / "project")
+    infra.function("fn")
+    with holding_server(aws.endpoint, hold="POST /2017-03-31/tags") as endpoint:
+        endpoint.release.set()  # no holding: the tag request fails (503) at once, every retry
+        process = subprocess.run(
+            [sys.executable, "-m", "drover", "--install-path", "install", "staging"],
+            cwd=tmp_path / "project",
+            env={"PATH": "/usr/bin:/bin", "AWS_ENDPOINT_URL": endpoint.endpoint, **STATIC_KEYS},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert process.returncode == 1, process.stderr
+    line = process.stderr.splitlines()[-1]
+    layer_arn = infra.layer_versions("fn-requirements")[0]["LayerVersionArn"]
+    assert line.startswith("drover: error: "), line
+    assert f"written to AWS before the failure: publish-layer {layer_arn}, update-code fn, update-layers fn" in line

@@ -150,6 +150,36 @@ def test_a_shared_layer_whose_publisher_fails_fails_the_stages_waiting_for_it(
     assert all(name != "UpdateFunctionConfiguration" for name in recorder.calls)
 
 
+def test_a_stage_that_failed_after_writing_counts_as_changed(tmp_path: Path, infra: Infrastructure) -> None:
+    """Published a layer and updated the code, then failed: the run changed AWS, and its totals (and the
+    Action's changed output) must say so."""
+    from drover.github import multi_outputs_of
+    from tests.aws import inject_error
+
+    write_tree(tmp_path)
+    stages = {name: stage for name, stage in ten_stages().items() if name in {"s0", "s6"}}
+    write_settings(tmp_path, stages)
+    infra.function("fn0")
+    infra.function("fn6")
+    recorder = CallRecorder()
+    clients = recording_clients(recorder)
+    inject_error(clients, "lambda", "TagResource", "ServiceException", "boom", 500)
+    options = RunOptions(working_directory=tmp_path, aws=clients)
+
+    result = MultiStageRun(load_settings(tmp_path / "drover.yml"), list(stages), options=options).update(
+        tmp_path / "install"
+    )
+
+    assert result.failed == ["s0", "s6"]
+    assert all(isinstance(entry, StageFailure) and entry.actions for entry in result.results)
+    assert result.totals.changed == 2 and result.totals.bytes_uploaded > 0  # the uploads happened
+    outputs = multi_outputs_of(result)
+    assert outputs["changed"] == "true" and outputs["function-updated"] == "true"
+    assert outputs["requirements-updated"] == "true" and outputs["version-published"] == "false"
+    rows = [line for line in render_multi_summary(result).splitlines() if line.startswith("| s")]
+    assert all("update-code done" in row and "publish-layer done" in row for row in rows), rows
+
+
 def test_a_dry_run_of_stages_sharing_a_layer_plans_one_publish_and_writes_nothing(
     tmp_path: Path, infra: Infrastructure
 ) -> None:
@@ -171,6 +201,30 @@ def test_a_dry_run_of_stages_sharing_a_layer_plans_one_publish_and_writes_nothin
     )
     deployed = run_stages(tmp_path, list(stages), recorder)
     assert [action.action for entry in deployed.results for action in entry.actions] == actions
+
+
+def test_a_dry_run_of_stages_sharing_a_layer_with_keep_layer_versions_lists_the_deploys_steps(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    """One stage at a time (max_workers=1): the second finds the version the first just published; it must
+    still plan what the dry run said (no prune of its own: the publishing stage prunes)."""
+    write_tree(tmp_path)
+    stages = {name: {**stage, "keep_layer_versions": 1} for name, stage in ten_stages().items() if name in {"s0", "s3"}}
+    write_settings(tmp_path, stages)
+    infra.function("fn0")
+    infra.function("fn3")
+    infra.layer("reqs-one")  # an older version, unattached: the publishing stage's prune deletes it
+    recorder = CallRecorder()
+    settings = load_settings(tmp_path / "drover.yml")
+
+    def run(dry_run: bool) -> MultiResult:
+        options = RunOptions(working_directory=tmp_path, aws=recording_clients(recorder), dry_run=dry_run)
+        return MultiStageRun(settings, list(stages), options=options, max_workers=1).update(tmp_path / "install")
+
+    planned = run(dry_run=True)
+    deployed = run(dry_run=False)
+    steps = [[(action.action, action.target) for action in entry.actions] for entry in planned.results]
+    assert [[(action.action, action.target) for action in entry.actions] for entry in deployed.results] == steps
 
 
 def drover_cli(
@@ -431,6 +485,8 @@ def test_the_action_deploys_several_stages_one_per_line_with_one_summary_table(
     document = json.loads(text.split("result-json<<", 1)[1].split("\n", 1)[1].rsplit("\n", 2)[0])
     assert [entry["stage"] for entry in document["results"]] == ["s0", "s1", "s2"]
     assert document["failed"] == ["s2"] and "changed=true" in text and "function-arn=\n" in text
+    assert "\nfunction-updated=true\n" in text  # s0 and s1 updated their functions: "false" would be untrue
+    assert "\nversion-published=false\n" in text  # no stage publishes
     table = [line for line in summary.read_text().splitlines() if line.startswith("| s")]
     assert [line.split(" | ")[2] for line in table] == ["deployed", "deployed", "failed"]
     assert "2 of 3 stages succeeded, 1 failed" in summary.read_text()

@@ -257,3 +257,56 @@ def test_a_layer_whose_content_cannot_be_read_is_a_preflight_error_before_any_wr
     with pytest.raises(PreflightError, match=r"cannot be read: the source stage has no upload_bucket.*share the"):
         promote(tmp_path, "staging", "prod", recorder)
     assert recorder.writes == []
+
+
+def test_a_promotions_result_and_summary_say_it_was_copied_not_built_empty(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    from drover.report import render_summary
+
+    project(
+        tmp_path,
+        {
+            "staging": stage("api-staging", requirements_layer_name="deps", upload_bucket=BUCKET),
+            "prod": stage("api-prod", requirements_layer_name="deps"),
+        },
+    )
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+
+    result = promote(tmp_path, "staging", "prod", recorder)
+
+    assert result.promoted_from == "staging"
+    rows = [line for line in render_summary(result).splitlines() if " package |" in line]
+    assert len(rows) == 2 and all("0 files" not in row and "stage staging" in row for row in rows), rows
+
+
+def test_a_build_deployed_after_a_promotion_no_longer_claims_to_be_promoted(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    from drover.workflow import TAG_PROMOTED_FROM
+
+    project(
+        tmp_path,
+        {
+            "staging": stage("api-staging", requirements_layer_name="deps", upload_bucket=BUCKET),
+            "prod": stage("api-prod", requirements_layer_name="deps"),
+        },
+    )
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+    promote(tmp_path, "staging", "prod", recorder)
+    assert infra.tags("api-prod")[TAG_PROMOTED_FROM].endswith(":function:api-staging")
+
+    (tmp_path / "install" / "app.py").write_text("def handler(event, context):\n    return 'a hotfix built for prod'\n")
+    planned = deploy(tmp_path, "prod", recorder, dry_run=True)
+    built = deploy(tmp_path, "prod", recorder)
+
+    assert infra.tags("api-prod").get(TAG_PROMOTED_FROM, "none") == "none"  # prod runs its own build now
+    assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in built.actions]

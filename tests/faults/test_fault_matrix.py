@@ -76,6 +76,9 @@ untouched. docs/faults.md holds the same table (`test_the_matrix_is_documented_a
 | 56 | the OIDC endpoint drips its body a byte every 0.2 s (each read within the per-read timeout) | cut at the overall deadline (`DROVER_OIDC_DEADLINE_SECONDS`, default 60 s): `could not get an OIDC token … in at most 1 s` | `tests/faults/test_races.py::test_a_dripping_endpoint_is_cut_at_the_overall_deadline` |
 | 57 | a logged value (a token's `aud` claim) holding line breaks followed by `::add-mask::…`, `  ::error::…` and `##[warning]…` | every such line is prefixed `> `: no log line starts a workflow command | `tests/faults/test_races.py::test_no_logged_line_can_start_a_workflow_command` |
 | 58 | a real SIGTERM to a child (with the exit-raising handler the adapters install) once its `.partial` exists, 120 MB of incompressible files | exit 143, no traceback; `--archive-dir` holds no `.partial`, spool or scratch directory | `tests/faults/test_races.py::test_a_real_sigterm_while_the_archive_is_written_leaves_nothing` |
+| 59 | a real SIGTERM to a multi-stage CLI run while one stage's code update is held (the other stage done) | exit 143; the line names what the stages wrote (`publish-layer ARN`, …), never "nothing was changed" | `tests/test_interrupt.py::test_cli_sigterm_in_a_multi_stage_run_names_what_the_stages_wrote` |
+| 60 | a real SIGTERM to a promotion while the target's layers update is held | exit 143; `written to AWS: update-code fn2` | `tests/test_interrupt.py::test_cli_sigterm_during_a_promotion_names_what_was_written` |
+| 61 | a deploy whose tag step fails (503, every retry) after the layer, code and layers writes | exit 1; the error line ends `(written to AWS before the failure: publish-layer ARN, update-code fn, update-layers fn; …)` | `tests/test_interrupt.py::test_cli_failure_after_writes_names_what_was_written` |
 """
 
 from __future__ import annotations

@@ -526,6 +526,44 @@ def test_digest_does_not_depend_on_directory_listing_order_or_workers(tmp_path, 
     assert names(shuffled, "requirements") == names(reference, "requirements")
 
 
+def test_files_of_every_size_hash_to_their_sha256_in_the_order_given_on_any_number_of_threads(tmp_path, sha256):
+    # small files take one read, large ones a read loop; large ones go to the other threads first
+    sizes = [
+        0,
+        1,
+        4095,
+        packaging.LARGE_FILE,
+        packaging.READ_SIZE - 1,
+        packaging.READ_SIZE,
+        3 * packaging.READ_SIZE + 7,
+    ]
+    files = []
+    for index, size in enumerate(sizes * 3):
+        path = tmp_path / f"f{index}"
+        path.write_bytes(os.urandom(size))
+        files.append(packaging.PackageFile.seen(path.name, str(path), path.stat()))
+
+    for workers in (1, 2, 5):
+        hashed = packaging.hash_files(files, workers)
+
+        assert [item.file for item in hashed] == files
+        assert [(item.size, item.sha256) for item in hashed] == [
+            (item.size, sha256(Path(item.source).read_bytes())) for item in files
+        ]
+
+
+def test_a_failed_read_on_any_thread_is_one_packaging_error(tmp_path):
+    files = []
+    for index, size in enumerate([10, packaging.READ_SIZE * 2] * 4):
+        path = tmp_path / f"f{index}"
+        path.write_bytes(b"x" * size)
+        files.append(packaging.PackageFile.seen(path.name, str(path), path.stat()))
+    (tmp_path / "f5").unlink()  # a large one, hashed on another thread
+
+    with pytest.raises(PackagingError, match="f5 changed while packaging"):
+        packaging.hash_files(files, 2)
+
+
 def test_digest_is_a_sha256_hex_over_a_sorted_manifest(tmp_path, make_tree, stage, sha256):
     root = make_tree(tmp_path / "install", {"app.py": b"a", "app_run": (b"r", 0o755)})
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import stat
 import threading
 from collections import deque
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from re import Pattern
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from drover.errors import PackagingError
 from drover.models import UNZIPPED_LIMIT, ExtraPath, Stage, short_repr
@@ -145,6 +146,98 @@ def layout_package(
 
 def hash_layout(layout: PackageLayout, workers: int | None = None) -> PackagePlan:
     hashed = hash_files([*layout.function, *layout.requirements], workers)
+    count = len(layout.function)
+    return PackagePlan(Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:])))
+
+
+class PendingPlan:
+    """A plan being hashed elsewhere: result() waits for it, cancel() gives it up (always call one)."""
+
+    def __init__(self, layout: PackageLayout, workers: int | None) -> None:
+        self.layout, self.workers = layout, workers
+        self._pid: int | None = None
+        self._pipe: int | None = None
+
+    def result(self) -> PackagePlan:
+        if self._pid is None or self._pipe is None:
+            return hash_layout(self.layout, self.workers)
+        try:
+            with open(self._pipe, "rb") as pipe:
+                payload = pipe.read()
+        finally:
+            self._pipe = None
+            self._reap()
+        return _decode_hashes(self.layout, payload, self.workers)
+
+    def cancel(self) -> None:
+        """Stop the child (a deploy that failed before packaging no longer needs it)."""
+        if self._pipe is not None:
+            os.close(self._pipe)
+            self._pipe = None
+        if self._pid is not None:
+            os.kill(self._pid, signal.SIGKILL)
+            self._reap()
+
+    def _reap(self) -> None:
+        if self._pid is not None:
+            os.waitpid(self._pid, 0)
+            self._pid = None
+
+
+def hash_layout_aside(layout: PackageLayout, workers: int | None = None) -> PendingPlan:
+    """Start hash_layout in a forked child process; the pending plan's result() waits for it.
+
+    The caller goes on with GIL-bound work meanwhile (a deploy imports botocore, makes its clients and
+    reads the function: ~0.25 s of Python), which threads could not overlap with hashing: the small
+    files' per-file work needs the GIL too. Only sizes and digests come back through the pipe, so
+    the plan is the one hash_layout would give. A PackagingError in the child is raised by result()
+    with the same line; anything else (the child killed, out of memory) makes result() hash here.
+    Where a fork is unsafe (other threads running, whose locks the child would inherit held) or
+    unavailable, result() just runs hash_layout.
+    """
+    pending = PendingPlan(layout, workers)
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return pending
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; its coverage is not collected
+        os.close(read_end)
+        _hash_in_child(layout, workers, write_end)
+    os.close(write_end)
+    pending._pid, pending._pipe = pid, read_end
+    return pending
+
+
+def _hash_in_child(layout: PackageLayout, workers: int | None, write_end: int) -> NoReturn:
+    code = 1
+    try:
+        plan = hash_layout(layout, workers)
+        hashed = (*plan.function.files, *plan.requirements.files)
+        payload = b"ok\n" + "\n".join(f"{item.size} {item.sha256}" for item in hashed).encode()
+        code = 0
+    except PackagingError as error:
+        payload = b"error\n" + str(error).encode("utf-8", "surrogateescape")
+    except BaseException:  # the parent hashes again and meets the same failure itself
+        payload = b""
+    try:
+        with open(write_end, "wb") as pipe:
+            pipe.write(payload)
+    finally:
+        os._exit(code)  # no atexit, no flush of the parent's inherited buffers
+
+
+def _decode_hashes(layout: PackageLayout, payload: bytes, workers: int | None) -> PackagePlan:
+    kind, _, body = payload.partition(b"\n")
+    if kind == b"error":
+        raise PackagingError(body.decode("utf-8", "surrogateescape"))
+    files = (*layout.function, *layout.requirements)
+    rows = body.split(b"\n") if body else []
+    if kind != b"ok" or len(rows) != len(files):
+        return hash_layout(layout, workers)
+    hashed = []
+    for package_file, row in zip(files, rows, strict=True):
+        size, digest = row.split(b" ")
+        hashed.append(HashedFile(package_file, int(size), digest.decode("ascii")))
     count = len(layout.function)
     return PackagePlan(Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:])))
 

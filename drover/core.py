@@ -24,8 +24,8 @@ from drover.packaging import (
     PackagePlan,
     Partition,
     PendingPlan,
-    hash_layout_aside,
     layout_package,
+    plan_aside,
     unzipped_limit_problem,
 )
 from drover.progress import NO_PROGRESS, Progress, tracked
@@ -95,7 +95,6 @@ class Drover:
         self.kept_layer: LayerVersion | None = None  # the attached layer whose dependency key matched: kept as is
         self._audited_layer: LayerVersion | None = None  # --no-dependency-key: the layer the install must match
         self.progress: DeployResult | None = None  # the deploy's result while it runs: what an interruption reports
-        self._walked_aside = 0.0  # seconds package_aside's walk took, counted in the package phase
 
     def layout(self, install_path: Path) -> PackageLayout:
         """Walk and partition the files (an archive dir inside the install path is left out)."""
@@ -109,23 +108,18 @@ class Drover:
         """
         with self.timings.phase("package"):
             if pending is None:
-                pending = PendingPlan(self._checked_layout(install_path), self.options.workers)  # hashed here
+                layout = self._checked_layout(install_path)
+                pending = PendingPlan(lambda: layout, self.options.workers)  # hashed here
             with tracked(self.options.progress, "Hashing files"):
                 plan = pending.result()
         return plan, self.package_result(plan, "deploy")
 
-    def package_aside(self, install_path: Path) -> PendingPlan | PackagingError:
-        """Walk now and start hashing in a child process while the caller talks to AWS.
+    def package_aside(self, install_path: Path) -> PendingPlan:
+        """Walk and hash in a child process while the caller talks to AWS (nothing is installed first).
 
-        A walk's PackagingError is returned, for the caller to raise where package() would have.
+        Its errors are raised by result(), where package() would have raised them.
         """
-        start = time.perf_counter()
-        try:
-            return hash_layout_aside(self._checked_layout(install_path), self.options.workers)
-        except PackagingError as error:
-            return error
-        finally:
-            self._walked_aside = time.perf_counter() - start
+        return plan_aside(lambda: self._checked_layout(install_path), self.options.workers)
 
     def _checked_layout(self, install_path: Path) -> PackageLayout:
         layout = self.layout(install_path)
@@ -152,14 +146,12 @@ class Drover:
                 install_path, architecture, lambda: target.attached_requirements_layer(live.layer_arns), live.tags
             )
         except BaseException:
-            if isinstance(aside, PendingPlan):
+            if aside is not None:
                 aside.cancel()
             raise
-        if isinstance(aside, PackagingError):
-            raise aside
         plan, result = self.package(install_path, aside)
-        if aside is not None:
-            self.timings["package"] = round(self.timings["package"] + self._walked_aside, 3)
+        if aside is not None:  # the walk and hash overlapped the AWS read: their own time, not the wait
+            self.timings["package"] = max(self.timings["package"], aside.seconds)
         self._audit_dependency_key(plan)
         if self.kept_layer is not None:
             result.requirements_digest = self.kept_layer.digest

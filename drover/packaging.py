@@ -19,6 +19,7 @@ import re
 import signal
 import stat
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -151,23 +152,25 @@ def hash_layout(layout: PackageLayout, workers: int | None = None) -> PackagePla
 
 
 class PendingPlan:
-    """A plan being hashed elsewhere: result() waits for it, cancel() gives it up (always call one)."""
+    """A plan being walked and hashed elsewhere: result() waits for it, cancel() gives it up (call one)."""
 
-    def __init__(self, layout: PackageLayout, workers: int | None) -> None:
-        self.layout, self.workers = layout, workers
+    def __init__(self, make_layout: Callable[[], PackageLayout], workers: int | None) -> None:
+        self.make_layout, self.workers = make_layout, workers
+        self.seconds = 0.0  # how long the child took to walk and hash
         self._pid: int | None = None
         self._pipe: int | None = None
 
     def result(self) -> PackagePlan:
         if self._pid is None or self._pipe is None:
-            return hash_layout(self.layout, self.workers)
+            return hash_layout(self.make_layout(), self.workers)
         try:
             with open(self._pipe, "rb") as pipe:
                 payload = pipe.read()
         finally:
             self._pipe = None
             self._reap()
-        return _decode_hashes(self.layout, payload, self.workers)
+        plan = self._decode(payload)
+        return plan if plan is not None else hash_layout(self.make_layout(), self.workers)
 
     def cancel(self) -> None:
         """Stop the child (a deploy that failed before packaging no longer needs it)."""
@@ -183,41 +186,72 @@ class PendingPlan:
             os.waitpid(self._pid, 0)
             self._pid = None
 
+    def _decode(self, payload: bytes) -> PackagePlan | None:
+        """The child's plan; None when it sent none (it failed otherwise than with a PackagingError)."""
+        header, _, body = payload.partition(b"\n")
+        kind, _, detail = header.partition(b" ")
+        if kind == b"error":
+            raise PackagingError(body.decode("utf-8", "surrogateescape"))
+        if kind != b"ok":
+            return None
+        function_count, seconds = detail.split(b" ")
+        self.seconds = float(seconds)
+        fields = body.decode("utf-8", "surrogateescape").split("\0")
+        hashed = [
+            HashedFile(
+                PackageFile(
+                    name,
+                    source,
+                    executable == "1",
+                    int(size),
+                    (int(device), int(inode), int(mtime)) if device else None,
+                ),
+                int(size),
+                digest,
+            )
+            for name, source, executable, size, device, inode, mtime, digest in zip(*[iter(fields)] * 8, strict=True)
+        ]
+        count = int(function_count)
+        return PackagePlan(
+            Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:]))
+        )
 
-def hash_layout_aside(layout: PackageLayout, workers: int | None = None) -> PendingPlan:
-    """Start hash_layout in a forked child process; the pending plan's result() waits for it.
+
+def plan_aside(make_layout: Callable[[], PackageLayout], workers: int | None = None) -> PendingPlan:
+    """Walk (make_layout) and hash in a forked child process; the pending plan's result() waits for it.
 
     The caller goes on with GIL-bound work meanwhile (a deploy imports botocore, makes its clients and
-    reads the function: ~0.25 s of Python), which threads could not overlap with hashing: the small
-    files' per-file work needs the GIL too. Only sizes and digests come back through the pipe, so
-    the plan is the one hash_layout would give. A PackagingError in the child is raised by result()
-    with the same line; anything else (the child killed, out of memory) makes result() hash here.
-    Where a fork is unsafe (other threads running, whose locks the child would inherit held) or
-    unavailable, result() just runs hash_layout.
+    reads the function: ~0.25 s of Python), which threads could not overlap with walking and hashing:
+    they need the GIL too. The child sends the files it walked with their sizes and digests, so the
+    plan is the one hash_layout(make_layout()) would give here. A PackagingError in the child is
+    raised by result() with the same line; anything else (the child killed, out of memory) makes
+    result() walk and hash here. Where a fork is unsafe (other threads running, whose locks the
+    child would inherit held) or unavailable, result() just does that.
     """
-    pending = PendingPlan(layout, workers)
+    pending = PendingPlan(make_layout, workers)
     if not hasattr(os, "fork") or threading.active_count() > 1:
         return pending
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child; its coverage is not collected
         os.close(read_end)
-        _hash_in_child(layout, workers, write_end)
+        _plan_in_child(make_layout, workers, write_end)
     os.close(write_end)
     pending._pid, pending._pipe = pid, read_end
     return pending
 
 
-def _hash_in_child(layout: PackageLayout, workers: int | None, write_end: int) -> NoReturn:
+def _plan_in_child(make_layout: Callable[[], PackageLayout], workers: int | None, write_end: int) -> NoReturn:
     code = 1
     try:
+        start = time.perf_counter()
+        layout = make_layout()
         plan = hash_layout(layout, workers)
-        hashed = (*plan.function.files, *plan.requirements.files)
-        payload = b"ok\n" + "\n".join(f"{item.size} {item.sha256}" for item in hashed).encode()
+        payload = f"ok {len(layout.function)} {time.perf_counter() - start:.3f}\n".encode() + _encode(plan)
         code = 0
     except PackagingError as error:
         payload = b"error\n" + str(error).encode("utf-8", "surrogateescape")
-    except BaseException:  # the parent hashes again and meets the same failure itself
+    except BaseException:  # the parent walks and hashes again and meets the same failure itself
         payload = b""
     try:
         with open(write_end, "wb") as pipe:
@@ -226,20 +260,15 @@ def _hash_in_child(layout: PackageLayout, workers: int | None, write_end: int) -
         os._exit(code)  # no atexit, no flush of the parent's inherited buffers
 
 
-def _decode_hashes(layout: PackageLayout, payload: bytes, workers: int | None) -> PackagePlan:
-    kind, _, body = payload.partition(b"\n")
-    if kind == b"error":
-        raise PackagingError(body.decode("utf-8", "surrogateescape"))
-    files = (*layout.function, *layout.requirements)
-    rows = body.split(b"\n") if body else []
-    if kind != b"ok" or len(rows) != len(files):
-        return hash_layout(layout, workers)
-    hashed = []
-    for package_file, row in zip(files, rows, strict=True):
-        size, digest = row.split(b" ")
-        hashed.append(HashedFile(package_file, int(size), digest.decode("ascii")))
-    count = len(layout.function)
-    return PackagePlan(Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:])))
+def _encode(plan: PackagePlan) -> bytes:
+    fields: list[str] = []
+    for hashed in (*plan.function.files, *plan.requirements.files):
+        package_file = hashed.file
+        identity = [str(number) for number in package_file.identity] if package_file.identity else ["", "", ""]
+        executable = "1" if package_file.executable else "0"
+        fields += (package_file.archive_name, package_file.source, executable, str(package_file.size), *identity)
+        fields.append(hashed.sha256)
+    return "\0".join(fields).encode("utf-8", "surrogateescape")
 
 
 def unzipped_limit_problem(layout: PackageLayout, limit: int = UNZIPPED_LIMIT) -> str | None:

@@ -89,6 +89,13 @@ WRITE_OPERATIONS = frozenset(
     }
 )
 CONFLICT_RETRIES = 5
+DOWNLOAD_ATTEMPTS = 5  # s3transfer's count for a download whose body breaks off
+STREAM_ERRORS = (
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ReadTimeoutError,
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.ConnectionClosedError,
+)
 UPDATE_TIMEOUT_SECONDS = 900.0
 NO_CREDENTIALS = "no AWS credentials found — set role-to-assume (GitHub Action), AWS_PROFILE or AWS_ACCESS_KEY_ID"
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
@@ -540,12 +547,28 @@ class LambdaTarget:
         return S3BucketFileVersion(bucket_name=bucket.bucket_name, key=key, version_id=head.get("VersionId"))
 
     def download_object(self, s3_object: S3BucketFileVersion, path: Path) -> None:
-        extra: dict[str, str] = {"VersionId": s3_object.version_id} if s3_object.version_id else {}
-        self.clients.call(
-            "GetObject",
-            lambda: self.clients.s3.download_file(s3_object.bucket_name, s3_object.key, str(path), ExtraArgs=extra),
-            service="s3",
-        )
+        """GetObject streamed to path. A plain botocore client has no download_file (boto3 adds it through
+        s3transfer); like it, a body that breaks off mid-stream is fetched again, up to DOWNLOAD_ATTEMPTS."""
+        for attempt in range(1, DOWNLOAD_ATTEMPTS + 1):
+            try:
+                self.clients.call("GetObject", lambda: self._download(s3_object, path), service="s3")
+                return
+            except AwsError as error:
+                streaming = isinstance(error.__cause__, STREAM_ERRORS)
+                if not streaming or attempt == DOWNLOAD_ATTEMPTS:
+                    raise
+                logger.info("Download of s3://%s/%s broke off (%s); again", s3_object.bucket_name, s3_object.key, error)
+
+    def _download(self, s3_object: S3BucketFileVersion, path: Path) -> None:
+        if s3_object.version_id:
+            response = self.clients.s3.get_object(
+                Bucket=s3_object.bucket_name, Key=s3_object.key, VersionId=s3_object.version_id
+            )
+        else:
+            response = self.clients.s3.get_object(Bucket=s3_object.bucket_name, Key=s3_object.key)
+        with path.open("wb") as out:
+            for chunk in response["Body"].iter_chunks(1 << 20):
+                out.write(chunk)
 
     def converge_layer(self, digest: str, architecture: str, published: LayerVersion) -> tuple[LayerVersion, bool]:
         """After publishing: the lowest version recording this digest wins, so concurrent publishers agree.

@@ -1,4 +1,4 @@
-"""Everything that talks to AWS: the only module importing boto3 (and the only one catching botocore).
+"""Everything that talks to AWS: the only module importing botocore (and the only one catching its errors).
 
 Every call goes through `AwsClients.call`, the one error boundary: it retries what a wait fixes
 (an update in progress), and turns every other failure into an `AwsError` (an UpdateError carrying

@@ -6,6 +6,7 @@ must not end up root-owned there, where later steps could not clean them: the Ac
 workspace's owner.
 """
 
+import gc
 import os
 import sys
 import tempfile
@@ -35,7 +36,10 @@ def run_as_workspace_owner() -> None:
 
 
 if __name__ == "__main__":
+    gc.disable()  # a short-lived process: see drover/__main__.py
     run_as_workspace_owner()
     from drover.github import main
 
-    sys.exit(main())
+    code = main()
+    gc.freeze()
+    sys.exit(code)

@@ -23,8 +23,9 @@ from drover.packaging import (
     PackageLayout,
     PackagePlan,
     Partition,
-    hash_layout,
+    PendingPlan,
     layout_package,
+    plan_aside,
     unzipped_limit_problem,
 )
 from drover.progress import NO_PROGRESS, Progress, tracked
@@ -100,30 +101,57 @@ class Drover:
         skip = [self.options.archive_dir] if self.options.archive_dir is not None else []
         return layout_package(self.stage, install_path, self.options.working_directory, skip)
 
-    def package(self, install_path: Path) -> tuple[PackagePlan, DeployResult]:
-        """Walk, partition and hash every byte; no archive is written. Size limits are checked before any read."""
+    def package(self, install_path: Path, pending: PendingPlan | None = None) -> tuple[PackagePlan, DeployResult]:
+        """Walk, partition and hash every byte; no archive is written. Size limits are checked before any read.
+
+        Given a pending plan (package_aside's), it is waited for instead.
+        """
         with self.timings.phase("package"):
-            layout = self.layout(install_path)
-            if self.kept_layer is not None:  # the dependencies are the attached layer's: only function code is read
-                layout = PackageLayout(layout.function, ())
-            problem = unzipped_limit_problem(layout)
-            if problem:
-                raise PackagingError(problem)
+            if pending is None:
+                layout = self._checked_layout(install_path)
+                pending = PendingPlan(lambda: layout, self.options.workers)  # hashed here
             with tracked(self.options.progress, "Hashing files"):
-                plan = hash_layout(layout, self.options.workers)
+                plan = pending.result()
         return plan, self.package_result(plan, "deploy")
+
+    def package_aside(self, install_path: Path) -> PendingPlan:
+        """Walk and hash in a child process while the caller talks to AWS (nothing is installed first).
+
+        Its errors are raised by result(), where package() would have raised them.
+        """
+        return plan_aside(lambda: self._checked_layout(install_path), self.options.workers)
+
+    def _checked_layout(self, install_path: Path) -> PackageLayout:
+        layout = self.layout(install_path)
+        if self.kept_layer is not None:  # the dependencies are the attached layer's: only function code is read
+            layout = PackageLayout(layout.function, ())
+        problem = unzipped_limit_problem(layout)
+        if problem:
+            raise PackagingError(problem)
+        return layout
 
     def update(self, install_path: Path) -> DeployResult:
         """Install (when asked), package, and make the live function run exactly this package."""
         if self.options.package_only:
             return self.build(install_path)
-        from drover import workflow  # pulls in boto3; package-only runs never import it
+        # nothing to install: the tree is final, so it is hashed (in a child process) while AWS is read
+        aside = None if self._installs else self.package_aside(install_path)
+        try:
+            from drover import workflow  # pulls in botocore; package-only runs never import it
 
-        clients = self.clients_for(self.stage.region_name)
-        target, live = workflow.connect(self.stage, clients, self.timings.phase, self.options.progress)
-        architecture = self.stage.architecture or live.architecture  # install for the live architecture
-        self.install(install_path, architecture, lambda: target.attached_requirements_layer(live.layer_arns), live.tags)
-        plan, result = self.package(install_path)
+            clients = self.clients_for(self.stage.region_name)
+            target, live = workflow.connect(self.stage, clients, self.timings.phase, self.options.progress)
+            architecture = self.stage.architecture or live.architecture  # install for the live architecture
+            self.install(
+                install_path, architecture, lambda: target.attached_requirements_layer(live.layer_arns), live.tags
+            )
+        except BaseException:
+            if aside is not None:
+                aside.cancel()
+            raise
+        plan, result = self.package(install_path, aside)
+        if aside is not None:  # the walk and hash overlapped the AWS read: their own time, not the wait
+            self.timings["package"] = max(self.timings["package"], aside.seconds)
         self._audit_dependency_key(plan)
         if self.kept_layer is not None:
             result.requirements_digest = self.kept_layer.digest
@@ -183,7 +211,7 @@ class Drover:
             return AwsClients(region_name)
         if given.region_name == region_name:
             return given
-        return AwsClients(region_name, session=given.session, sleep=given.sleep)
+        return given.for_region(region_name)
 
     def promote(self, source_name: str, source: Stage, *, allow_untracked: bool = False) -> DeployResult:
         """Make this stage's function run exactly what the source stage's function runs: its code, its requirements."""

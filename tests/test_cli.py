@@ -296,7 +296,7 @@ def test_the_distribution_named_by_version_is_the_one_pyproject_builds():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
     assert project["name"] == drover.DISTRIBUTION == "drover-action"
-    assert project["scripts"] == {"drover": "drover.cli:main"}
+    assert project["scripts"] == {"drover": "drover.__main__:main"}
 
 
 def test_help_shows_each_mode_the_exit_codes_the_environment_and_the_default_install_path(tmp_path):

@@ -444,3 +444,31 @@ def test_persistent_conflicts_give_up_with_a_hint(tmp_path: Path) -> None:
         pytest.raises(UpdateError, match="ResourceConflictException: busy — another update is still in progress"),
     ):
         target.update_code(code_location(tmp_path), live)
+
+
+# -- drover's own clients are botocore's (no boto3 session given) ---------------------------------
+
+
+def test_clients_without_a_boto3_session_read_and_download_through_botocore(infra: Infrastructure, tmp_path) -> None:
+    from drover.deploy import AwsClients, LambdaTarget
+    from drover.models import S3BucketFileVersion, Stage
+
+    infra.bucket("artifacts", versioned=True)
+    body = zip_bytes({"app.py": b"x = 1\n"}) * 40  # a few hundred KiB: more than one chunk of the stream
+    version = infra.client("s3").put_object(Bucket="artifacts", Key="code.zip", Body=body)["VersionId"]
+    infra.client("s3").put_object(Bucket="artifacts", Key="code.zip", Body=b"a later version")
+    clients = AwsClients(REGION)  # the default: a botocore session, as a CLI run makes
+    target = LambdaTarget(
+        Stage(region_name=REGION, function_name="fn", compatible_runtime="python3.12", function_file_patterns=["^a"]),
+        clients,
+    )
+
+    target.download_object(
+        S3BucketFileVersion(bucket_name="artifacts", key="code.zip", version_id=version), tmp_path / "a"
+    )
+    target.download_object(S3BucketFileVersion(bucket_name="artifacts", key="code.zip"), tmp_path / "b")
+
+    assert clients.session is None
+    assert (tmp_path / "a").read_bytes() == body
+    assert (tmp_path / "b").read_bytes() == b"a later version"
+    assert clients.for_region("eu-west-1").core is clients.core

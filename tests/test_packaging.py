@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -524,6 +527,117 @@ def test_digest_does_not_depend_on_directory_listing_order_or_workers(tmp_path, 
     assert digests(shuffled) == digests(reference)
     assert names(shuffled, "function") == names(reference, "function")
     assert names(shuffled, "requirements") == names(reference, "requirements")
+
+
+def test_files_of_every_size_hash_to_their_sha256_in_the_order_given_on_any_number_of_threads(tmp_path, sha256):
+    # small files take one read, large ones a read loop; large ones go to the other threads first
+    sizes = [
+        0,
+        1,
+        4095,
+        packaging.LARGE_FILE,
+        packaging.READ_SIZE - 1,
+        packaging.READ_SIZE,
+        3 * packaging.READ_SIZE + 7,
+    ]
+    files = []
+    for index, size in enumerate(sizes * 3):
+        path = tmp_path / f"f{index}"
+        path.write_bytes(os.urandom(size))
+        files.append(packaging.PackageFile.seen(path.name, str(path), path.stat()))
+
+    for workers in (1, 2, 5):
+        hashed = packaging.hash_files(files, workers)
+
+        assert [item.file for item in hashed] == files
+        assert [(item.size, item.sha256) for item in hashed] == [
+            (item.size, sha256(Path(item.source).read_bytes())) for item in files
+        ]
+
+
+def test_a_failed_read_on_any_thread_is_one_packaging_error(tmp_path):
+    files = []
+    for index, size in enumerate([10, packaging.READ_SIZE * 2] * 4):
+        path = tmp_path / f"f{index}"
+        path.write_bytes(b"x" * size)
+        files.append(packaging.PackageFile.seen(path.name, str(path), path.stat()))
+    (tmp_path / "f5").unlink()  # a large one, hashed on another thread
+
+    with pytest.raises(PackagingError, match="f5 changed while packaging"):
+        packaging.hash_files(files, 2)
+
+
+ASIDE = r"""
+import json, os, sys, threading
+from pathlib import Path
+from drover import PackagingError
+from drover.models import Stage
+from drover.packaging import layout_package, plan_aside, plan_package
+
+root, patterns, mode = Path(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+stage = Stage(region_name="us-east-1", function_name="fn", compatible_runtime="python3.12",
+              function_file_patterns=patterns)
+assert threading.active_count() == 1  # the fork path, not the fallback
+pending = plan_aside(lambda: layout_package(stage, root, root.parent), workers=2)
+if mode == "cancel":
+    child = pending._pid
+    pending.cancel()
+    print(json.dumps({"reaped": child is not None and pending._pid is None}))
+    sys.exit(0)
+try:
+    plan = pending.result()
+except PackagingError as error:
+    print(json.dumps({"error": str(error)}))
+    sys.exit(0)
+here = plan_package(stage, root, root.parent, workers=1)
+print(json.dumps({
+    "same_files": [h.file for h in plan.function.files + plan.requirements.files]
+    == [h.file for h in here.function.files + here.requirements.files],
+    "same_hashes": [(h.size, h.sha256) for h in plan.function.files + plan.requirements.files]
+    == [(h.size, h.sha256) for h in here.function.files + here.requirements.files],
+    "digests": [plan.function.digest, plan.requirements.digest],
+    "child_seconds": pending.seconds > 0,
+}))
+"""
+
+
+def run_aside(root: Path, patterns: list[str], mode: str = "result") -> dict[str, object]:
+    """plan_aside in a fresh process: pytest's (moto's threads) would take the no-fork path."""
+    completed = subprocess.run(
+        [sys.executable, "-c", ASIDE, str(root), json.dumps(patterns), mode],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return dict(json.loads(completed.stdout))
+
+
+def test_a_plan_walked_and_hashed_in_a_child_process_is_the_plan_made_here(tmp_path, make_tree, stage):
+    tree = {**BASE_TREE, "big.bin": os.urandom(3 * packaging.READ_SIZE), "run.sh": (b"#!/bin/sh\n", 0o755)}
+    tree["odd name\nwith newline.txt"] = b"x"
+    root = make_tree(tmp_path / "install", tree)
+
+    outcome = run_aside(root, ["^app"])
+
+    assert outcome["same_files"] is True
+    assert outcome["same_hashes"] is True
+    assert outcome["child_seconds"] is True
+    here = plan_package(stage(), root, tmp_path)
+    assert outcome["digests"] == [here.function.digest, here.requirements.digest]
+
+
+def test_a_packaging_error_in_the_child_process_is_raised_with_its_line(tmp_path, make_tree):
+    root = make_tree(tmp_path / "install", BASE_TREE)
+
+    outcome = run_aside(root, ["^nothing-matches"])
+
+    assert "no file matches function_file_patterns ('^nothing-matches')" in str(outcome["error"])
+
+
+def test_a_cancelled_child_process_is_killed_and_reaped(tmp_path, make_tree):
+    root = make_tree(tmp_path / "install", BASE_TREE)
+
+    assert run_aside(root, ["^app"], mode="cancel") == {"reaped": True}
 
 
 def test_digest_is_a_sha256_hex_over_a_sorted_manifest(tmp_path, make_tree, stage, sha256):

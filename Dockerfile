@@ -43,7 +43,8 @@ RUN set -eu; \
     for path in /opt/venv/lib/python3*/site-packages/botocore/data/*/; do \
         name="$(basename "$path")"; \
         case " $BOTOCORE_SERVICES " in *" $name "*) ;; *) rm -r "$path" ;; esac; \
-    done
+    done; \
+    rm -r /opt/venv/lib/python3*/site-packages/boto3/data  # boto3's resource models: drover uses clients only
 
 FROM base
 LABEL org.opencontainers.image.title="drover-action" \

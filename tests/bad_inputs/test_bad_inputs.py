@@ -794,21 +794,30 @@ def table_rows() -> dict[str, str]:
         rows[f"test_cli_refuses_bad_input_before_any_write[{case_.id}]"] = (calls, case_.expect)
     for param in ACTION_CASES:
         rows[f"test_action_refuses_bad_input_before_any_call[{param.id}]"] = ("none", param.values[2])
+    return row_endings(rows)
+
+
+def row_endings(rows: Mapping[str, tuple[str, tuple[str, ...]]]) -> dict[str, str]:
+    """test id -> `| AWS calls | fragments | test id |`, from (calls, expected fragments) per test id."""
     return {
         test_id: f"| {calls} | {' … '.join(map(code, expect))} | `{test_id}` |"
         for test_id, (calls, expect) in rows.items()
     }
 
 
-def test_the_table_in_docs_lists_every_case() -> None:
-    """docs/bad-inputs.md has a row per case with its message fragments and test id, so it cannot drift."""
+def assert_table_lists(rows: Mapping[str, str], *prefixes: str) -> None:
+    """docs/bad-inputs.md has exactly one row per test whose id starts with a prefix, ending as rows says."""
     lines = TABLE.read_text(encoding="utf-8").splitlines()
     documented = {
         line.rsplit("| `", 1)[1].removesuffix("` |"): line
         for line in lines
-        if "| `test_cli_refuses_" in line or "| `test_action_refuses_" in line
+        if any(f"| `{prefix}" in line for prefix in prefixes)
     }
-    rows = table_rows()
     assert set(documented) == set(rows)
     for test_id, row in rows.items():
         assert documented[test_id].endswith(row), f"{test_id}: the row must end with {row}"
+
+
+def test_the_table_in_docs_lists_every_case() -> None:
+    """docs/bad-inputs.md has a row per case with its message fragments and test id, so it cannot drift."""
+    assert_table_lists(table_rows(), "test_cli_refuses_", "test_action_refuses_")

@@ -33,7 +33,7 @@ import yaml
 
 from drover import cli, github, packaging
 from tests.aws import REGION, Infrastructure, MotoServer
-from tests.bad_inputs.test_bad_inputs import BASE_STAGE, Project, code
+from tests.bad_inputs.test_bad_inputs import BASE_STAGE, Project, assert_table_lists, row_endings
 from tests.github_fakes import CountingServer, counting_server
 from tests.test_action_container import Runner, write_project
 
@@ -670,20 +670,8 @@ def table_rows() -> dict[str, str]:
         )
     for param in ACTION_RULES:
         rows[f"test_action_rule_refuses_bad_input_before_any_call[{param.id}]"] = ("none", param.values[2])
-    return {
-        test_id: f"| {calls} | {' … '.join(map(code, expect))} | `{test_id}` |"
-        for test_id, (calls, expect) in rows.items()
-    }
+    return row_endings(rows)
 
 
 def test_the_rules_tables_in_docs_list_every_case() -> None:
-    lines = TABLE.read_text(encoding="utf-8").splitlines()
-    documented = {
-        line.rsplit("| `", 1)[1].removesuffix("` |"): line
-        for line in lines
-        if "| `test_rule_refuses_" in line or "| `test_action_rule_refuses_" in line
-    }
-    rows = table_rows()
-    assert set(documented) == set(rows)
-    for test_id, row in rows.items():
-        assert documented[test_id].endswith(row), f"{test_id}: the row must end with {row}"
+    assert_table_lists(table_rows(), "test_rule_refuses_", "test_action_rule_refuses_")

@@ -294,15 +294,21 @@ def deploy(deployment: Deployment) -> None:
     with deployment.phase("compare"):
         steps = plan(deployment)
     preflight(deployment)
-    if deployment.dry_run:
-        deployment.result.actions = [_action(step) for step in steps]
-    else:
-        with deployment.phase("deploy"):
-            for step in steps:
-                outcome = step.apply(deployment)
-                deployment.result.actions.append(_action(step, outcome))
+    _run(deployment, steps)
+    if not deployment.dry_run:
         deployment.resolved_layers()
     _report(deployment)
+
+
+def _run(deployment: Deployment, steps: list[Step]) -> None:
+    """Dry run: describe every step. Deploy: apply every step in order and record each one done."""
+    if deployment.dry_run:
+        deployment.result.actions = [_action(step) for step in steps]
+        return
+    with deployment.phase("deploy"):
+        for step in steps:
+            outcome = step.apply(deployment)
+            deployment.result.actions.append(_action(step, outcome))
 
 
 def _action(step: Step, outcome: str | None = None) -> DeployAction:
@@ -531,8 +537,7 @@ def preflight(deployment: Deployment) -> None:
             )
     elif not target.bucket_exists(stage.upload_bucket):
         _missing_bucket(deployment, stage.upload_bucket.bucket_name, uploads, too_large)
-    if len(deployment.desired_layers) > MAX_LAYERS:
-        raise PreflightError(f"{len(deployment.desired_layers)} layers exceed Lambda's limit of {MAX_LAYERS}")
+    _check_layer_count(deployment)
     supplemental_size = sum(target.supplemental_layer_size(arn) for arn in stage.supplemental_layer_arns)
     package = deployment.package
     total = package.function.unzipped_size + package.requirements.unzipped_size + supplemental_size
@@ -542,6 +547,11 @@ def preflight(deployment: Deployment) -> None:
             f"bytes) + supplemental layers (at least {supplemental_size} bytes) exceed Lambda's {UNZIPPED_LIMIT}-byte "
             "unzipped limit — exclude files or use fewer layers"
         )
+
+
+def _check_layer_count(deployment: Deployment) -> None:
+    if len(deployment.desired_layers) > MAX_LAYERS:
+        raise PreflightError(f"{len(deployment.desired_layers)} layers exceed Lambda's limit of {MAX_LAYERS}")
 
 
 def _code_changes(deployment: Deployment) -> bool:
@@ -653,17 +663,10 @@ def promote(deployment: Deployment) -> None:
     deployment.result.function_arn = deployment.live.arn
     with deployment.phase("compare"):
         steps = plan_promotion(deployment)
-    if len(deployment.desired_layers) > MAX_LAYERS:
-        raise PreflightError(f"{len(deployment.desired_layers)} layers exceed Lambda's limit of {MAX_LAYERS}")
+    _check_layer_count(deployment)
     for arn in deployment.stage.supplemental_layer_arns:
         deployment.target.supplemental_layer_size(arn)
-    if deployment.dry_run:
-        deployment.result.actions = [_action(step) for step in steps]
-    else:
-        with deployment.phase("deploy"):
-            for step in steps:
-                outcome = step.apply(deployment)
-                deployment.result.actions.append(_action(step, outcome))
+    _run(deployment, steps)
     _report(deployment)
 
 

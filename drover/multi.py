@@ -185,12 +185,14 @@ class MultiStageRun:
 
         Decided before the stages run concurrently, so a dry run and the deploy agree on who publishes.
         """
+        from drover.workflow import layer_architecture
+
         for run in self.runs:
             if run.failure is not None or run.plan is None or run.live is None:
                 continue
             digest, stage = run.plan.requirements.digest, run.drover.stage
             if digest is not None:
-                architecture = stage.architecture or ("arm64" if run.live.architecture == "arm64" else "x86_64")
+                architecture = layer_architecture(stage, run.live)
                 shared.claim((stage.region_name, stage.layer_name, digest, architecture), run.name)
 
     def _clients(self) -> dict[str, AwsClients]:

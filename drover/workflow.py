@@ -329,7 +329,7 @@ def _report(deployment: Deployment) -> None:
 def plan(deployment: Deployment) -> list[Step]:
     """The steps that make the live function run this package, decided from what AWS reports now."""
     stage, live = deployment.stage, deployment.live
-    deployment.architecture = stage.architecture or ("arm64" if live.architecture == "arm64" else "x86_64")
+    deployment.architecture = layer_architecture(stage, live)
     steps: list[Step] = []
     publish_layer = _plan_layer(deployment)
     if publish_layer:
@@ -350,6 +350,11 @@ def plan(deployment: Deployment) -> list[Step]:
         if prune:
             steps.append(prune)
     return steps
+
+
+def layer_architecture(stage: Stage, live: LiveFunction) -> Architecture:
+    """The architecture a requirements layer version is published for: the stage's, else the live function's."""
+    return stage.architecture or ("arm64" if live.architecture == "arm64" else "x86_64")
 
 
 def _check_function_kind(name: str, runtime: str, architecture: str | None, live: LiveFunction) -> None:

@@ -108,7 +108,7 @@ class Drover:
         """
         with self.timings.phase("package"):
             if pending is None:
-                layout = self._checked_layout(install_path)
+                layout = self.checked_layout(install_path)
                 pending = PendingPlan(lambda: layout, self.options.workers)  # hashed here
             with tracked(self.options.progress, "Hashing files"):
                 plan = pending.result()
@@ -119,9 +119,10 @@ class Drover:
 
         Its errors are raised by result(), where package() would have raised them.
         """
-        return plan_aside(lambda: self._checked_layout(install_path), self.options.workers)
+        return plan_aside(lambda: self.checked_layout(install_path), self.options.workers)
 
-    def _checked_layout(self, install_path: Path) -> PackageLayout:
+    def checked_layout(self, install_path: Path) -> PackageLayout:
+        """The layout a deploy packages: PackagingError when it is over Lambda's unzipped limit."""
         layout = self.layout(install_path)
         if self.kept_layer is not None:  # the dependencies are the attached layer's: only function code is read
             layout = PackageLayout(layout.function, ())

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from drover.archive import ArchiveInfo, archive_scratch, record_archive, write_zip
 from drover.core import DEFAULT_ARCHITECTURE, Drover, RunOptions
-from drover.errors import DroverError, PackagingError, SettingsError
+from drover.errors import DroverError, SettingsError
 from drover.models import DeployResult, MultiResult, RunTotals, Settings, StageFailure
 from drover.packaging import (
     HashedFile,
@@ -34,7 +34,6 @@ from drover.packaging import (
     PackagePlan,
     Partition,
     hash_files,
-    unzipped_limit_problem,
 )
 
 if TYPE_CHECKING:
@@ -290,11 +289,7 @@ class MultiStageRun:
             if key not in plans:
                 with self._stage(run), run.drover.timings.phase("package"):
                     try:
-                        layout = run.drover.layout(install_path)
-                        problem = unzipped_limit_problem(layout)
-                        if problem:
-                            raise PackagingError(problem)
-                        plans[key] = self._hash(layout, hashed)
+                        plans[key] = self._hash(run.drover.checked_layout(install_path), hashed)
                     except DroverError as error:
                         plans[key] = error
             planned = plans[key]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
@@ -61,6 +61,11 @@ class RunOptions:
     region_name: str | None = None  # a per-run override of the stage's region_name (one stage only)
     progress: Progress = NO_PROGRESS  # where long work (install, packaging, uploads) reports; adapters render it
     verify_dependencies: bool = False  # --no-dependency-key: install anyway, fail if the attached layer differs
+
+    @property
+    def deploy_mode(self) -> Literal["dry-run", "deploy"]:
+        """The mode of a run that talks to AWS (package-only runs never do)."""
+        return "dry-run" if self.dry_run else "deploy"
 
 
 class Timings(dict[str, float]):
@@ -156,7 +161,7 @@ class Drover:
         self._audit_dependency_key(plan)
         if self.kept_layer is not None:
             result.requirements_digest = self.kept_layer.digest
-        result.mode = "dry-run" if self.options.dry_run else "deploy"
+        result.mode = self.options.deploy_mode
         self.progress = result
         with archive_scratch(self.options.archive_dir) as directory:
 
@@ -235,7 +240,7 @@ class Drover:
             )
             result = DeployResult(
                 stage=self.stage_name,
-                mode="dry-run" if self.options.dry_run else "deploy",
+                mode=self.options.deploy_mode,
                 function_name=self.stage.function_name,
                 region_name=self.stage.region_name,
                 function_digest=promotion.function_digest,

@@ -298,7 +298,7 @@ class MultiStageRun:
                 continue
             run.plan = planned
             with self._stage(run):
-                run.result = run.drover.package_result(planned, "dry-run" if self.options.dry_run else "deploy")
+                run.result = run.drover.package_result(planned, self.options.deploy_mode)
                 run.drover.progress = run.result  # what an interruption reports
 
     def _hash(self, layout: PackageLayout, hashed: dict[PackageFile, HashedFile]) -> PackagePlan:
@@ -354,7 +354,7 @@ class MultiStageRun:
             elif run.result is not None:
                 entries.append(run.result)
         done = [entry for entry in entries if isinstance(entry, DeployResult)]
-        mode: Mode = "package-only" if self.options.package_only else "dry-run" if self.options.dry_run else "deploy"
+        mode: Mode = "package-only" if self.options.package_only else self.options.deploy_mode
         return MultiResult(
             mode=mode,
             results=entries,

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TextIO
 
 from drover import DISTRIBUTION, __version__
-from drover.errors import DroverError, SettingsError
+from drover.errors import DroverError, SettingsError, one_line
 from drover.progress import NO_PROGRESS, PlainProgress, Progress, TerminalProgress
 
 if TYPE_CHECKING:  # the engine is imported once the arguments are read: `drover --help` needs none of it
@@ -323,7 +323,7 @@ def _fail(
         traceback.print_exception(error, file=sys.stderr)
     from drover.report import shorten
 
-    text = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__)) + suffix
+    text = shorten(prefix + one_line(error)) + suffix
     _error_line(text)
     return _json_error(type(error).__name__, text, code) if json_output else code
 

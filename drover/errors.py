@@ -54,3 +54,8 @@ class UpdateError(DroverError):
     """AWS refused or failed an update."""
 
     exit_code = 1
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line (its whitespace collapsed), or its type's name when it has none."""
+    return " ".join(str(error).split()) or type(error).__name__

@@ -49,7 +49,7 @@ from drover.deploy import (
     AwsCredentials,
     assume_role_with_web_identity,
 )
-from drover.errors import DroverError, SettingsError
+from drover.errors import DroverError, SettingsError, one_line
 from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
 from drover.progress import PlainProgress
@@ -811,7 +811,7 @@ def configure_logging(debug: bool) -> None:
 def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "", suffix: str = "") -> int:
     if debug:
         traceback.print_exception(error, file=sys.stderr)
-    message = shorten(prefix + (" ".join(str(error).split()) or type(error).__name__)) + suffix
+    message = shorten(prefix + one_line(error)) + suffix
     report_error(message, error, workspace)
     return code
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from drover.archive import ArchiveInfo, archive_scratch, record_archive, write_zip
 from drover.core import DEFAULT_ARCHITECTURE, Drover, RunOptions
-from drover.errors import DroverError, SettingsError
+from drover.errors import DroverError, SettingsError, one_line
 from drover.models import DeployResult, MultiResult, RunTotals, Settings, StageFailure
 from drover.packaging import (
     HashedFile,
@@ -94,7 +94,7 @@ class _Archives:
 
 def _failure(name: str, drover: Drover | None, error: BaseException, result: DeployResult | None) -> StageFailure:
     code = error.exit_code if isinstance(error, DroverError) else 1
-    message = " ".join(str(error).split()) or type(error).__name__
+    message = one_line(error)
     if not isinstance(error, DroverError):
         message = f"unexpected {type(error).__name__}: {message}"
     logger.error("stage %s failed: %s", name, message)

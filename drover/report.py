@@ -21,8 +21,7 @@ def render_text(result: DeployResult) -> str:
             where = f" at {path}" if path else ""
             lines.append(f"{kind.capitalize()} archive: {format_file_size(size)}, {count} files{where}")
     for action in result.actions:
-        state = "done" if action.done else "would do"
-        lines.append(f"{state}: {action.action} {action.target} ({action.reason})")
+        lines.append(f"{_state(action)}: {action.action} {action.target} ({action.reason})")
     if result.version:
         lines.append(f"Version {result.version} ({_version_origin(result)}) serves this code")
     if result.function_arn:
@@ -103,10 +102,7 @@ def render_summary(result: DeployResult) -> str:
     if result.actions:
         lines += _table(
             ("Change", "Target", "Why", "Status"),
-            [
-                (action.action, action.target, action.reason, "done" if action.done else "would do")
-                for action in result.actions
-            ],
+            [(action.action, action.target, action.reason, _state(action)) for action in result.actions],
         )
     else:
         lines.append("Nothing to change: the live function already runs this package.")
@@ -198,7 +194,11 @@ def render_multi_summary(result: MultiResult) -> str:
 
 
 def _changes(actions: list[DeployAction]) -> str:
-    return ", ".join(f"{action.action} {'done' if action.done else 'would do'}" for action in actions)
+    return ", ".join(f"{action.action} {_state(action)}" for action in actions)
+
+
+def _state(action: DeployAction) -> str:
+    return "done" if action.done else "would do"
 
 
 def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:

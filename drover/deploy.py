@@ -980,10 +980,6 @@ def parse_live_function(response: GetFunctionResponseTypeDef | dict[str, Any]) -
     )
 
 
-def _revision(live: LiveFunction) -> dict[str, str]:
-    return {"RevisionId": live.revision_id} if live.revision_id else {}
-
-
 def _unqualified(arn: str) -> str:
     parts = arn.split(":")
     return ":".join(parts[:7])

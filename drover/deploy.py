@@ -452,7 +452,7 @@ class LambdaTarget:
                 layer["Arn"]
                 for page in paginator.paginate()
                 for function in page.get("Functions", [])
-                if _unqualified(function.get("FunctionArn", "")) != _unqualified(function_arn)
+                if unqualified_arn(function.get("FunctionArn", "")) != unqualified_arn(function_arn)
                 for layer in function.get("Layers", [])
             }
 
@@ -789,7 +789,9 @@ class LambdaTarget:
         return self.wait_until_updated(operation)
 
     def tag_function(self, live: LiveFunction, tags: dict[str, str]) -> None:
-        self.clients.call("TagResource", lambda: self._lambda.tag_resource(Resource=_unqualified(live.arn), Tags=tags))
+        self.clients.call(
+            "TagResource", lambda: self._lambda.tag_resource(Resource=unqualified_arn(live.arn), Tags=tags)
+        )
 
     def publish_version(self, live: LiveFunction) -> str:
         request: PublishVersionRequestTypeDef = {
@@ -980,7 +982,8 @@ def parse_live_function(response: GetFunctionResponseTypeDef | dict[str, Any]) -
     )
 
 
-def _unqualified(arn: str) -> str:
+def unqualified_arn(arn: str) -> str:
+    """A function ARN without its version or alias qualifier."""
     parts = arn.split(":")
     return ":".join(parts[:7])
 

@@ -40,6 +40,7 @@ from drover.deploy import (
     LiveFunction,
     archive_of,
     download_url,
+    unqualified_arn,
 )
 from drover.errors import PreflightError, UpdateError
 from drover.io import format_file_size
@@ -701,7 +702,7 @@ def plan_promotion(deployment: Deployment) -> list[Step]:
         TAG_FUNCTION_DIGEST: promotion.function_digest,
         TAG_REQUIREMENTS_DIGEST: promotion.requirements_digest or "none",
         TAG_CODE_SHA256: source.code_sha256,
-        TAG_PROMOTED_FROM: _unqualified_arn(source.arn),
+        TAG_PROMOTED_FROM: unqualified_arn(source.arn),
     }
     # the source's key stays beside its digest; a target's own key must never meet the source's digest
     source_key = (
@@ -717,10 +718,6 @@ def plan_promotion(deployment: Deployment) -> list[Step]:
     if stage.publish:
         steps += _plan_version(deployment, changing=bool(steps), code_sha256=source.code_sha256)
     return steps
-
-
-def _unqualified_arn(arn: str) -> str:
-    return ":".join(arn.split(":")[:7])
 
 
 def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | None:

@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report(result: DeployResult | MultiResult, args: argparse.Namespace) -> int:
     """Print the result; when stdout cannot take it (a full disk, a closed pipe), say so on stderr, exit 1."""
     from drover.models import MultiResult
-    from drover.report import render_multi_text, render_text
+    from drover.report import render_multi_text, render_text, unwritten_report
 
     try:
         if args.json:
@@ -184,10 +184,7 @@ def _report(result: DeployResult | MultiResult, args: argparse.Namespace) -> int
             _write(sys.stdout if not args.json else sys.stderr, text)
     except OSError as error:
         _silence_stdout()
-        entries = result.results if isinstance(result, MultiResult) else [result]
-        done = [f"{action.action} {action.target}" for entry in entries for action in entry.actions if action.done]
-        deployed = f"; it did: {', '.join(done)}" if done else ""
-        _error_line(f"the run finished{deployed}, but its report could not be written: {error.strerror or error}")
+        _error_line(unwritten_report(result, "report", error))
         return 1
     return result.exit_code if isinstance(result, MultiResult) else 0
 

@@ -53,7 +53,14 @@ from drover.errors import DroverError, SettingsError, one_line
 from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
 from drover.progress import PlainProgress
-from drover.report import render_multi_summary, render_multi_text, render_summary, render_text, shorten
+from drover.report import (
+    render_multi_summary,
+    render_multi_text,
+    render_summary,
+    render_text,
+    shorten,
+    unwritten_report,
+)
 from drover.retry import Backoff, retry
 from drover.settings import load_settings, select_stage
 
@@ -858,12 +865,7 @@ def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> No
             write_outputs(outputs_of(result), environ.get("GITHUB_OUTPUT"))
             write_summary(result, environ.get("GITHUB_STEP_SUMMARY"))
     except OSError as error:
-        entries = result.results if isinstance(result, MultiResult) else [result]
-        done = [f"{action.action} {action.target}" for entry in entries for action in entry.actions if action.done]
-        deployed = f"; it did: {', '.join(done)}" if done else ""
-        raise ReportError(
-            f"the run finished{deployed}, but its outputs could not be written: {error.strerror or error}"
-        ) from None
+        raise ReportError(unwritten_report(result, "outputs", error)) from None
 
 
 def multi_outputs_of(result: MultiResult) -> dict[str, str]:

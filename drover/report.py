@@ -201,6 +201,14 @@ def _state(action: DeployAction) -> str:
     return "done" if action.done else "would do"
 
 
+def unwritten_report(result: DeployResult | MultiResult, what: str, error: OSError) -> str:
+    """The run finished but its `what` (report, outputs) could not be written: say what the run did anyway."""
+    entries = result.results if isinstance(result, MultiResult) else [result]
+    done = [f"{action.action} {action.target}" for entry in entries for action in entry.actions if action.done]
+    deployed = f"; it did: {', '.join(done)}" if done else ""
+    return f"the run finished{deployed}, but its {what} could not be written: {error.strerror or error}"
+
+
 def shorten(text: str, limit: int = MAX_ERROR_LINE) -> str:
     """Cut the middle out of an over-long line, saying how much was cut."""
     if len(text) <= limit:

@@ -132,6 +132,11 @@ class Deployment:
         """The digest of the requirements this run deploys: the kept layer's, or the package's."""
         return self.kept_layer.digest if self.kept_layer is not None else self.package.requirements.digest
 
+    @property
+    def code_sha256(self) -> str:
+        """The CodeSha256 the function runs once deployed: the built archive's, or the live one when none was built."""
+        return self.function_archive.code_sha256 if self.function_archive else self.live.code_sha256
+
     def warn(self, warning: str) -> None:
         logger.warning(warning)
         self.result.warnings.append(warning)
@@ -448,11 +453,10 @@ def _is_requirements_layer(layer_name: str, arn: str) -> bool:
 
 def _desired_tags(deployment: Deployment) -> dict[str, str]:
     package, live = deployment.package, deployment.live
-    code_sha = deployment.function_archive.code_sha256 if deployment.function_archive else live.code_sha256
     wanted = {
         TAG_FUNCTION_DIGEST: package.function.digest or "",
         TAG_REQUIREMENTS_DIGEST: deployment.requirements_digest or "none",
-        TAG_CODE_SHA256: code_sha,
+        TAG_CODE_SHA256: deployment.code_sha256,
     }
     if deployment.dependency_key or TAG_DEPENDENCY_KEY in live.tags:  # a stale key must never meet a new digest
         wanted[TAG_DEPENDENCY_KEY] = deployment.dependency_key or "none"
@@ -464,8 +468,7 @@ def _desired_tags(deployment: Deployment) -> dict[str, str]:
 def _plan_version(deployment: Deployment, *, changing: bool, code_sha256: str | None = None) -> list[Step]:
     """Publish unless a version already runs the desired code and layers; move the alias unless it is there."""
     live, stage = deployment.live, deployment.stage
-    code_sha = deployment.function_archive.code_sha256 if deployment.function_archive else live.code_sha256
-    code_sha = code_sha256 or code_sha
+    code_sha = code_sha256 or deployment.code_sha256
     steps: list[Step] = []
     if PENDING_LAYER not in deployment.desired_layers:
         deployment.version = deployment.target.find_published_version(code_sha, deployment.desired_layers)

@@ -460,10 +460,9 @@ class LambdaTarget:
 
     def supplemental_layer_size(self, arn: str) -> int:
         """The layer version's code size; a layer that is missing (or not shared with us) is a PreflightError."""
-        match = LAYER_VERSION_ARN_PATTERN.match(arn)
-        if match is None:
+        if LAYER_VERSION_ARN_PATTERN.match(arn) is None:
             return 0
-        layer = self._get_layer_version(arn.rsplit(":", 1)[0], int(match["version"]))
+        layer = self.read_layer_version(arn)
         if layer is None:
             raise PreflightError(
                 f"supplemental_layer_arns: {arn} does not exist in {self.stage.region_name} (or is not shared with "

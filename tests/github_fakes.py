@@ -18,6 +18,8 @@ import json
 import re
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
@@ -27,6 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, Self
 
 CLAIMS = {
@@ -354,3 +357,15 @@ def counting_server(upstream: str | None = None) -> Iterator[CountingServer]:
         yield server
     finally:
         server.stop()
+
+
+def run_action_process(env: dict[str, str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """The Action's entry point (drover.github.main) in a child process with exactly this environment."""
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from drover.github import main; sys.exit(main())"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -20,6 +20,7 @@ from drover.multi import MultiStageRun
 from drover.report import render_multi_summary, render_multi_text
 from drover.settings import load_settings
 from tests.aws import REGION, CallRecorder, Infrastructure, MotoServer, recording_clients
+from tests.github_fakes import run_action_process
 
 GROUPS = ("app_a", "app_b", "app_c")
 
@@ -470,14 +471,7 @@ def test_the_action_deploys_several_stages_one_per_line_with_one_summary_table(
         "GITHUB_STEP_SUMMARY": str(summary),
         "GITHUB_WORKSPACE": str(tmp_path),
     }
-    action = subprocess.run(
-        [sys.executable, "-c", "import sys; from drover.github import main; sys.exit(main())"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    action = run_action_process(env, tmp_path)
 
     assert action.returncode == 1, action.stderr
     assert "::error::1 of 3 stages failed (s2); succeeded: s0, s1" in action.stderr

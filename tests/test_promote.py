@@ -17,6 +17,7 @@ from drover.errors import PreflightError
 from drover.models import DeployResult
 from drover.settings import load_settings
 from tests.aws import REGION, CallRecorder, Infrastructure, MotoServer, recording_clients, zip_bytes
+from tests.github_fakes import run_action_process
 from tests.test_multi import drover_cli
 
 BUCKET = {"region_name": REGION, "bucket_name": "artifacts"}
@@ -207,8 +208,6 @@ def test_the_action_promotes_with_promote_from_and_reports_the_source_code_sha(
 ) -> None:
     import json
     import os
-    import subprocess
-    import sys
 
     project(tmp_path, {"staging": stage("api-staging", upload_bucket=BUCKET), "prod": stage("api-prod")})
     infra.bucket("artifacts")
@@ -226,14 +225,7 @@ def test_the_action_promotes_with_promote_from_and_reports_the_source_code_sha(
         "GITHUB_OUTPUT": str(outputs),
         "GITHUB_WORKSPACE": str(tmp_path),
     }
-    action = subprocess.run(
-        [sys.executable, "-c", "import sys; from drover.github import main; sys.exit(main())"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    action = run_action_process(env, tmp_path)
 
     assert action.returncode == 0, action.stderr
     text = outputs.read_text()

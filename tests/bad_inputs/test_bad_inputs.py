@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import yaml
 
 from drover import cli, github
 from drover.models import UNZIPPED_LIMIT
-from tests.aws import REGION, Infrastructure, MotoServer
+from tests.aws import REGION, Infrastructure
 from tests.bad_inputs.inprocess import Completed, run_in_process
 from tests.github_fakes import CountingServer, counting_server
 from tests.test_action_container import ActionRun, Runner, write_project
@@ -579,28 +579,6 @@ class Project:
             self.infra.layer_versions("fn-requirements"),
             objects,
         )
-
-
-@pytest.fixture
-def project(tmp_path: Path, infra: Infrastructure) -> Project:
-    """A project that deploys as it is: drover.yml, instance/ (an extra path) and install/."""
-    root = tmp_path / "project"
-    for name, text in {
-        "instance/config.json": '{"debug": false}\n',
-        "install/app/__init__.py": "",
-        "install/app/main.py": "def handler(event, context):\n    return 'ok'\n",
-        "install/dep/__init__.py": "VERSION = '1.0'\n",
-    }.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return Project(root, infra)
-
-
-@pytest.fixture
-def proxy(aws: MotoServer) -> Iterator[CountingServer]:
-    """The moto server behind a proxy that counts the child's requests."""
-    with counting_server(upstream=aws.endpoint) as server:
-        yield server
 
 
 def run_cli(

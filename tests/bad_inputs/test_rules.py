@@ -22,7 +22,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from drover import cli, github, packaging
-from tests.aws import REGION, Infrastructure, MotoServer
+from tests.aws import REGION
 from tests.bad_inputs.test_bad_inputs import BASE_STAGE, Project, assert_table_lists, row_endings
 from tests.github_fakes import CountingServer, counting_server
 from tests.test_action_container import Runner, write_project
@@ -426,26 +426,6 @@ def run_cli(root: Path, args: list[str], monkeypatch: pytest.MonkeyPatch, endpoi
     with redirect_stdout(stdout), redirect_stderr(stderr):
         code = cli.main(args)
     return Outcome(code, stdout.getvalue(), stderr.getvalue())
-
-
-@pytest.fixture
-def project(tmp_path: Path, infra: Infrastructure) -> Project:
-    root = tmp_path / "project"
-    for name, text in {
-        "instance/config.json": '{"debug": false}\n',
-        "install/app/__init__.py": "",
-        "install/app/main.py": "def handler(event, context):\n    return 'ok'\n",
-        "install/dep/__init__.py": "VERSION = '1.0'\n",
-    }.items():
-        (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_text(text)
-    return Project(root, infra)
-
-
-@pytest.fixture
-def proxy(aws: MotoServer) -> Iterator[CountingServer]:
-    with counting_server(upstream=aws.endpoint) as server:
-        yield server
 
 
 def write_settings(project: Project, case: Rule) -> None:

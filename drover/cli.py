@@ -10,15 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from drover import DISTRIBUTION, __version__
-from drover.errors import DroverError, SettingsError, one_line
+from drover.errors import DroverError, one_line
 from drover.progress import NO_PROGRESS, PlainProgress, Progress, TerminalProgress
 
 if TYPE_CHECKING:  # the engine is imported once the arguments are read: `drover --help` needs none of it
-    from drover.core import Drover
     from drover.models import DeployResult, MultiResult
+    from drover.service import Run, RunRequest
 
 logger = logging.getLogger("drover")
 
@@ -66,6 +66,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {text}\n")
 
 
+class _Once(argparse.Action):
+    """An option that takes one value: given twice is an error, not a silent last-one-wins."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            parser.error(
+                f"{option} is given twice ({getattr(namespace, self.dest)} and {values}); give it once — "
+                "stages with their own requirements name them in drover.yml (requirements: FILE)"
+            )
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="drover",
@@ -90,12 +104,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--install-source",
         type=Path,
+        action=_Once,
         metavar="PATH",
         help="project directory to install into --install-path before packaging",
     )
     parser.add_argument(
         "--requirements",
         type=Path,
+        action=_Once,
         metavar="FILE",
         help="requirements file to install into --install-path before packaging",
     )
@@ -153,19 +169,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 
     handle_sigterm()
-    started: list[Drover] = []
+    from drover.service import Run
+
+    service: Run | None = None
     try:
-        result = run(args, started)
+        service = Run(request_of(args))
+        result = run(args, service)
     except DroverError as error:
-        note = failure_note([drover.progress for drover in started])
+        note = failure_note(service.progress() if service else [])
         return _fail(error, error.exit_code, args.verbose, json_output=args.json, suffix=note)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM (kill, docker stop, a CI job cancelled)
-        message = interruption_message(error, [drover.progress for drover in started])
+        message = interruption_message(error, service.progress() if service else [])
         print(message, file=sys.stderr)
         code = exit_code(error)
         return _json_error(type(error).__name__, message, code) if args.json else code
     except Exception as error:  # an unexpected bug still gets one line unless -v
-        note = failure_note([drover.progress for drover in started])
+        note = failure_note(service.progress() if service else [])
         prefix = f"unexpected {type(error).__name__}: "
         return _fail(error, 1, args.verbose, prefix=prefix, json_output=args.json, suffix=note)
     return _report(result, args)
@@ -212,22 +231,11 @@ def _error_line(message: str) -> None:
         pass
 
 
-def run(args: argparse.Namespace, started: list[Drover] | None = None) -> DeployResult | MultiResult:
-    from drover.archive import check_archive_dir
-    from drover.core import Drover, RunOptions
-    from drover.settings import load_settings, select_stage
+def request_of(args: argparse.Namespace) -> RunRequest:
+    """The run the arguments ask for; the archive dir is checked before any work (it must never be read as input)."""
+    from drover.options import RunOptions
+    from drover.service import RunRequest
 
-    settings = load_settings(args.settings_file)
-    for name in [*args.stages, *([args.promote_from] if args.promote_from else [])]:
-        stage = select_stage(settings, name, args.settings_file)  # an unknown stage names the settings file
-        if args.archive_dir is not None:  # before any work: the archives must never be read as input
-            check_archive_dir(args.archive_dir, args.install_path, stage.extra_path_sources, Path.cwd())
-    if args.promote_from and len(args.stages) != 1:
-        raise SettingsError("--promote-from SOURCE_STAGE takes exactly one target STAGE")
-    if args.allow_untracked_source and not args.promote_from:
-        raise SettingsError("--allow-untracked-source only applies with --promote-from")
-    if args.install_source is None and args.requirements is None and not args.promote_from:
-        _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     options = RunOptions(
         progress=_progress(args, interactive),
@@ -243,22 +251,30 @@ def run(args: argparse.Namespace, started: list[Drover] | None = None) -> Deploy
         function_name=args.function_name,
         region_name=args.region,
     )
-    if len(args.stages) > 1:
-        from drover.multi import MultiStageRun
+    return RunRequest(
+        settings_file=args.settings_file,
+        stages=tuple(args.stages),
+        install_path=args.install_path,
+        options=options,
+        promote_from=args.promote_from,
+        allow_untracked_source=args.allow_untracked_source,
+        interactive=interactive,
+    )
 
-        multi = MultiStageRun(settings, args.stages, interactive, options=options)
-        if started is not None:
-            started.extend(run.drover for run in multi.runs)  # an interruption reports what each stage wrote
-        return multi.update(args.install_path)
-    drover = Drover(settings, args.stages[0], interactive, options=options)
-    if started is not None:
-        started.append(drover)
-    if args.promote_from:
-        if args.package_only or args.install_source or args.requirements:
-            raise SettingsError("--promote-from copies what the source runs; it builds and installs nothing")
-        source = select_stage(settings, args.promote_from, args.settings_file)
-        return drover.promote(args.promote_from, source, allow_untracked=args.allow_untracked_source)
-    return drover.update(args.install_path)
+
+def run(args: argparse.Namespace, service: Run | None = None) -> DeployResult | MultiResult:
+    """Prepare the run (every check without AWS), then execute it through the service."""
+    from drover.archive import check_archive_dir
+    from drover.service import Run
+
+    service = service or Run(request_of(args))
+    for stage in service.prepare():
+        if args.archive_dir is not None:  # before any work: the archives must never be read as input
+            check_archive_dir(args.archive_dir, args.install_path, stage.stage.extra_path_sources, Path.cwd())
+    installing = any(drover.installs for drover in service.drovers)
+    if not installing and not args.promote_from:
+        _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
+    return service.execute()
 
 
 def _progress(args: argparse.Namespace, interactive: bool) -> Progress:

@@ -631,7 +631,7 @@ class LambdaTarget:
     def content_key(self, digest: str) -> str:
         bucket = self.stage.upload_bucket
         assert bucket is not None
-        return "/".join(part for part in (bucket.prefix, self.stage.short_function_name, f"{digest}.zip") if part)
+        return "/".join(part for part in (bucket.prefix, f"{digest}.zip") if part)
 
     def upload_to_s3(self, archive: ArchiveInfo, digest: str) -> tuple[S3BucketFileVersion, bool, str | None]:
         """Put the archive at its content-addressed key unless S3's SHA-256 of the object there is the archive's.

@@ -31,7 +31,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -40,7 +40,6 @@ from actions_toolkit.command import Command
 from actions_toolkit.file_command import prepare_key_value_message
 
 from drover import __version__
-from drover.core import Drover, RunOptions, Timings
 from drover.deploy import (
     STS_ATTEMPTS,
     STS_TRUST_CODES,
@@ -52,6 +51,7 @@ from drover.deploy import (
 from drover.errors import DroverError, SettingsError, one_line
 from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
+from drover.options import RunOptions, Timings
 from drover.progress import PlainProgress
 from drover.report import (
     render_multi_summary,
@@ -62,7 +62,7 @@ from drover.report import (
     unwritten_report,
 )
 from drover.retry import Backoff, retry
-from drover.settings import load_settings, select_stage
+from drover.service import Run, RunRequest
 
 logger = logging.getLogger("drover")
 
@@ -307,13 +307,15 @@ def inside_workspace(what: str, path: Path, workspace: Path) -> Path:
     return path
 
 
-def check_stage_paths(drover: Drover, workspace: Path, stages: Sequence[Stage] = ()) -> None:
-    """Every extra path of the run's stages (the prepared one, and any others of a multi-stage run) is in the workspace."""
-    working_directory = drover.options.working_directory
-    for stage in (drover.stage, *stages):
+def check_stage_paths(stages: Sequence[Stage], working_directory: Path, workspace: Path) -> None:
+    """Every path the run's stages name (extra paths, their own requirements and install source) is in the workspace."""
+    for stage in stages:
         for extra_path in stage.extra_path_sources:
             source = extra_path if extra_path.is_absolute() else working_directory / extra_path
             inside_workspace(f"function_extra_paths entry {str(extra_path)!r}:", source, workspace)
+        for key, path in (("requirements", stage.requirements), ("install_source", stage.install_source)):
+            if path is not None:
+                inside_workspace(f"stage key {key} {str(path)!r}:", path, workspace)
 
 
 def check_output_files(environ: Mapping[str, str]) -> None:
@@ -826,13 +828,8 @@ def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: 
 # -- the run ---------------------------------------------------------------------------------
 
 
-def prepare(inputs: ActionInputs, debug: bool) -> Drover:
+def prepare(inputs: ActionInputs, debug: bool, environ: Mapping[str, str] | None = None) -> Run:
     """Load the settings and set up the run: every check that needs no AWS call happens here."""
-    if not inputs.promote_from:  # a promotion installs and builds nothing
-        check_install_inputs(inputs)
-    settings = load_settings(inputs.settings_file)
-    for name in (*inputs.stages, *([inputs.promote_from] if inputs.promote_from else [])):
-        select_stage(settings, name, inputs.settings_file)  # an unknown stage names the settings file
     if inputs.promote_from and (inputs.install_source or inputs.requirements):
         raise ActionInputError("input 'promote-from' copies what the source runs; it installs nothing")
     options = RunOptions(
@@ -848,7 +845,24 @@ def prepare(inputs: ActionInputs, debug: bool) -> Drover:
         progress=PlainProgress(progress_line),  # a CI log: plain lines, inside the phase's ::group::
         verify_dependencies=inputs.verify_dependencies,
     )
-    return Drover(settings, inputs.stage, options=options, timings=GroupedTimings())
+    request = RunRequest(
+        settings_file=inputs.settings_file,
+        stages=inputs.stages,
+        install_path=inputs.install_path or Path(),  # none given: a fresh directory, once the inputs are checked
+        options=options,
+        promote_from=inputs.promote_from,
+        allow_untracked_source=inputs.allow_untracked_source,
+        timings=GroupedTimings,
+    )
+    service = Run(request)
+    service.prepare()
+    if not inputs.promote_from and not any(
+        drover.stage.requirements or drover.stage.install_source for drover in service.drovers
+    ):
+        check_install_inputs(inputs)  # a promotion installs and builds nothing; stages may name their own inputs
+    if inputs.install_path is None:
+        service.request = replace(service.request, install_path=fresh_install_path(environ or {}))
+    return service
 
 
 def progress_line(line: str) -> None:
@@ -885,20 +899,19 @@ def multi_outputs_of(result: MultiResult) -> dict[str, str]:
     return outputs
 
 
-def run(
-    environ: MutableMapping[str, str], debug: bool, started: list[Drover] | None = None
-) -> DeployResult | MultiResult:
+def run(environ: MutableMapping[str, str], debug: bool, service: list[Run] | None = None) -> DeployResult | MultiResult:
+    """Read the inputs, prepare the run, obtain credentials, execute it, write the outputs.
+
+    service (when given) receives the prepared run, whose progress() an interruption reports."""
     token_request = take_id_token_request(environ)
     tuning = retry_tuning(environ)
     inputs = parse_inputs()
     check_output_files(environ)
-    drover = prepare(inputs, debug)
-    settings = load_settings(inputs.settings_file)
-    others = [select_stage(settings, name, inputs.settings_file) for name in inputs.stages[1:]]
-    check_stage_paths(drover, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()), others)
-    if started is not None:
-        started.append(drover)
-    stage = drover.stage
+    prepared = prepare(inputs, debug, environ)
+    if service is not None:
+        service.append(prepared)
+    check_stage_paths(prepared.stages, inputs.working_directory, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
+    stage = prepared.stages[0]
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
     several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""
     promoted = f", promoted from stage {inputs.promote_from!r}" if inputs.promote_from else ""
@@ -911,21 +924,8 @@ def run(
     if inputs.role_to_assume:
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
             credentials = obtain_credentials(inputs, token_request, inputs.aws_region or stage.region_name, tuning)
-        drover.options.aws = AwsClients(stage.region_name, credentials=credentials)
-    result: DeployResult | MultiResult
-    if inputs.promote_from:
-        source = select_stage(settings, inputs.promote_from, inputs.settings_file)
-        result = drover.promote(inputs.promote_from, source, allow_untracked=inputs.allow_untracked_source)
-    elif len(inputs.stages) > 1:
-        from drover.multi import MultiStageRun
-
-        install_path = inputs.install_path or fresh_install_path(environ)
-        multi = MultiStageRun(settings, inputs.stages, options=drover.options)
-        if started is not None:
-            started.extend(run.drover for run in multi.runs)  # an interruption reports what each stage wrote
-        result = multi.update(install_path)
-    else:
-        result = drover.update(inputs.install_path or fresh_install_path(environ))
+        prepared.request.options.aws = AwsClients(stage.region_name, credentials=credentials)
+    result = prepared.execute()
     report(result, environ)
     if isinstance(result, MultiResult) and result.exit_code:
         raise StagesFailed(result)
@@ -951,18 +951,22 @@ def main() -> int:
     workspace = Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())
     configure_logging(debug)
     handle_sigterm()
-    started: list[Drover] = []
+    started: list[Run] = []
+
+    def progress() -> list[DeployResult | None]:
+        return started[0].progress() if started else []
+
     try:
         run(environ, debug, started)
     except DroverError as error:
         finished = isinstance(error, (StagesFailed, ReportError))  # their message already says what was done
-        note = "" if finished else failure_note([drover.progress for drover in started])
+        note = "" if finished else failure_note(progress())
         return fail(error, error.exit_code, debug, workspace, suffix=note)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM from `docker stop` / a cancelled run
-        report_error(interruption_message(error, [drover.progress for drover in started]), error, workspace)
+        report_error(interruption_message(error, progress()), error, workspace)
         return exit_code(error)
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
-        note = failure_note([drover.progress for drover in started])
+        note = failure_note(progress())
         return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ", suffix=note)
     sys.stdout.flush()
     return 0

@@ -77,6 +77,8 @@ KEY_FORMAT = 2  # 2: keyed on exactly the inputs (issue 12)
 # normalization, exclusions, the layer's python/ prefix, archive format): it is part of the dependency key.
 LAYOUT_VERSION = 1
 DEPENDENCY_KEY_SKIP = "dependency key matches the attached layer"
+DEPENDENCIES_LAYER = "dependencies_layer"  # the marker's record of the layer version holding a project-only install's
+DEPENDENCIES_DIGEST = "dependencies_digest"  # dependencies, and that layer's requirements digest
 # Packages the Lambda Python runtime already ships (canonical distribution names).
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "python-dateutil", "s3transfer", "six", "urllib3")
 # Environment variables never handed to an installer or a build backend.
@@ -483,6 +485,23 @@ def read_marker(target: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) else None
+
+
+@dataclass(frozen=True)
+class DependenciesElsewhere:
+    """An install path that holds only the project: its dependencies are in a layer version (when recorded)."""
+
+    layer_arn: str | None
+    digest: str | None
+
+
+def dependencies_elsewhere(target: Path) -> DependenciesElsewhere | None:
+    """What an install path's marker says of a project-only install (None: the path holds its dependencies)."""
+    marker = read_marker(target)
+    if marker is None or marker.get("dependencies") != DEPENDENCY_KEY_SKIP:
+        return None
+    arn, digest = marker.get(DEPENDENCIES_LAYER), marker.get(DEPENDENCIES_DIGEST)
+    return DependenciesElsewhere(arn if isinstance(arn, str) else None, digest if isinstance(digest, str) else None)
 
 
 def _marker_matches(marker: dict[str, Any] | None, key: str, target: Path) -> bool:
@@ -1126,12 +1145,19 @@ def _skipped(marker: dict[str, Any], installer: Installer, key: str, started: fl
     )
 
 
-def install(request: InstallRequest, *, installer: str = "auto", dependencies: bool = True) -> InstallResult:
+def install(
+    request: InstallRequest,
+    *,
+    installer: str = "auto",
+    dependencies: bool = True,
+    dependencies_layer: tuple[str, str] | None = None,
+) -> InstallResult:
     """Install the request's project and/or requirements into its target for Lambda's platform.
 
     dependencies=False (the dependency key matches the attached layer): the target gets only the project,
     built and installed without its dependencies, so packaging sees exactly the function code; a target
-    that already holds this very install (same key) is kept as it is.
+    that already holds this very install (same key) is kept as it is. dependencies_layer (ARN, digest) is the
+    layer version that holds the dependencies: the target records it, so a later run over it keeps that layer.
     """
     started = time.perf_counter()
     platform = target_platform(request.runtime, request.architecture)
@@ -1144,7 +1170,7 @@ def install(request: InstallRequest, *, installer: str = "auto", dependencies: b
     if marker is not None and _marker_matches(marker, key, request.target):
         return _skipped(marker, chosen, key, started)
     if not dependencies:
-        return _install_project_only(request, platform, chosen, env, key, started)
+        return _install_project_only(request, platform, chosen, env, key, started, dependencies_layer)
     logger.info(
         "Installing %s for %s with %s %s into %s",
         _describe(request),
@@ -1199,10 +1225,12 @@ def _install_project_only(
     env: Mapping[str, str],
     key: str,
     started: float,
+    dependencies_layer: tuple[str, str] | None = None,
 ) -> InstallResult:
     """The target holds the project alone (or nothing, with only --requirements): its dependencies are in the
-    attached layer already, which the dependency key proved."""
-    project_key = hashlib.sha256(f"project only\0{key}".encode()).hexdigest()
+    attached layer already, which the dependency key proved; the target records that layer."""
+    layer_arn, layer_digest = dependencies_layer or ("", "")
+    project_key = hashlib.sha256(f"project only\0{key}\0{layer_arn}\0{layer_digest}".encode()).hexdigest()
     marker = read_marker(request.target)
     if marker is not None and _marker_matches(marker, project_key, request.target):
         logger.info("Project install unchanged (key %s); skipping", project_key[:12])
@@ -1233,6 +1261,8 @@ def _install_project_only(
                 "platform": platform.newest_tag,
                 "lock": _lock_names(request),
                 "dependencies": DEPENDENCY_KEY_SKIP,
+                DEPENDENCIES_LAYER: layer_arn or None,
+                DEPENDENCIES_DIGEST: layer_digest or None,
                 "project_files": own_files,
             },
         )

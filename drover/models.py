@@ -178,6 +178,8 @@ class Stage(_Model):
     alias: str | None = None
     keep_layer_versions: int | None = Field(default=None, ge=1)
     exclude_runtime_packages: bool = False
+    requirements: Path | None = None  # this stage's own requirements or lock file (relative: to the settings file)
+    install_source: Path | None = None  # this stage's own project directory (relative: to the settings file)
 
     @field_validator("function_name")
     @classmethod
@@ -251,6 +253,14 @@ class Stage(_Model):
             )
         return self
 
+    def with_inputs_under(self, directory: Path) -> Stage:
+        updates = {
+            key: directory / value
+            for key, value in (("requirements", self.requirements), ("install_source", self.install_source))
+            if value is not None and not value.is_absolute()
+        }
+        return self.model_copy(update=updates) if updates else self
+
     @property
     def extra_path_sources(self) -> list[Path]:
         """The filesystem paths of function_extra_paths, whichever form each entry has."""
@@ -270,6 +280,11 @@ class Stage(_Model):
         return self.compatible_runtime.removeprefix("python")
 
 
+def canonical_function(stage: Stage) -> tuple[str, str]:
+    """(region, function name): one identity whether drover.yml gives the name or the function's ARN."""
+    return stage.region_name, stage.short_function_name
+
+
 def check_runtime(value: str) -> str:
     """A runtime Lambda runs today; a deprecated or unknown python3.N names the supported ones."""
     supported = f"use one of {', '.join(SUPPORTED_RUNTIMES)}"
@@ -284,6 +299,11 @@ def check_runtime(value: str) -> str:
 
 class Settings(_Model):
     stages: dict[str, Stage]
+
+    def relative_to(self, directory: Path) -> Settings:
+        """The stages' own install inputs, given relative to the settings file, made relative to its directory."""
+        stages = {name: stage.with_inputs_under(directory) for name, stage in self.stages.items()}
+        return self.model_copy(update={"stages": stages})
 
 
 class DeployAction(BaseModel):

@@ -244,9 +244,10 @@ def _validate(settings_file: Path, document: _Document) -> Settings:
         )
     _check_stage_names(settings_file, document)
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as error:
         raise _settings_error(settings_file, document, error) from None
+    return settings.relative_to(settings_file.parent)
 
 
 _YAML_KINDS = {

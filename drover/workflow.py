@@ -68,34 +68,35 @@ LayerKey = tuple[str, str, str, str]
 """(region, layer name, requirements digest, architecture): what makes two requirements layer versions the same."""
 
 
-class SharedLayers:
-    """The requirements layer versions a run publishes, shared by every stage that needs the same one.
-
-    The first stage that plans to publish a (region, layer name, digest, architecture) owns it;
-    the others wait for its layer version ARN instead of publishing their own.
-    """
+class Uploads:
+    """The S3 objects a run has put or found, by (region, bucket, key): stages that upload the same archive share
+    one PUT. The first stage to need an object uploads it; the others wait for that upload's answer."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._claims: dict[LayerKey, tuple[str, Future[str]]] = {}
+        self._objects: dict[tuple[str, str, str], Future[tuple[S3BucketFileVersion, bool, str | None]]] = {}
 
-    def claim(self, key: LayerKey, stage: str) -> tuple[str, Future[str]]:
-        """The stage that publishes this layer (this one if first) and the future ARN of what it publishes."""
+    def put(
+        self, where: tuple[str, str, str], upload: Callable[[], tuple[S3BucketFileVersion, bool, str | None]]
+    ) -> tuple[S3BucketFileVersion, bool, str | None]:
+        """upload()'s answer: (object, uploaded now, warning); a later caller gets (object, False, None)."""
         with self._lock:
-            if key not in self._claims:
-                self._claims[key] = (stage, Future())
-            return self._claims[key]
-
-    def abandon(self, stage: str, error: BaseException) -> None:
-        """A stage that failed before publishing what it claimed releases the stages waiting for it."""
-        with self._lock:
-            owned = [future for owner, future in self._claims.values() if owner == stage and not future.done()]
-        for future in owned:
-            future.set_exception(UpdateError(f"stage {stage}, which was to publish the shared layer, failed: {error}"))
-
-    def published(self) -> int:
-        with self._lock:
-            return sum(1 for _, future in self._claims.values() if future.done() and future.exception() is None)
+            future = self._objects.get(where)
+            first = future is None
+            if future is None:
+                future = self._objects[where] = Future()
+        if not first:
+            s3_object, _, _ = future.result()
+            return s3_object, False, None
+        try:
+            answer = upload()
+        except BaseException as error:
+            with self._lock:  # a failed upload is not shared: the next stage that needs it tries again
+                del self._objects[where]
+            future.set_exception(error)
+            raise
+        future.set_result(answer)
+        return answer
 
 
 @dataclass
@@ -120,9 +121,9 @@ class Deployment:
     version: str | None = None
     alias: Alias | None = None
     stage_name: str = ""
-    shared_layers: SharedLayers | None = None
-    pending_layer: Future[str] | None = None  # the layer version another stage of this run publishes
-    claimed_layer: Future[str] | None = None  # the layer version this stage publishes for others too
+    layer_pending: bool = False  # a layer version this run publishes (this stage or another) is to be attached
+    prunes: bool = True  # the stage that applies keep_layer_versions to its layer name (one per name in a run)
+    uploads: Uploads = field(default_factory=Uploads)  # shared by the stages of one run
     promotion: Promotion | None = None
     dependency_key: str | None = None  # the exact lock's key: recorded on a requirements layer this run publishes
     kept_layer: LayerVersion | None = None  # the attached layer records this key: no install ran, keep it attached
@@ -142,8 +143,11 @@ class Deployment:
         self.result.warnings.append(warning)
 
     def resolved_layers(self) -> list[str]:
-        if self.layer_arn is None and self.pending_layer is not None:
-            self.layer_arn = self.pending_layer.result()
+        """The layers to attach, with the layer version this run published in place of the placeholder."""
+        if PENDING_LAYER in self.desired_layers and self.layer_arn is None:
+            raise UpdateError(
+                f"the requirements layer version for {self.live.name} was not published; nothing attached"
+            )
         return [self.layer_arn if arn == PENDING_LAYER and self.layer_arn else arn for arn in self.desired_layers]
 
 
@@ -190,8 +194,6 @@ def _converge(deployment: Deployment, layer: LayerVersion, digest: str, done: st
     adopted, deleted = deployment.target.converge_layer(digest, deployment.architecture, layer)
     deployment.layer_arn = deployment.result.requirements_layer_arn = adopted.arn
     deployment.result.requirements_updated = True
-    if deployment.claimed_layer is not None:
-        deployment.claimed_layer.set_result(adopted.arn)
     if adopted.arn != layer.arn:
         fate = f"deleted {layer.arn}" if deleted else f"kept {layer.arn} (a function already uses it)"
         return (
@@ -295,21 +297,21 @@ def connect(
 
 
 def deploy(deployment: Deployment) -> None:
-    """Plan, preflight, then describe (dry run) or apply (deploy) the steps."""
+    """One stage on its own: plan, preflight, then describe (dry run) or apply (deploy) the steps.
+
+    The pipeline (drover.pipeline) runs these same phases for many stages at once, layers first."""
     deployment.result.function_arn = deployment.live.arn
     with deployment.phase("compare"):
-        steps = plan(deployment)
+        steps = plan(deployment, plan_layer(deployment))
     preflight(deployment)
-    _run(deployment, steps)
-    if not deployment.dry_run:
-        deployment.resolved_layers()
-    _report(deployment)
+    run_steps(deployment, steps)
+    finish(deployment)
 
 
-def _run(deployment: Deployment, steps: list[Step]) -> None:
+def run_steps(deployment: Deployment, steps: Sequence[Step]) -> None:
     """Dry run: describe every step. Deploy: apply every step in order and record each one done."""
     if deployment.dry_run:
-        deployment.result.actions = [_action(step) for step in steps]
+        deployment.result.actions += [_action(step) for step in steps]
         return
     with deployment.phase("deploy"):
         for step in steps:
@@ -323,7 +325,10 @@ def _action(step: Step, outcome: str | None = None) -> DeployAction:
     return DeployAction(action=kind, target=target, reason=outcome or reason, done=outcome is not None)
 
 
-def _report(deployment: Deployment) -> None:
+def finish(deployment: Deployment) -> None:
+    """Report what the function runs now (deploy: every layer resolved; dry run: as planned)."""
+    if not deployment.dry_run:
+        deployment.resolved_layers()
     result, live = deployment.result, deployment.live
     result.requirements_layer_arn = deployment.layer_arn
     result.function_arn = live.arn
@@ -332,27 +337,28 @@ def _report(deployment: Deployment) -> None:
     result.changed = any(action.done for action in result.actions)
 
 
-def plan(deployment: Deployment) -> list[Step]:
-    """The steps that make the live function run this package, decided from what AWS reports now."""
+def plan(deployment: Deployment, layer_step: Step | None = None) -> list[Step]:
+    """The steps that make the live function run this package, decided from what AWS reports now.
+
+    layer_step publishes the requirements layer version this stage attaches (plan_layer's answer); when another
+    stage of the run publishes it, deployment.layer_pending is set instead and no step of this stage publishes."""
     stage, live = deployment.stage, deployment.live
     deployment.architecture = layer_architecture(stage, live)
-    steps: list[Step] = []
-    publish_layer = _plan_layer(deployment)
-    if publish_layer:
-        steps.append(publish_layer)
+    publishing = layer_step is not None or deployment.layer_pending
+    steps: list[Step] = [layer_step] if layer_step is not None else []
     code = _plan_code(deployment)
     if code:
         steps.append(code)
-    layers = _plan_layers(deployment, publishing=publish_layer is not None)
+    layers = _plan_layers(deployment, publishing=publishing)
     if layers:
         steps.append(layers)
     tags = _desired_tags(deployment)
     if tags:
         steps.append(Tag(live.name, tags))
     if stage.publish:
-        steps += _plan_version(deployment, changing=bool(publish_layer or code or layers))
-    if stage.keep_layer_versions and deployment.pending_layer is None:
-        prune = _plan_prune(deployment, stage.keep_layer_versions, publishing=publish_layer is not None)
+        steps += _plan_version(deployment, changing=bool(layer_step or code or layers))
+    if stage.keep_layer_versions and deployment.prunes:
+        prune = _plan_prune(deployment, stage.keep_layer_versions, publishing=publishing)
         if prune:
             steps.append(prune)
     return steps
@@ -377,7 +383,9 @@ def _check_function_kind(name: str, runtime: str, architecture: str | None, live
         )
 
 
-def _plan_layer(deployment: Deployment) -> Step | None:
+def plan_layer(deployment: Deployment) -> Step | None:
+    """The layer version this stage attaches: kept (dependency key), found by digest, or a PublishLayer step."""
+    deployment.architecture = layer_architecture(deployment.stage, deployment.live)
     requirements, kept = deployment.package.requirements, deployment.kept_layer
     if kept is not None:
         logger.info("Requirements layer %s records this dependency key; keeping it", kept.arn)
@@ -394,16 +402,6 @@ def _plan_layer(deployment: Deployment) -> Step | None:
         deployment.layer_arn = existing.arn
         return None
     reason = f"no version records requirements digest {requirements.digest}"
-    shared = deployment.shared_layers
-    if shared is not None:
-        stage = deployment.stage
-        key = (stage.region_name, stage.layer_name, requirements.digest, deployment.architecture)
-        owner, future = shared.claim(key, deployment.stage_name)
-        if owner != deployment.stage_name:
-            logger.info("Stage %s publishes requirements layer %s for this stage too", owner, stage.layer_name)
-            deployment.pending_layer = future
-            return None
-        deployment.claimed_layer = future
     deployment.requirements_archive = deployment.build_archive("requirements", requirements.files)
     return PublishLayer(deployment.stage.layer_name, reason)
 
@@ -425,7 +423,6 @@ def _plan_code(deployment: Deployment) -> Step | None:
 
 def _plan_layers(deployment: Deployment, *, publishing: bool) -> Step | None:
     stage, live = deployment.stage, deployment.live
-    publishing = publishing or deployment.pending_layer is not None
     requirements = [deployment.layer_arn or PENDING_LAYER] if (deployment.layer_arn or publishing) else []
     deployment.desired_layers = [*stage.supplemental_layer_arns, *requirements]
     foreign = [
@@ -590,8 +587,9 @@ def upload(deployment: Deployment, archive: ArchiveInfo, digest: str) -> CodeLoc
     if bucket is None or not deployment.use_bucket:
         deployment.result.bytes_uploaded += archive.size
         return CodeLocation(archive)
+    where = (deployment.stage.region_name, bucket.bucket_name, target.content_key(digest))
     try:
-        s3_object, uploaded, warning = target.upload_to_s3(archive, digest)
+        s3_object, uploaded, warning = deployment.uploads.put(where, lambda: target.upload_to_s3(archive, digest))
     except AwsError as error:
         if archive.size > limit:
             raise UpdateError(
@@ -675,8 +673,8 @@ def promote(deployment: Deployment) -> None:
     _check_layer_count(deployment)
     for arn in deployment.stage.supplemental_layer_arns:
         deployment.target.supplemental_layer_size(arn)
-    _run(deployment, steps)
-    _report(deployment)
+    run_steps(deployment, steps)
+    finish(deployment)
 
 
 def plan_promotion(deployment: Deployment) -> list[Step]:

@@ -57,9 +57,9 @@ def test_deploy_path_refuses_an_oversized_tree_before_reading_it(tree: Path, tmp
 
 
 def test_package_only_warns_about_an_oversized_tree_and_still_builds(tree: Path, tmp_path: Path, monkeypatch) -> None:
-    import drover.core
+    import drover.packaging
 
-    monkeypatch.setattr(drover.core, "unzipped_limit_problem", lambda layout: "too big for Lambda")
+    monkeypatch.setattr(drover.packaging, "unzipped_limit_problem", lambda layout: "too big for Lambda")
     result = Drover(settings(), "test", options=RunOptions(package_only=True, working_directory=tmp_path)).update(tree)
 
     assert result.warnings == ["too big for Lambda"]

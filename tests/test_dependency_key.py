@@ -345,7 +345,7 @@ def test_the_action_input_verify_dependencies_reaches_the_run(
     )
     inputs = github.parse_inputs()
     assert inputs.verify_dependencies is expected
-    assert github.prepare(inputs, debug=False).options.verify_dependencies is expected
+    assert github.prepare(inputs, debug=False).request.options.verify_dependencies is expected
 
 
 def test_a_layer_reused_by_digest_is_matched_through_the_function_tags(deployed: Project, infra: Any) -> None:

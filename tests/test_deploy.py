@@ -167,9 +167,9 @@ def test_upload_through_a_versioned_bucket_at_content_addressed_keys(project: Pr
     first = project.deploy()
 
     keys = sorted(item["Key"] for item in infra.client("s3").list_objects_v2(Bucket="deploy-artifacts")["Contents"])
-    assert keys == sorted([f"lambda/fn/{first.function_digest}.zip", f"lambda/fn/{first.requirements_digest}.zip"])
+    assert keys == sorted([f"lambda/{first.function_digest}.zip", f"lambda/{first.requirements_digest}.zip"])
     (code_update,) = project.parameters_of("UpdateFunctionCode")
-    assert code_update["S3Key"] == f"lambda/fn/{first.function_digest}.zip"
+    assert code_update["S3Key"] == f"lambda/{first.function_digest}.zip"
     assert code_update["S3ObjectVersion"], "a versioned bucket's object version is passed to Lambda"
     (layer,) = project.parameters_of("PublishLayerVersion")
     assert layer["Content"]["S3ObjectVersion"]

@@ -16,8 +16,8 @@ import yaml
 from drover.core import RunOptions
 from drover.deploy import LAYER_DESCRIPTION_PREFIX
 from drover.models import DeployResult, MultiResult, StageFailure
-from drover.multi import MultiStageRun
 from drover.report import render_multi_summary, render_multi_text
+from drover.service import Run, RunRequest
 from drover.settings import load_settings
 from tests.aws import REGION, CallRecorder, Infrastructure, MotoServer, recording_clients
 from tests.github_fakes import run_action_process
@@ -57,9 +57,15 @@ def write_settings(root: Path, stages: dict[str, dict[str, Any]]) -> Path:
 
 def run_stages(root: Path, names: list[str], recorder: CallRecorder, **options: Any) -> MultiResult:
     recorder.clear()
-    settings = load_settings(root / "drover.yml")
     run_options = RunOptions(working_directory=root, aws=recording_clients(recorder), **options)
-    return MultiStageRun(settings, names, options=run_options).update(root / "install")
+    return run_several(root / "drover.yml", names, run_options, root / "install")
+
+
+def run_several(settings_file: Path, names: list[str], options: RunOptions, install_path: Path) -> MultiResult:
+    """The service both adapters call, for several stages."""
+    result = Run(RunRequest(settings_file, tuple(names), install_path, options)).execute()
+    assert isinstance(result, MultiResult)
+    return result
 
 
 def digests_by_layer(infra: Infrastructure, name: str) -> Counter[str]:
@@ -137,14 +143,13 @@ def test_a_shared_layer_whose_publisher_fails_fails_the_stages_waiting_for_it(
     infra.function("fn0")
     infra.function("fn3")
     recorder = CallRecorder()
-    settings = load_settings(tmp_path / "drover.yml")
     clients = recording_clients(recorder)
     from tests.aws import inject_error
 
     inject_error(clients, "lambda", "PublishLayerVersion", "ServiceException", "boom", 500)
     options = RunOptions(working_directory=tmp_path, aws=clients)
 
-    result = MultiStageRun(settings, list(stages), options=options).update(tmp_path / "install")
+    result = run_several(tmp_path / "drover.yml", list(stages), options, tmp_path / "install")
 
     assert result.failed == ["s0", "s3"]
     assert recorder.count()["PublishLayerVersion"] >= 1
@@ -167,9 +172,7 @@ def test_a_stage_that_failed_after_writing_counts_as_changed(tmp_path: Path, inf
     inject_error(clients, "lambda", "TagResource", "ServiceException", "boom", 500)
     options = RunOptions(working_directory=tmp_path, aws=clients)
 
-    result = MultiStageRun(load_settings(tmp_path / "drover.yml"), list(stages), options=options).update(
-        tmp_path / "install"
-    )
+    result = run_several(tmp_path / "drover.yml", list(stages), options, tmp_path / "install")
 
     assert result.failed == ["s0", "s6"]
     assert all(isinstance(entry, StageFailure) and entry.actions for entry in result.results)
@@ -216,11 +219,10 @@ def test_a_dry_run_of_stages_sharing_a_layer_with_keep_layer_versions_lists_the_
     infra.function("fn3")
     infra.layer("reqs-one")  # an older version, unattached: the publishing stage's prune deletes it
     recorder = CallRecorder()
-    settings = load_settings(tmp_path / "drover.yml")
 
     def run(dry_run: bool) -> MultiResult:
         options = RunOptions(working_directory=tmp_path, aws=recording_clients(recorder), dry_run=dry_run)
-        return MultiStageRun(settings, list(stages), options=options, max_workers=1).update(tmp_path / "install")
+        return run_several(tmp_path / "drover.yml", list(stages), options, tmp_path / "install")
 
     planned = run(dry_run=True)
     deployed = run(dry_run=False)
@@ -312,14 +314,13 @@ def test_function_name_and_region_overrides_deploy_a_preview_function(tmp_path: 
         Handler="app_a.handler",
         Code={"ZipFile": zip_bytes({"x.py": "x = 1\n"})},
     )
-    settings = load_settings(tmp_path / "drover.yml")
     recorder = CallRecorder()
     options = RunOptions(
         working_directory=tmp_path, aws=recording_clients(recorder), function_name="fn0-pr-7", region_name="eu-west-1"
     )
     from drover import Drover
 
-    result = Drover(settings, "s0", options=options).update(tmp_path / "install")
+    result = Drover(load_settings(tmp_path / "drover.yml"), "s0", options=options).update(tmp_path / "install")
 
     assert result.function_name == "fn0-pr-7" and result.region_name == "eu-west-1"
     live = client.get_function(FunctionName="fn0-pr-7")["Configuration"]
@@ -578,23 +579,29 @@ def test_a_publisher_that_loses_the_race_adopts_the_lower_version_and_deletes_it
     )
 
 
-def test_package_only_with_several_stages_keeps_each_stages_archives_in_its_own_directory(tmp_path: Path) -> None:
+def test_package_only_with_several_stages_names_each_distinct_archive_by_its_digest(tmp_path: Path) -> None:
+    """A stage name is the user's text, never a path component: archives are named by content."""
+    import zipfile
+
     write_tree(tmp_path)
     write_settings(tmp_path, {name: stage for name, stage in ten_stages().items() if name in {"s0", "s1"}})
-    settings = load_settings(tmp_path / "drover.yml")
     options = RunOptions(working_directory=tmp_path, package_only=True, archive_dir=tmp_path / "dist")
 
-    result = MultiStageRun(settings, ["s0", "s1"], options=options).update(tmp_path / "install")
+    result = run_several(tmp_path / "drover.yml", ["s0", "s1"], options, tmp_path / "install")
 
     assert result.mode == "package-only" and result.succeeded == ["s0", "s1"]
-    for name, module in (("s0", "app_a.py"), ("s1", "app_b.py")):
-        import zipfile
-
-        with zipfile.ZipFile(tmp_path / "dist" / name / "function.zip") as archive:
+    for entry, module in zip(result.results, ("app_a.py", "app_b.py"), strict=True):
+        assert isinstance(entry, DeployResult) and entry.function_archive is not None
+        path = Path(entry.function_archive)
+        assert path.parent == (tmp_path / "dist").resolve()
+        assert path.name == f"function-{entry.function_digest[:16]}.zip"  # type: ignore[index]
+        with zipfile.ZipFile(path) as archive:
             assert archive.namelist() == [module]
+    names = sorted(path.name for path in (tmp_path / "dist").iterdir())
+    assert len(names) == 4 and all(name.endswith(".zip") for name in names)  # each stage: its function, its layer
 
 
-def test_several_stages_install_once_and_a_stage_needing_another_platform_is_refused(
+def test_several_stages_install_once_and_a_stage_needing_another_platform_gets_its_own_install(
     tmp_path: Path, infra: Infrastructure, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from tests.wheels import offline_environment, write_wheel
@@ -622,11 +629,15 @@ def test_several_stages_install_once_and_a_stage_needing_another_platform_is_ref
 
     result = run_stages(tmp_path, list(stages), CallRecorder(), requirements=tmp_path / "requirements.txt")
 
-    assert result.succeeded == ["s0", "s1"] and result.failed == ["s2"]
-    first, second, refused = result.results
+    assert result.succeeded == ["s0", "s1", "s2"]
+    first, second, arm = result.results
     assert isinstance(first, DeployResult) and first.install is not None and not first.install.skipped
-    assert isinstance(second, DeployResult) and second.install is None  # installed once, for both
+    assert isinstance(second, DeployResult) and second.install == first.install  # installed once, for both
     assert first.requirements_digest == second.requirements_digest
     assert first.requirements_layer_arn == second.requirements_layer_arn
-    assert isinstance(refused, StageFailure) and refused.exit_code == 2
-    assert "needs python3.12 on arm64" in refused.error and "separate runs" in refused.error
+    assert isinstance(arm, DeployResult) and arm.install is not None and not arm.install.skipped
+    assert arm.requirements_layer_arn not in (None, first.requirements_layer_arn)
+    name, version = str(arm.requirements_layer_arn).split(":")[-2:]
+    layer = infra.client("lambda").get_layer_version(LayerName=name, VersionNumber=int(version))
+    assert layer["CompatibleArchitectures"] == ["arm64"]
+    assert [path.parent.name for path in (tmp_path / "install.stages").glob("*/.drover-install.json")] != []

@@ -279,7 +279,7 @@ def test_a_planted_object_at_the_content_key_is_detected_and_replaced(
     s3 = infra.client("s3")
     s3.put_object(
         Bucket="deploy-artifacts",
-        Key=f"fn/{digest}.zip",
+        Key=f"{digest}.zip",
         Body=planted,
         Metadata={"code-sha256": sha256},
         ChecksumAlgorithm=checksum,
@@ -289,10 +289,10 @@ def test_a_planted_object_at_the_content_key_is_detected_and_replaced(
 
     assert infra.configuration()["CodeSha256"] == sha256, "drover's code runs, not the planted bytes"
     assert project.writes.count("PutObject") == 2, "both archives uploaded, the planted one replaced"
-    head = s3.head_object(Bucket="deploy-artifacts", Key=f"fn/{digest}.zip", ChecksumMode="ENABLED")
+    head = s3.head_object(Bucket="deploy-artifacts", Key=f"{digest}.zip", ChecksumMode="ENABLED")
     assert head["ChecksumSHA256"] == sha256
-    assert any(f"fn/{digest}.zip {warning}" in text for text in result.warnings), result.warnings
-    (put,) = [params for params in project.parameters_of("PutObject") if params["Key"] == f"fn/{digest}.zip"]
+    assert any(f"{digest}.zip {warning}" in text for text in result.warnings), result.warnings
+    (put,) = [params for params in project.parameters_of("PutObject") if params["Key"] == f"{digest}.zip"]
     assert put["ChecksumSHA256"] == sha256, "S3 is given the SHA-256 to verify"
     project.deploy()
     assert project.writes == []
@@ -364,7 +364,7 @@ def test_an_object_that_vanishes_before_lambda_reads_it_is_caught(project: Proje
     project.hooks.append(delete_after_put)
 
     with pytest.raises(
-        UpdateError, match=r"Lambda reports CodeSha256 .* but the archive drover built has .* s3://deploy-artifacts/fn/"
+        UpdateError, match=r"Lambda reports CodeSha256 .* but the archive drover built has .* s3://deploy-artifacts/"
     ):
         project.deploy()
     assert "TagResource" not in project.writes

@@ -274,7 +274,7 @@ def test_a_deploy_reports_packaging_and_each_s3_upload_byte_for_byte(project: Pr
         assert upload == {"total": size, "files": None, "done": size, "files_done": 0, "finished": True}
     s3 = infra.client("s3")
     for digest, size in ((result.requirements_digest, result.requirements_size), (result.function_digest, None)):
-        head = s3.head_object(Bucket="deploy-artifacts", Key=f"fn/{digest}.zip", ChecksumMode="ENABLED")
+        head = s3.head_object(Bucket="deploy-artifacts", Key=f"{digest}.zip", ChecksumMode="ENABLED")
         assert head["ChecksumSHA256"], "the upload still carries its SHA-256"
         assert size is None or head["ContentLength"] == size
     assert [event for event in progress.events if event[0] != "advance"][-1] == ("finish",)

@@ -101,7 +101,8 @@ import pytest
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from botocore.retries.standard import ExponentialBackoff
 
-from drover import UpdateError, workflow
+from drover import UpdateError
+from drover.core import Drover
 from drover.deploy import (
     CONFLICT_RETRIES,
     LAYER_DESCRIPTION_PREFIX,
@@ -250,13 +251,13 @@ def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
 def reports(monkeypatch: pytest.MonkeyPatch) -> list[DeployResult]:
     """The DeployResult of each run, kept even when the run fails (its actions are what drover reported done)."""
     results: list[DeployResult] = []
-    original = workflow.deploy
+    original = Drover.track
 
-    def deploy(deployment: workflow.Deployment) -> None:
-        results.append(deployment.result)
-        original(deployment)
+    def track(self: Drover, result: DeployResult) -> None:
+        results.append(result)
+        original(self, result)
 
-    monkeypatch.setattr(workflow, "deploy", deploy)
+    monkeypatch.setattr(Drover, "track", track)
     return results
 
 

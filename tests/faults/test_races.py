@@ -75,7 +75,7 @@ def package(root: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
 
 def after_the_walk(monkeypatch: pytest.MonkeyPatch, change: Callable[[], None]) -> None:
     """Run change right after the walk and partition, before any file is read."""
-    original = core.layout_package
+    original = packaging.layout_package
 
     def hooked(*args: Any, **kwargs: Any) -> packaging.PackageLayout:
         layout = original(*args, **kwargs)
@@ -458,7 +458,7 @@ def test_a_real_sigterm_while_the_archive_is_written_leaves_nothing(project: Pat
     command += ["--package-only", "--archive-dir", "out", "staging"]
     child = subprocess.Popen(command, cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        while child.poll() is None and not list((project / "out").glob(".drover-*/.*.partial")):
+        while child.poll() is None and not list((project / "out").glob(".drover-*/**/.*.partial")):
             time.sleep(0.01)
         assert child.poll() is None, "the child finished before it could be signalled"
         child.terminate()

@@ -1,0 +1,112 @@
+"""The one application service the CLI and the Action call: a request in, a result out.
+
+It chooses between a promotion and a deploy (or dry run, or package-only build), runs 1..N stages through the
+one pipeline, and is the only place that knows which stages started (for an interruption's report). The
+adapters parse their inputs into a RunRequest and render what comes back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from drover.core import Drover
+from drover.errors import SettingsError
+from drover.models import DeployResult, MultiResult, Settings, Stage, canonical_function
+from drover.options import RunOptions, Timings
+from drover.settings import load_settings, select_stage
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    settings_file: Path
+    stages: tuple[str, ...]
+    install_path: Path
+    options: RunOptions
+    promote_from: str | None = None
+    allow_untracked_source: bool = False
+    interactive: bool = False
+    timings: Callable[[], Timings] = Timings  # a run of one stage's timings (the Action's open log groups)
+
+
+class Run:
+    """One run of drover: prepare() checks everything that needs no AWS call, execute() does the work."""
+
+    def __init__(self, request: RunRequest) -> None:
+        self.request = request
+        self.settings: Settings | None = None
+        self.drovers: list[Drover] = []
+
+    @property
+    def stages(self) -> list[Stage]:
+        return [drover.stage for drover in self.drovers]
+
+    def progress(self) -> list[DeployResult | None]:
+        """What each started stage has written so far: what an interruption or a failure reports."""
+        return [drover.progress for drover in self.drovers]
+
+    def prepare(self) -> list[Drover]:
+        if self.drovers:
+            return self.drovers
+        request = self.request
+        settings = self.settings = load_settings(request.settings_file)
+        for name in (*request.stages, *([request.promote_from] if request.promote_from else [])):
+            select_stage(settings, name, request.settings_file)  # an unknown stage names the settings file
+        _check_request(request)
+        several = len(request.stages) > 1
+        self.drovers = [
+            Drover(
+                settings,
+                name,
+                request.interactive,
+                options=request.options,
+                timings=Timings() if several else request.timings(),
+            )
+            for name in request.stages
+        ]
+        _check_distinct_functions(self.drovers)
+        return self.drovers
+
+    def execute(self) -> DeployResult | MultiResult:
+        """A promotion, or the pipeline over the stages: one stage's result (its failure raised), or every stage's."""
+        from drover.pipeline import Pipeline
+
+        drovers = self.prepare()
+        request = self.request
+        if request.promote_from:
+            assert self.settings is not None
+            source = select_stage(self.settings, request.promote_from, request.settings_file)
+            return drovers[0].promote(request.promote_from, source, allow_untracked=request.allow_untracked_source)
+        pipeline = Pipeline(drovers, request.install_path, request.options)
+        return pipeline.run() if len(drovers) > 1 else pipeline.run_one()
+
+
+def _check_request(request: RunRequest) -> None:
+    options = request.options
+    duplicates = sorted({name for name in request.stages if request.stages.count(name) > 1})
+    if duplicates:
+        raise SettingsError(f"stage {duplicates[0]} is given twice; name each stage once")
+    if len(request.stages) > 1 and (options.function_name or options.region_name):
+        raise SettingsError(
+            "--function-name and --region override one stage's values; they cannot be used with several stages"
+        )
+    if request.promote_from:
+        if len(request.stages) != 1:
+            raise SettingsError("--promote-from SOURCE_STAGE takes exactly one target STAGE")
+        if options.package_only or options.install_source or options.requirements:
+            raise SettingsError("--promote-from copies what the source runs; it builds and installs nothing")
+    elif request.allow_untracked_source:
+        raise SettingsError("--allow-untracked-source only applies with --promote-from")
+
+
+def _check_distinct_functions(drovers: list[Drover]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for drover in drovers:
+        key = canonical_function(drover.stage)
+        if key in seen:
+            raise SettingsError(
+                f"stages {seen[key]} and {drover.stage_name} both deploy function {key[1]} in {key[0]}; "
+                "deploy one of them per run"
+            )
+        seen[key] = drover.stage_name

@@ -42,7 +42,7 @@ from drover.deploy import (
     download_url,
     unqualified_arn,
 )
-from drover.errors import PreflightError, UpdateError
+from drover.errors import PreflightError, SettingsError, UpdateError
 from drover.io import format_file_size
 from drover.models import (
     DIRECT_UPLOAD_LIMIT,
@@ -627,12 +627,32 @@ class Promotion:
     layer_object: S3BucketFileVersion | None = None
 
 
+def same_function(source_name: str, source: Stage, target_name: str, target: Stage, function: str) -> SettingsError:
+    """The error of a promotion whose source and target stages name one function (it would promote onto itself)."""
+    return SettingsError(
+        f"stages {source_name} and {target_name} name the same function, {function} (function_name "
+        f"{source.function_name!r} and {target.function_name!r}); a promotion copies one function onto another "
+        f"— point stage {target_name}'s function_name at its own function"
+    )
+
+
 def read_source(
-    source_name: str, source: LambdaTarget, scratch: Path, phase: Phase, *, allow_untracked: bool
+    source_name: str,
+    source: LambdaTarget,
+    scratch: Path,
+    phase: Phase,
+    *,
+    allow_untracked: bool,
+    target_name: str,
+    target: Stage,
+    target_live: LiveFunction,
 ) -> Promotion:
-    """Read the source function and check drover deployed what it runs (unless untracked sources are allowed)."""
+    """Read the source function, check it is not the target (by the ARNs Lambda answers: a name and an ARN
+    can name one function) and that drover deployed what it runs (unless untracked sources are allowed)."""
     with phase("read"):
         live = source.read_function()
+    if unqualified_arn(live.arn) == unqualified_arn(target_live.arn):
+        raise same_function(source_name, source.stage, target_name, target, unqualified_arn(live.arn))
     tags = live.tags
     tracked = tags.get(TAG_CODE_SHA256) == live.code_sha256 and bool(tags.get(TAG_FUNCTION_DIGEST))
     if not tracked and not allow_untracked:

@@ -13,10 +13,11 @@ import yaml
 from drover import Drover
 from drover.core import RunOptions
 from drover.deploy import LAYER_DESCRIPTION_PREFIX, TAG_CODE_SHA256
-from drover.errors import PreflightError
+from drover.errors import PreflightError, SettingsError
 from drover.models import DeployResult
 from drover.settings import load_settings
-from tests.aws import REGION, CallRecorder, Infrastructure, MotoServer, recording_clients, zip_bytes
+from drover.workflow import TAG_PROMOTED_FROM
+from tests.aws import ACCOUNT, REGION, CallRecorder, Infrastructure, MotoServer, recording_clients, zip_bytes
 from tests.github_fakes import run_action_process
 from tests.test_multi import drover_cli
 
@@ -279,7 +280,6 @@ def test_a_promotions_result_and_summary_say_it_was_copied_not_built_empty(
 def test_a_build_deployed_after_a_promotion_no_longer_claims_to_be_promoted(
     tmp_path: Path, infra: Infrastructure
 ) -> None:
-    from drover.workflow import TAG_PROMOTED_FROM
 
     project(
         tmp_path,
@@ -302,3 +302,63 @@ def test_a_build_deployed_after_a_promotion_no_longer_claims_to_be_promoted(
 
     assert infra.tags("api-prod").get(TAG_PROMOTED_FROM, "none") == "none"  # prod runs its own build now
     assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in built.actions]
+
+
+# -- promotion onto the same function --------------------------------------------------------------
+
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:api-staging"
+
+
+@pytest.mark.parametrize(("source_name", "target_name"), [("api-staging", FUNCTION_ARN), (FUNCTION_ARN, "api-staging")])
+def test_a_promotion_onto_the_same_function_named_by_arn_and_by_name_is_refused_before_any_write(
+    tmp_path: Path, infra: Infrastructure, source_name: str, target_name: str
+) -> None:
+    project(tmp_path, {"staging": stage(source_name), "prod": stage(target_name)})
+    infra.function("api-staging")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+
+    with pytest.raises(SettingsError) as raised:
+        promote(tmp_path, "staging", "prod", recorder)
+
+    message = str(raised.value)
+    assert "stages staging and prod" in message and FUNCTION_ARN in message and "function_name" in message
+    assert recorder.writes == []
+    assert TAG_PROMOTED_FROM not in infra.tags("api-staging")
+
+
+def test_the_cli_refuses_a_promotion_onto_the_same_function_with_exit_2(
+    tmp_path: Path, infra: Infrastructure, aws: MotoServer
+) -> None:
+    project(tmp_path, {"staging": stage(FUNCTION_ARN), "prod": stage("api-staging")})
+    infra.function("api-staging")
+    deploy(tmp_path, "staging", CallRecorder())
+
+    refused = drover_cli("--promote-from", "staging", "prod", cwd=tmp_path, server=aws)
+
+    assert refused.returncode == 2, refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert "stages staging and prod" in line and "api-staging" in line
+
+
+def test_stages_naming_one_function_in_one_form_are_refused_before_any_aws_call(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    project(tmp_path, {"staging": stage(FUNCTION_ARN), "prod": stage(FUNCTION_ARN, publish=True)})
+    recorder = CallRecorder()
+
+    with pytest.raises(SettingsError, match="stages staging and prod"):
+        promote(tmp_path, "staging", "prod", recorder)
+    assert recorder.calls == []
+
+
+def test_a_functions_identity_is_its_region_account_and_name_whichever_form_names_it() -> None:
+    from drover.models import Stage
+
+    def identity(function_name: str, region_name: str = REGION) -> tuple[str, str | None, str]:
+        return Stage.model_validate(stage(function_name, region_name=region_name)).function_identity
+
+    assert identity(FUNCTION_ARN) == (REGION, ACCOUNT, "api-staging")
+    assert identity("api-staging") == (REGION, None, "api-staging")  # the caller's account: known after reading
+    assert identity(FUNCTION_ARN) != identity(FUNCTION_ARN.replace(ACCOUNT, "999999999999"))
+    assert identity("api-staging") != identity("api-staging", "eu-west-1")

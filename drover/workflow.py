@@ -526,17 +526,14 @@ def _plan_prune(deployment: Deployment, keep: int, *, publishing: bool) -> Step 
 # -- preflight and uploads -----------------------------------------------------------------------
 
 
-def preflight(deployment: Deployment) -> None:
-    """Every Lambda limit and every setting AWS can check, before any write."""
+def preflight(deployment: Deployment, uploads: list[ArchiveInfo] | None = None) -> None:
+    """Every Lambda limit and every setting AWS can check, before any write.
+
+    uploads: the archives the steps upload; a deploy's are those it built for a change, a promotion's the
+    copies it downloads (see promote).
+    """
     stage, target, limit = deployment.stage, deployment.target, deployment.direct_upload_limit
-    uploads = [
-        archive
-        for archive, step_needs in (
-            (deployment.requirements_archive, deployment.requirements_archive is not None),
-            (deployment.function_archive, _code_changes(deployment)),
-        )
-        if archive is not None and step_needs
-    ]
+    uploads = _built_uploads(deployment) if uploads is None else uploads
     too_large = [archive for archive in uploads if archive.size > limit]
     if stage.upload_bucket is None:
         for archive in too_large:
@@ -556,6 +553,18 @@ def preflight(deployment: Deployment) -> None:
             f"bytes) + supplemental layers (at least {supplemental_size} bytes) exceed Lambda's {UNZIPPED_LIMIT}-byte "
             "unzipped limit — exclude files or use fewer layers"
         )
+
+
+def _built_uploads(deployment: Deployment) -> list[ArchiveInfo]:
+    """The archives a deploy built that its steps upload."""
+    return [
+        archive
+        for archive, step_needs in (
+            (deployment.requirements_archive, deployment.requirements_archive is not None),
+            (deployment.function_archive, _code_changes(deployment)),
+        )
+        if archive is not None and step_needs
+    ]
 
 
 def _check_layer_count(deployment: Deployment) -> None:
@@ -688,13 +697,12 @@ def read_source(
 
 
 def promote(deployment: Deployment) -> None:
-    """Plan the promotion, check the target can run it, then describe or apply the steps."""
+    """Plan the promotion, preflight it as a deploy (its uploads are the copies it downloads), then describe or
+    apply the steps."""
     deployment.result.function_arn = deployment.live.arn
     with deployment.phase("compare"):
         steps = plan_promotion(deployment)
-    _check_layer_count(deployment)
-    for arn in deployment.stage.supplemental_layer_arns:
-        deployment.target.supplemental_layer_size(arn)
+    preflight(deployment, _copies_to_upload(deployment, steps))
     _run(deployment, steps)
     _report(deployment)
 
@@ -795,6 +803,28 @@ def _code_source(deployment: Deployment, promotion: Promotion) -> str:
     )
 
 
+LAYER_COPY = "requirements.zip"
+CODE_COPY = "function.zip"
+
+
+def _copies_to_upload(deployment: Deployment, steps: list[Step]) -> list[ArchiveInfo]:
+    """The source's artifacts the steps download and then upload, at the zipped sizes Lambda reports (their
+    unzipped sizes are unknown); none where Lambda in the target's region reads the source's S3 object in place."""
+    promotion = deployment.promotion
+    assert promotion is not None
+    copies: list[tuple[str, S3BucketFileVersion | None, int, str]] = []
+    layer = promotion.layer
+    if layer is not None and any(isinstance(step, CopyLayer) for step in steps):
+        copies.append((LAYER_COPY, promotion.layer_object, layer.code_size or 0, layer.code_sha256 or ""))
+    if any(isinstance(step, CopyCode) for step in steps):
+        copies.append((CODE_COPY, promotion.code_object, promotion.live.code_size, promotion.live.code_sha256))
+    return [
+        ArchiveInfo(Path(name), size, code_sha256, 0)
+        for name, s3_object, size, code_sha256 in copies
+        if _location_in_target(deployment, s3_object, code_sha256) is None
+    ]
+
+
 def _fetch(promotion: Promotion, s3_object: S3BucketFileVersion | None, url: str | None, name: str) -> ArchiveInfo:
     """Download the source's artifact into the scratch directory (from S3 when verified there, else its URL)."""
     path = promotion.scratch / name
@@ -828,7 +858,7 @@ class CopyLayer(Step):
         expected = promotion.layer.code_sha256 or ""
         location = _location_in_target(deployment, promotion.layer_object, expected)
         if location is None:
-            archive = _fetch(promotion, promotion.layer_object, promotion.layer.location, "requirements.zip")
+            archive = _fetch(promotion, promotion.layer_object, promotion.layer.location, LAYER_COPY)
             _check_copy(archive, expected, promotion.layer.arn)
             location = upload(deployment, archive, promotion.requirements_digest)
         layer = deployment.target.publish_layer(location, promotion.requirements_digest, deployment.architecture)
@@ -848,7 +878,7 @@ class CopyCode(Step):
         location = _location_in_target(deployment, promotion.code_object, expected)
         if location is None:
             url = None if promotion.code_object else promotion.source.code_location()
-            archive = _fetch(promotion, promotion.code_object, url, "function.zip")
+            archive = _fetch(promotion, promotion.code_object, url, CODE_COPY)
             _check_copy(archive, expected, promotion.live.name)
             location = upload(deployment, archive, promotion.function_digest)
         deployment.live = deployment.target.update_code(location, deployment.live)

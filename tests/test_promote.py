@@ -362,3 +362,79 @@ def test_a_functions_identity_is_its_region_account_and_name_whichever_form_name
     assert identity("api-staging") == (REGION, None, "api-staging")  # the caller's account: known after reading
     assert identity(FUNCTION_ARN) != identity(FUNCTION_ARN.replace(ACCOUNT, "999999999999"))
     assert identity("api-staging") != identity("api-staging", "eu-west-1")
+
+
+# -- promotion preflight: the checks a deploy makes, before any write ------------------------------
+
+
+def _untracked_source(tmp_path: Path, infra: Infrastructure, target: dict[str, Any]) -> bytes:
+    """A hand-made source function (code only, no layer) promoted to `target`: its code must be downloaded."""
+    project(tmp_path, {"staging": stage("api-staging"), "prod": target})
+    code = zip_bytes({"app.py": "def handler(event, context):\n    return 'hand made'\n"})
+    infra.function("api-staging")
+    infra.client("lambda").update_function_code(FunctionName="api-staging", ZipFile=code)
+    infra.function("api-prod")
+    return code
+
+
+def _promote_untracked(tmp_path: Path, code: bytes, recorder: CallRecorder, **options: Any) -> DeployResult:
+    """A promotion of the untracked source, whose code Lambda gives as a URL (served here)."""
+    server = _ZipServer(code)
+
+    def locate(parsed: dict[str, Any], **_: Any) -> None:
+        if parsed.get("Configuration", {}).get("FunctionName") == "api-staging":
+            parsed["Code"] = {"Location": server.url, "RepositoryType": "S3"}
+
+    recorder.clear()
+    try:
+        settings = load_settings(tmp_path / "drover.yml")
+        clients = recording_clients(recorder)
+        assert clients.session is not None
+        clients.session.events.register("after-call.lambda.GetFunction", locate)
+        run_options = RunOptions(working_directory=tmp_path, aws=clients, **options)
+        return Drover(settings, "prod", options=run_options).promote(
+            "staging", settings.stages["staging"], allow_untracked=True
+        )
+    finally:
+        server.stop()
+
+
+MISSING_BUCKET = {"region_name": REGION, "bucket_name": "no-such-bucket"}
+
+
+def test_a_copy_over_the_direct_limit_with_a_missing_upload_bucket_fails_preflight_before_any_write(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    code = _untracked_source(tmp_path, infra, stage("api-prod", upload_bucket=MISSING_BUCKET))
+    recorder = CallRecorder()
+
+    with pytest.raises(PreflightError, match=r"'no-such-bucket', which does not exist, and function\.zip .* limit"):
+        _promote_untracked(tmp_path, code, recorder, direct_upload_limit=10)
+    assert recorder.writes == []
+
+
+def test_a_copy_over_the_direct_limit_without_an_upload_bucket_fails_preflight_before_any_write(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    code = _untracked_source(tmp_path, infra, stage("api-prod"))
+    recorder = CallRecorder()
+
+    with pytest.raises(PreflightError, match="direct upload limit — set upload_bucket"):
+        _promote_untracked(tmp_path, code, recorder, direct_upload_limit=10)
+    assert recorder.writes == []
+
+
+def test_a_copy_with_a_missing_upload_bucket_is_uploaded_directly_as_a_deploy_would(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    code = _untracked_source(tmp_path, infra, stage("api-prod", upload_bucket=MISSING_BUCKET))
+    recorder = CallRecorder()
+
+    planned = _promote_untracked(tmp_path, code, recorder, dry_run=True)
+    assert recorder.writes == []
+    result = _promote_untracked(tmp_path, code, recorder)
+
+    assert "PutObject" not in recorder.writes  # the missing bucket was known before the copy was uploaded
+    assert any("'no-such-bucket', which does not exist (uploading directly instead)" in w for w in result.warnings)
+    assert infra.configuration("api-prod")["CodeSha256"] == infra.configuration("api-staging")["CodeSha256"]
+    assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in result.actions]

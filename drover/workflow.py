@@ -748,7 +748,30 @@ def plan_promotion(deployment: Deployment) -> list[Step]:
         steps.append(Tag(live.name, tags))
     if stage.publish:
         steps += _plan_version(deployment, changing=bool(steps), code_sha256=source.code_sha256)
+    if stage.keep_layer_versions:
+        prune = _plan_promotion_prune(deployment, promotion, stage.keep_layer_versions, publishing=bool(copy_layer))
+        if prune:
+            steps.append(prune)
     return steps
+
+
+def _shares_source_layer(deployment: Deployment, promotion: Promotion) -> bool:
+    """The target's requirements layer is the source's: same layer name in the same region."""
+    source_stage, stage = promotion.source.stage, deployment.stage
+    return source_stage.layer_name == stage.layer_name and source_stage.region_name == stage.region_name
+
+
+def _plan_promotion_prune(deployment: Deployment, promotion: Promotion, keep: int, *, publishing: bool) -> Step | None:
+    """keep_layer_versions as a deploy applies it, except on a layer the target shares with the source: there a
+    promotion publishes nothing, and pruning would delete the source stage's versions (its rollbacks)."""
+    if not _shares_source_layer(deployment, promotion):
+        return _plan_prune(deployment, keep, publishing=publishing)
+    deployment.warn(
+        f"keep_layer_versions ({keep}) was not applied: stage {deployment.stage_name} shares requirements layer "
+        f"{deployment.stage.layer_name} with stage {promotion.source_name}, whose deploys publish its versions, and "
+        f"a promotion publishes none — set keep_layer_versions on stage {promotion.source_name} to prune them"
+    )
+    return None
 
 
 def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | None:
@@ -756,7 +779,7 @@ def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | Non
     if layer is None or digest is None:
         return None
     source_stage = promotion.source.stage
-    if source_stage.layer_name == stage.layer_name and source_stage.region_name == stage.region_name:
+    if _shares_source_layer(deployment, promotion):
         deployment.layer_arn = layer.arn  # the very layer version the source runs
         return None
     existing = deployment.target.find_layer_version(digest, deployment.architecture, deployment.live.layer_arns)

@@ -438,3 +438,62 @@ def test_a_copy_with_a_missing_upload_bucket_is_uploaded_directly_as_a_deploy_wo
     assert any("'no-such-bucket', which does not exist (uploading directly instead)" in w for w in result.warnings)
     assert infra.configuration("api-prod")["CodeSha256"] == infra.configuration("api-staging")["CodeSha256"]
     assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in result.actions]
+
+
+# -- keep_layer_versions after a promotion ---------------------------------------------------------
+
+
+def test_keep_layer_versions_prunes_the_targets_layer_after_a_promotion_publishes_a_copy(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    project(
+        tmp_path,
+        {"staging": stage("api-staging", upload_bucket=BUCKET), "prod": stage("api-prod", keep_layer_versions=1)},
+    )
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    attached_elsewhere = infra.layer("api-prod-requirements")
+    infra.layer("api-prod-requirements")
+    infra.function("other", Layers=[attached_elsewhere])
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+
+    planned = promote(tmp_path, "staging", "prod", recorder, dry_run=True)
+    assert recorder.writes == []
+    result = promote(tmp_path, "staging", "prod", recorder)
+
+    assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in result.actions]
+    assert ("delete-layer-versions", "api-prod-requirements") in [(a.action, a.target) for a in result.actions]
+    remaining = [version["LayerVersionArn"] for version in infra.layer_versions("api-prod-requirements")]
+    assert sorted(remaining) == sorted([attached_elsewhere, str(result.requirements_layer_arn)])
+    assert [layer["Arn"] for layer in infra.configuration("api-prod")["Layers"]] == [result.requirements_layer_arn]
+
+
+def test_keep_layer_versions_of_a_target_sharing_the_sources_layer_is_not_applied_and_says_why(
+    tmp_path: Path, infra: Infrastructure
+) -> None:
+    project(
+        tmp_path,
+        {
+            "staging": stage("api-staging", requirements_layer_name="deps", upload_bucket=BUCKET),
+            "prod": stage("api-prod", requirements_layer_name="deps", keep_layer_versions=1),
+        },
+    )
+    infra.bucket("artifacts")
+    infra.function("api-staging")
+    infra.function("api-prod")
+    recorder = CallRecorder()
+    deploy(tmp_path, "staging", recorder)
+    (tmp_path / "install" / "lib" / "dep.py").write_text("DEP = 2\n")
+    deploy(tmp_path, "staging", recorder)
+    assert len(infra.layer_versions("deps")) == 2
+
+    planned = promote(tmp_path, "staging", "prod", recorder, dry_run=True)
+    result = promote(tmp_path, "staging", "prod", recorder)
+
+    assert "DeleteLayerVersion" not in recorder.writes and len(infra.layer_versions("deps")) == 2
+    for run in (planned, result):
+        [warning] = [warning for warning in run.warnings if "keep_layer_versions" in warning]
+        assert "not applied" in warning and "deps" in warning and "staging" in warning
+    assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in result.actions]

@@ -156,13 +156,21 @@ class Drover:
         from drover import workflow
         from drover.deploy import LambdaTarget
 
-        if source.function_name == self.stage.function_name and source.region_name == self.stage.region_name:
-            raise SettingsError(f"--promote-from {source_name}: the source and target are the same function")
+        if source.function_identity == self.stage.function_identity:  # no AWS call needed to tell
+            region, _, name = source.function_identity
+            raise workflow.same_function(source_name, source, self.stage_name, self.stage, f"{name} in {region}")
         target, live = workflow.connect(self.stage, self.clients_for(self.stage.region_name), self.timings.phase)
         source_target = LambdaTarget(source, self.clients_for(source.region_name))
         with tempfile.TemporaryDirectory(prefix=".drover-promote-") as scratch:
             promotion = workflow.read_source(
-                source_name, source_target, Path(scratch), self.timings.phase, allow_untracked=allow_untracked
+                source_name,
+                source_target,
+                Path(scratch),
+                self.timings.phase,
+                allow_untracked=allow_untracked,
+                target_name=self.stage_name,
+                target=self.stage,
+                target_live=live,
             )
             logger.info(
                 "Promoting %s (CodeSha256 %s) from stage %s",

@@ -32,7 +32,7 @@ SUPPORTED_RUNTIMES = ("python3.9", "python3.10", "python3.11", "python3.12", "py
 DEPRECATED_RUNTIMES = ("python3.6", "python3.7", "python3.8")
 MAX_ECHO = 120  # characters of a user's value an error line repeats
 FUNCTION_NAME_PATTERN = re.compile(
-    r"^(arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):\d{12}:function:)?[a-zA-Z0-9_-]{1,64}$"
+    r"^(arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:)?(?P<name>[a-zA-Z0-9_-]{1,64})$"
 )
 LAYER_NAME_PATTERN = re.compile(r"^[a-zA-Z0-9_-]{1,140}$")
 LAYER_VERSION_ARN_PATTERN = re.compile(
@@ -267,6 +267,17 @@ class Stage(_Model):
         return [extra.path if isinstance(extra, ExtraPath) else extra for extra in self.function_extra_paths]
 
     @property
+    def function_identity(self) -> tuple[str, str | None, str]:
+        """(region, account, name): the function, whether function_name is its name or its ARN.
+
+        A plain name leaves the account None: the caller's, which only AWS knows — two stages with equal
+        identities name one function; a name and an ARN are only the same once GetFunction's ARNs agree.
+        """
+        match = FUNCTION_NAME_PATTERN.fullmatch(self.function_name)
+        assert match is not None  # the validator checked it
+        return self.region_name, match["account"], match["name"]
+
+    @property
     def short_function_name(self) -> str:
         return self.function_name.rsplit(":", 1)[-1]
 
@@ -278,11 +289,6 @@ class Stage(_Model):
     @property
     def python_version(self) -> str:
         return self.compatible_runtime.removeprefix("python")
-
-
-def canonical_function(stage: Stage) -> tuple[str, str]:
-    """(region, function name): one identity whether drover.yml gives the name or the function's ARN."""
-    return stage.region_name, stage.short_function_name
 
 
 def check_runtime(value: str) -> str:

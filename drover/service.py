@@ -13,7 +13,7 @@ from pathlib import Path
 
 from drover.core import Drover
 from drover.errors import SettingsError
-from drover.models import DeployResult, MultiResult, Settings, Stage, canonical_function
+from drover.models import DeployResult, MultiResult, Settings, Stage
 from drover.options import RunOptions, Timings
 from drover.settings import load_settings, select_stage
 
@@ -103,7 +103,8 @@ def _check_request(request: RunRequest) -> None:
 def _check_distinct_functions(drovers: list[Drover]) -> None:
     seen: dict[tuple[str, str], str] = {}
     for drover in drovers:
-        key = canonical_function(drover.stage)
+        region, _, name = drover.stage.function_identity  # a name and an ARN of one function are one function
+        key = (region, name)
         if key in seen:
             raise SettingsError(
                 f"stages {seen[key]} and {drover.stage_name} both deploy function {key[1]} in {key[0]}; "

@@ -42,7 +42,7 @@ from drover.deploy import (
     download_url,
     unqualified_arn,
 )
-from drover.errors import PreflightError, UpdateError
+from drover.errors import PreflightError, SettingsError, UpdateError
 from drover.io import format_file_size
 from drover.models import (
     DIRECT_UPLOAD_LIMIT,
@@ -523,17 +523,14 @@ def _plan_prune(deployment: Deployment, keep: int, *, publishing: bool) -> Step 
 # -- preflight and uploads -----------------------------------------------------------------------
 
 
-def preflight(deployment: Deployment) -> None:
-    """Every Lambda limit and every setting AWS can check, before any write."""
+def preflight(deployment: Deployment, uploads: list[ArchiveInfo] | None = None) -> None:
+    """Every Lambda limit and every setting AWS can check, before any write.
+
+    uploads: the archives the steps upload; a deploy's are those it built for a change, a promotion's the
+    copies it downloads (see promote).
+    """
     stage, target, limit = deployment.stage, deployment.target, deployment.direct_upload_limit
-    uploads = [
-        archive
-        for archive, step_needs in (
-            (deployment.requirements_archive, deployment.requirements_archive is not None),
-            (deployment.function_archive, _code_changes(deployment)),
-        )
-        if archive is not None and step_needs
-    ]
+    uploads = _built_uploads(deployment) if uploads is None else uploads
     too_large = [archive for archive in uploads if archive.size > limit]
     if stage.upload_bucket is None:
         for archive in too_large:
@@ -553,6 +550,18 @@ def preflight(deployment: Deployment) -> None:
             f"bytes) + supplemental layers (at least {supplemental_size} bytes) exceed Lambda's {UNZIPPED_LIMIT}-byte "
             "unzipped limit — exclude files or use fewer layers"
         )
+
+
+def _built_uploads(deployment: Deployment) -> list[ArchiveInfo]:
+    """The archives a deploy built that its steps upload."""
+    return [
+        archive
+        for archive, step_needs in (
+            (deployment.requirements_archive, deployment.requirements_archive is not None),
+            (deployment.function_archive, _code_changes(deployment)),
+        )
+        if archive is not None and step_needs
+    ]
 
 
 def _check_layer_count(deployment: Deployment) -> None:
@@ -625,12 +634,32 @@ class Promotion:
     layer_object: S3BucketFileVersion | None = None
 
 
+def same_function(source_name: str, source: Stage, target_name: str, target: Stage, function: str) -> SettingsError:
+    """The error of a promotion whose source and target stages name one function (it would promote onto itself)."""
+    return SettingsError(
+        f"stages {source_name} and {target_name} name the same function, {function} (function_name "
+        f"{source.function_name!r} and {target.function_name!r}); a promotion copies one function onto another "
+        f"— point stage {target_name}'s function_name at its own function"
+    )
+
+
 def read_source(
-    source_name: str, source: LambdaTarget, scratch: Path, phase: Phase, *, allow_untracked: bool
+    source_name: str,
+    source: LambdaTarget,
+    scratch: Path,
+    phase: Phase,
+    *,
+    allow_untracked: bool,
+    target_name: str,
+    target: Stage,
+    target_live: LiveFunction,
 ) -> Promotion:
-    """Read the source function and check drover deployed what it runs (unless untracked sources are allowed)."""
+    """Read the source function, check it is not the target (by the ARNs Lambda answers: a name and an ARN
+    can name one function) and that drover deployed what it runs (unless untracked sources are allowed)."""
     with phase("read"):
         live = source.read_function()
+    if unqualified_arn(live.arn) == unqualified_arn(target_live.arn):
+        raise same_function(source_name, source.stage, target_name, target, unqualified_arn(live.arn))
     tags = live.tags
     tracked = tags.get(TAG_CODE_SHA256) == live.code_sha256 and bool(tags.get(TAG_FUNCTION_DIGEST))
     if not tracked and not allow_untracked:
@@ -666,13 +695,12 @@ def read_source(
 
 
 def promote(deployment: Deployment) -> None:
-    """Plan the promotion, check the target can run it, then describe or apply the steps."""
+    """Plan the promotion, preflight it as a deploy (its uploads are the copies it downloads), then describe or
+    apply the steps."""
     deployment.result.function_arn = deployment.live.arn
     with deployment.phase("compare"):
         steps = plan_promotion(deployment)
-    _check_layer_count(deployment)
-    for arn in deployment.stage.supplemental_layer_arns:
-        deployment.target.supplemental_layer_size(arn)
+    preflight(deployment, _copies_to_upload(deployment, steps))
     run_steps(deployment, steps)
     finish(deployment)
 
@@ -718,7 +746,30 @@ def plan_promotion(deployment: Deployment) -> list[Step]:
         steps.append(Tag(live.name, tags))
     if stage.publish:
         steps += _plan_version(deployment, changing=bool(steps), code_sha256=source.code_sha256)
+    if stage.keep_layer_versions:
+        prune = _plan_promotion_prune(deployment, promotion, stage.keep_layer_versions, publishing=bool(copy_layer))
+        if prune:
+            steps.append(prune)
     return steps
+
+
+def _shares_source_layer(deployment: Deployment, promotion: Promotion) -> bool:
+    """The target's requirements layer is the source's: same layer name in the same region."""
+    source_stage, stage = promotion.source.stage, deployment.stage
+    return source_stage.layer_name == stage.layer_name and source_stage.region_name == stage.region_name
+
+
+def _plan_promotion_prune(deployment: Deployment, promotion: Promotion, keep: int, *, publishing: bool) -> Step | None:
+    """keep_layer_versions as a deploy applies it, except on a layer the target shares with the source: there a
+    promotion publishes nothing, and pruning would delete the source stage's versions (its rollbacks)."""
+    if not _shares_source_layer(deployment, promotion):
+        return _plan_prune(deployment, keep, publishing=publishing)
+    deployment.warn(
+        f"keep_layer_versions ({keep}) was not applied: stage {deployment.stage_name} shares requirements layer "
+        f"{deployment.stage.layer_name} with stage {promotion.source_name}, whose deploys publish its versions, and "
+        f"a promotion publishes none — set keep_layer_versions on stage {promotion.source_name} to prune them"
+    )
+    return None
 
 
 def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | None:
@@ -726,7 +777,7 @@ def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | Non
     if layer is None or digest is None:
         return None
     source_stage = promotion.source.stage
-    if source_stage.layer_name == stage.layer_name and source_stage.region_name == stage.region_name:
+    if _shares_source_layer(deployment, promotion):
         deployment.layer_arn = layer.arn  # the very layer version the source runs
         return None
     existing = deployment.target.find_layer_version(digest, deployment.architecture, deployment.live.layer_arns)
@@ -773,6 +824,28 @@ def _code_source(deployment: Deployment, promotion: Promotion) -> str:
     )
 
 
+LAYER_COPY = "requirements.zip"
+CODE_COPY = "function.zip"
+
+
+def _copies_to_upload(deployment: Deployment, steps: list[Step]) -> list[ArchiveInfo]:
+    """The source's artifacts the steps download and then upload, at the zipped sizes Lambda reports (their
+    unzipped sizes are unknown); none where Lambda in the target's region reads the source's S3 object in place."""
+    promotion = deployment.promotion
+    assert promotion is not None
+    copies: list[tuple[str, S3BucketFileVersion | None, int, str]] = []
+    layer = promotion.layer
+    if layer is not None and any(isinstance(step, CopyLayer) for step in steps):
+        copies.append((LAYER_COPY, promotion.layer_object, layer.code_size or 0, layer.code_sha256 or ""))
+    if any(isinstance(step, CopyCode) for step in steps):
+        copies.append((CODE_COPY, promotion.code_object, promotion.live.code_size, promotion.live.code_sha256))
+    return [
+        ArchiveInfo(Path(name), size, code_sha256, 0)
+        for name, s3_object, size, code_sha256 in copies
+        if _location_in_target(deployment, s3_object, code_sha256) is None
+    ]
+
+
 def _fetch(promotion: Promotion, s3_object: S3BucketFileVersion | None, url: str | None, name: str) -> ArchiveInfo:
     """Download the source's artifact into the scratch directory (from S3 when verified there, else its URL)."""
     path = promotion.scratch / name
@@ -806,7 +879,7 @@ class CopyLayer(Step):
         expected = promotion.layer.code_sha256 or ""
         location = _location_in_target(deployment, promotion.layer_object, expected)
         if location is None:
-            archive = _fetch(promotion, promotion.layer_object, promotion.layer.location, "requirements.zip")
+            archive = _fetch(promotion, promotion.layer_object, promotion.layer.location, LAYER_COPY)
             _check_copy(archive, expected, promotion.layer.arn)
             location = upload(deployment, archive, promotion.requirements_digest)
         layer = deployment.target.publish_layer(location, promotion.requirements_digest, deployment.architecture)
@@ -826,7 +899,7 @@ class CopyCode(Step):
         location = _location_in_target(deployment, promotion.code_object, expected)
         if location is None:
             url = None if promotion.code_object else promotion.source.code_location()
-            archive = _fetch(promotion, promotion.code_object, url, "function.zip")
+            archive = _fetch(promotion, promotion.code_object, url, CODE_COPY)
             _check_copy(archive, expected, promotion.live.name)
             location = upload(deployment, archive, promotion.function_digest)
         deployment.live = deployment.target.update_code(location, deployment.live)

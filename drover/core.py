@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from drover.archive import ArchiveInfo, write_zip
-from drover.errors import PackagingError, SettingsError, UpdateError
+from drover.errors import PackagingError, SettingsError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DeployResult, InstallSummary, Settings, Stage
 from drover.options import DEFAULT_ARCHITECTURE, NO_INSTALL, AttachedLayer, InstallOutcome, RunOptions, Timings
@@ -233,7 +233,7 @@ class Drover:
                 installed = install(
                     request,
                     dependencies=not skip,
-                    dependencies_layer=(holder.arn, holder.digest or "") if holder is not None else None,
+                    dependencies_layer=(holder.arn, holder.code_sha256 or "") if holder is not None else None,
                 )
         summary = InstallSummary(
             skipped=installed.skipped or installed.dependencies_skipped,
@@ -242,8 +242,8 @@ class Drover:
             excluded_packages=list(installed.excluded_packages),
             excluded_bytes=installed.excluded_bytes,
             seconds=round(installed.seconds, 3),
-            skip_reason=DEPENDENCY_KEY_SKIP
-            if installed.dependencies_skipped
+            skip_reason=f"{DEPENDENCY_KEY_SKIP} {holder.arn} (trusted as what the function runs; not rebuilt)"
+            if installed.dependencies_skipped and holder is not None
             else ("install inputs unchanged" if installed.skipped else None),
             dependency_key=key,
         )
@@ -294,21 +294,6 @@ class Drover:
             logger.info("Dependency key %s: the attached layer records another; installing", key[:12])
         return key, layers
 
-    def audit_dependency_key(self, plan: PackagePlan, outcome: InstallOutcome, index: int = 0) -> None:
-        """--no-dependency-key: the tree installed anyway must be the layer the key would have kept."""
-        layer = outcome.audited_layer(index)
-        if layer is None or outcome.summary is None:
-            return
-        if plan.requirements.digest != layer.digest:
-            raise UpdateError(
-                f"dependency key audit failed: the attached layer {layer.arn} records dependency key "
-                f"{outcome.dependency_key}, the same as this lock's, but its requirements digest {layer.digest} "
-                f"differs from the installed tree's {plan.requirements.digest} — a key match would have deployed the "
-                "wrong dependencies; report this as a drover bug (and deploy with --no-dependency-key meanwhile)"
-            )
-        outcome.summary.verified = True
-        logger.info("Dependency key audit: the installed tree matches the attached layer %s", layer.arn)
-
     def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo:
         progress = self.options.progress
         total = sum(item.size for item in files)
@@ -339,10 +324,13 @@ def _layer_recording(key: str, function: AttachedLayer) -> LayerVersion | None:
     from drover.deploy import TAG_DEPENDENCY_KEY, TAG_REQUIREMENTS_DIGEST
 
     layer = function.read()
-    if layer is None or layer.digest is None:
+    if layer is None or layer.claimed_digest is None:
         return None
-    tagged = function.tags.get(TAG_DEPENDENCY_KEY) == key and function.tags.get(TAG_REQUIREMENTS_DIGEST) == layer.digest
-    return layer if layer.dependency_key == key or tagged else None
+    tagged = (
+        function.tags.get(TAG_DEPENDENCY_KEY) == key
+        and function.tags.get(TAG_REQUIREMENTS_DIGEST) == layer.claimed_digest
+    )
+    return layer if layer.claimed_dependency_key == key or tagged else None
 
 
 def _apply_overrides(stage: Stage, options: RunOptions) -> Stage:

@@ -172,12 +172,24 @@ class LayerVersion:
     location: str | None = None
 
     @property
-    def digest(self) -> str | None:
+    def claimed_digest(self) -> str | None:
+        """The requirements digest the description claims: text anyone who can publish to the name can write, so
+        a lookup by it, never a decision (tests/test_trust.py lists every reader and the check it pairs with)."""
         return parse_layer_description(self.description)[0]
 
     @property
-    def dependency_key(self) -> str | None:
+    def claimed_dependency_key(self) -> str | None:
+        """The dependency key the description claims (see claimed_digest)."""
         return parse_layer_description(self.description)[1]
+
+
+@dataclass(frozen=True)
+class LayerFind:
+    """A layer lookup: the version holding the content (None: publish one), and the versions whose description
+    claimed that content but whose Content.CodeSha256 is another (never used; reported)."""
+
+    found: LayerVersion | None
+    forged: tuple[LayerVersion, ...]
 
 
 @dataclass(frozen=True)
@@ -399,18 +411,43 @@ class LambdaTarget:
             self.clients.sleep(delay)
             delay = min(delay * 1.5, 10.0)
 
-    def find_layer_version(self, digest: str, architecture: str, attached: Sequence[str]) -> LayerVersion | None:
-        """A version of the requirements layer recording this digest: the attached one first, then any."""
+    def find_layer_version(
+        self,
+        digest: str,
+        architecture: str,
+        attached: Sequence[str],
+        content: Callable[[], str],
+        *,
+        trust_attached: bool = True,
+    ) -> LayerFind:
+        """The version of the requirements layer that holds exactly this content, decided on what Lambda computed.
+
+        The attached version whose description records the digest is what the function runs: it is kept as it is
+        (trust_attached). Any other version counts only when Lambda's Content.CodeSha256 equals content() (the
+        SHA-256 of the archive drover would publish, built only when a candidate exists): a description is text
+        anyone who can publish to the layer name can write. Candidates whose description names the digest but
+        whose content differs are returned as forged, for a warning; the lowest content-equal version wins, so
+        concurrent publishers of one archive all converge on it (see converge_layer)."""
         attached_version = self.attached_requirements_layer(attached)
-        if attached_version and attached_version.digest == digest:
-            return attached_version
-        recorded = [
-            listed
-            for listed in self.list_layer_versions()
-            if listed.digest == digest and architecture in listed.architectures
-        ]
-        # the lowest: concurrent publishers of one digest all converge on it (see converge_layer)
-        return min(recorded, key=lambda listed: listed.version, default=None)
+        if trust_attached and attached_version and attached_version.claimed_digest == digest:
+            return LayerFind(attached_version, ())
+        recorded = sorted(
+            (
+                listed
+                for listed in self.list_layer_versions()
+                if listed.claimed_digest == digest and architecture in listed.architectures
+            ),
+            key=lambda listed: listed.version,
+        )
+        forged: list[LayerVersion] = []
+        for candidate in recorded:
+            read = self._get_layer_version(self.stage.layer_name, candidate.version)
+            if read is None:
+                continue
+            if read.code_sha256 == content():
+                return LayerFind(read, tuple(forged))
+            forged.append(read)
+        return LayerFind(None, tuple(forged))
 
     def attached_requirements_layer(self, attached: Sequence[str]) -> LayerVersion | None:
         """The version of the stage's requirements layer among the attached ARNs (read once per run)."""
@@ -445,6 +482,10 @@ class LambdaTarget:
 
     def layers_attached_elsewhere(self, function_arn: str) -> set[str]:
         """Every layer version ARN attached to a function of the region other than this one (paginated)."""
+        return self.attached_layer_arns(excluding=function_arn)
+
+    def attached_layer_arns(self, excluding: str = "") -> set[str]:
+        """Every layer version ARN attached to a function of the region (but `excluding`), read now, paginated."""
 
         def request() -> set[str]:
             paginator = self._lambda.get_paginator("list_functions")
@@ -452,7 +493,7 @@ class LambdaTarget:
                 layer["Arn"]
                 for page in paginator.paginate()
                 for function in page.get("Functions", [])
-                if unqualified_arn(function.get("FunctionArn", "")) != unqualified_arn(function_arn)
+                if not excluding or unqualified_arn(function.get("FunctionArn", "")) != unqualified_arn(excluding)
                 for layer in function.get("Layers", [])
             }
 
@@ -570,30 +611,37 @@ class LambdaTarget:
                 out.write(chunk)
 
     def converge_layer(self, digest: str, architecture: str, published: LayerVersion) -> tuple[LayerVersion, bool]:
-        """After publishing: the lowest version recording this digest wins, so concurrent publishers agree.
+        """After publishing: the lowest version with the same content wins, so concurrent publishers agree.
 
-        When another publisher's version is lower, the one just published is deleted unless a
-        function already uses it (then it stays: deleting it would break that function). Returns
-        the version to attach and whether the one just published was deleted.
+        A lower version counts only when Lambda's Content.CodeSha256 of it is the one just published (its
+        description is not enough). When one does, the version just published is deleted unless a function
+        already uses it (then it stays: deleting it would break that function). Returns the version to attach
+        and whether the one just published was deleted.
         """
-        same = [
+        lower = [
             version
             for version in self.list_layer_versions()
-            if version.digest == digest and architecture in version.architectures
+            if version.claimed_digest == digest
+            and architecture in version.architectures
+            and version.version < published.version
         ]
-        lowest = min(same, key=lambda version: version.version, default=published)
-        if lowest.version >= published.version:
+        lowest = None
+        for candidate in sorted(lower, key=lambda version: version.version):
+            read = self._get_layer_version(self.stage.layer_name, candidate.version)
+            if read is not None and published.code_sha256 and read.code_sha256 == published.code_sha256:
+                lowest = read
+                break
+        if lowest is None:
             return published, False
-        if published.arn in self.layers_attached_elsewhere(""):
+        if published.arn in self.attached_layer_arns():
             logger.info("Layer version %s is already in use; keeping it", published.arn)
             return lowest, False
-        else:
-            logger.info(
-                "Another run published %s with the same requirements digest first; adopting it and deleting %s",
-                lowest.arn,
-                published.arn,
-            )
-            self.delete_layer_version(published.version)
+        logger.info(
+            "Another run published %s with the same content first; adopting it and deleting %s",
+            lowest.arn,
+            published.arn,
+        )
+        self.delete_layer_version(published.version)
         return lowest, True
 
     def find_published_version(self, code_sha256: str, layer_arns: Sequence[str]) -> str | None:
@@ -696,13 +744,16 @@ class LambdaTarget:
     ) -> LayerVersion:
         with self._direct_upload(location):
             response = self._publish_layer(location, digest, architecture, dependency_key)
+        content = response.get("Content", {})
         layer = LayerVersion(
             response["LayerVersionArn"],
             int(response["Version"]),
             response.get("Description", ""),
-            response.get("Content", {}).get("CodeSize"),
+            content.get("CodeSize"),
+            (architecture,),
+            content.get("CodeSha256"),
         )
-        _verify("PublishLayerVersion", layer.arn, response.get("Content", {}).get("CodeSha256", ""), location)
+        _verify("PublishLayerVersion", layer.arn, content.get("CodeSha256", ""), location)
         return layer
 
     def _publish_layer(

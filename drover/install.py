@@ -78,7 +78,7 @@ KEY_FORMAT = 2  # 2: keyed on exactly the inputs (issue 12)
 LAYOUT_VERSION = 1
 DEPENDENCY_KEY_SKIP = "dependency key matches the attached layer"
 DEPENDENCIES_LAYER = "dependencies_layer"  # the marker's record of the layer version holding a project-only install's
-DEPENDENCIES_DIGEST = "dependencies_digest"  # dependencies, and that layer's requirements digest
+DEPENDENCIES_CODE_SHA256 = "dependencies_code_sha256"  # dependencies, and Lambda's CodeSha256 of that layer
 # Packages the Lambda Python runtime already ships (canonical distribution names).
 RUNTIME_PACKAGES = ("boto3", "botocore", "jmespath", "python-dateutil", "s3transfer", "six", "urllib3")
 # Environment variables never handed to an installer or a build backend.
@@ -492,7 +492,7 @@ class DependenciesElsewhere:
     """An install path that holds only the project: its dependencies are in a layer version (when recorded)."""
 
     layer_arn: str | None
-    digest: str | None
+    code_sha256: str | None  # Lambda's CodeSha256 of that layer version when it was recorded
 
 
 def dependencies_elsewhere(target: Path) -> DependenciesElsewhere | None:
@@ -500,8 +500,8 @@ def dependencies_elsewhere(target: Path) -> DependenciesElsewhere | None:
     marker = read_marker(target)
     if marker is None or marker.get("dependencies") != DEPENDENCY_KEY_SKIP:
         return None
-    arn, digest = marker.get(DEPENDENCIES_LAYER), marker.get(DEPENDENCIES_DIGEST)
-    return DependenciesElsewhere(arn if isinstance(arn, str) else None, digest if isinstance(digest, str) else None)
+    arn, sha256 = marker.get(DEPENDENCIES_LAYER), marker.get(DEPENDENCIES_CODE_SHA256)
+    return DependenciesElsewhere(arn if isinstance(arn, str) else None, sha256 if isinstance(sha256, str) else None)
 
 
 def _marker_matches(marker: dict[str, Any] | None, key: str, target: Path) -> bool:
@@ -1157,7 +1157,8 @@ def install(
     dependencies=False (the dependency key matches the attached layer): the target gets only the project,
     built and installed without its dependencies, so packaging sees exactly the function code; a target
     that already holds this very install (same key) is kept as it is. dependencies_layer (ARN, digest) is the
-    layer version that holds the dependencies: the target records it, so a later run over it keeps that layer.
+    layer version (ARN, Lambda's CodeSha256) that holds the dependencies: the target records it, so a later run
+    over it keeps that very layer.
     """
     started = time.perf_counter()
     platform = target_platform(request.runtime, request.architecture)
@@ -1229,8 +1230,8 @@ def _install_project_only(
 ) -> InstallResult:
     """The target holds the project alone (or nothing, with only --requirements): its dependencies are in the
     attached layer already, which the dependency key proved; the target records that layer."""
-    layer_arn, layer_digest = dependencies_layer or ("", "")
-    project_key = hashlib.sha256(f"project only\0{key}\0{layer_arn}\0{layer_digest}".encode()).hexdigest()
+    layer_arn, layer_sha256 = dependencies_layer or ("", "")
+    project_key = hashlib.sha256(f"project only\0{key}\0{layer_arn}\0{layer_sha256}".encode()).hexdigest()
     marker = read_marker(request.target)
     if marker is not None and _marker_matches(marker, project_key, request.target):
         logger.info("Project install unchanged (key %s); skipping", project_key[:12])
@@ -1262,7 +1263,7 @@ def _install_project_only(
                 "lock": _lock_names(request),
                 "dependencies": DEPENDENCY_KEY_SKIP,
                 DEPENDENCIES_LAYER: layer_arn or None,
-                DEPENDENCIES_DIGEST: layer_digest or None,
+                DEPENDENCIES_CODE_SHA256: layer_sha256 or None,
                 "project_files": own_files,
             },
         )

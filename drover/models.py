@@ -371,6 +371,7 @@ class DeployResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     install: InstallSummary | None = None
     promoted_from: str | None = None  # a promotion: the source stage whose artifact was copied (nothing was built)
+    source_layer_arns: list[str] = Field(default_factory=list)  # a promotion: the layers the source function runs
     timings: dict[str, float] = Field(default_factory=dict)
 
 

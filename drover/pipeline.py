@@ -92,7 +92,6 @@ class StageWork(Protocol):
         self, install_path: Path, skip: Sequence[Path] = (), *, dependencies_in_layer: bool = False
     ) -> PackageLayout: ...
     def package_aside(self, install_path: Path, skip: Sequence[Path] = ()) -> PendingPlan: ...
-    def audit_dependency_key(self, plan: PackagePlan, outcome: InstallOutcome, index: int = 0) -> None: ...
     def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo: ...
     def package_result(self, plan: PackagePlan, mode: str, install: InstallSummary | None = None) -> DeployResult: ...
     def deployment(
@@ -316,6 +315,7 @@ class Pipeline:
             self._each(self._preflight)
             self._publish_layers(groups)
             self._each(self._apply)
+            self._each(self._prune_and_finish)  # deletes only after every write of the run
             self._raise_a_single_failure()
 
     def _package_aside(self) -> PendingPlan | None:
@@ -426,14 +426,12 @@ class Pipeline:
             "layer), or install the dependencies into it"
         )
         attached = run.target.attached_requirements_layer(run.live.layer_arns)
-        if attached is not None and record.digest is not None and attached.digest == record.digest:
-            layer: LayerVersion | None = attached
-        elif record.layer_arn is not None:
-            layer = run.target.read_layer_version(record.layer_arn)
-            if layer is not None and (record.digest is None or layer.digest != record.digest):
-                layer = None
-        else:
-            layer = None
+        layer: LayerVersion | None = None
+        if record.code_sha256 is not None and attached is not None and attached.code_sha256 == record.code_sha256:
+            layer = attached  # the very content the install path was made for
+        elif record.layer_arn is not None and record.code_sha256 is not None:
+            recorded = run.target.read_layer_version(record.layer_arn)
+            layer = recorded if recorded is not None and recorded.code_sha256 == record.code_sha256 else None
         if layer is None:
             raise SettingsError(
                 f"{self.install_path} holds only the project: its dependencies were left in requirements layer "
@@ -463,16 +461,10 @@ class Pipeline:
             if isinstance(planned, Exception):
                 run.error = planned
                 continue
-            with self._stage(run):
-                try:
-                    run.drover.audit_dependency_key(planned, run.outcome, run.install_index)
-                except Exception as error:
-                    run.error = error
-                    continue
             run.plan = planned
             result = run.drover.package_result(planned, self.options.deploy_mode, run.outcome.summary)
             if run.kept_layer is not None:
-                result.requirements_digest = run.kept_layer.digest
+                result.requirements_digest = run.kept_layer.claimed_digest
                 if run.outcome.summary is None:
                     result.warnings.append(
                         f"{self.install_path} holds only the project: kept requirements layer {run.kept_layer.arn}"
@@ -564,6 +556,7 @@ class Pipeline:
             build_archive,
             dependency_key=run.outcome.dependency_key,
             kept_layer=run.kept_layer,
+            audited_layer=run.outcome.audited_layer(run.install_index),
             uploads=uploads,
         )
 
@@ -648,10 +641,15 @@ class Pipeline:
     def _apply(self, run: StageRun) -> None:
         from drover import workflow
 
-        deployment = run.deployment
-        assert deployment is not None and run.result is not None
-        workflow.run_steps(deployment, run.steps)
-        workflow.finish(deployment)
+        assert run.deployment is not None
+        workflow.run_steps(run.deployment, [step for step in run.steps if not step.destructive])
+
+    def _prune_and_finish(self, run: StageRun) -> None:
+        from drover import workflow
+
+        assert run.deployment is not None and run.result is not None
+        workflow.run_steps(run.deployment, [step for step in run.steps if step.destructive])
+        workflow.finish(run.deployment)
         run.result.timings = dict(run.drover.timings)
 
     # -- how the actions run -------------------------------------------------------------------------------
@@ -726,9 +724,9 @@ def _recorded_key(layer: LayerVersion, tags: Mapping[str, str]) -> str | None:
     """The dependency key a kept layer holds: its description's, or the function's tag beside its digest."""
     from drover.deploy import TAG_DEPENDENCY_KEY, TAG_REQUIREMENTS_DIGEST
 
-    if layer.dependency_key:
-        return layer.dependency_key
-    return tags.get(TAG_DEPENDENCY_KEY) if tags.get(TAG_REQUIREMENTS_DIGEST) == layer.digest else None
+    if layer.claimed_dependency_key:
+        return layer.claimed_dependency_key
+    return tags.get(TAG_DEPENDENCY_KEY) if tags.get(TAG_REQUIREMENTS_DIGEST) == layer.claimed_digest else None
 
 
 def _keep_every_archive(scratch: Path, archive_dir: Path) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -123,6 +124,8 @@ class Deployment:
     stage_name: str = ""
     layer_pending: bool = False  # a layer version this run publishes (this stage or another) is to be attached
     prunes: bool = True  # the stage that applies keep_layer_versions to its layer name (one per name in a run)
+    publishes_layer: bool = False  # this stage's plan publishes the requirements archive as a new layer version
+    audited_layer: LayerVersion | None = None  # --no-dependency-key: the attached layer the built archive must equal
     uploads: Uploads = field(default_factory=Uploads)  # shared by the stages of one run
     promotion: Promotion | None = None
     dependency_key: str | None = None  # the exact lock's key: recorded on a requirements layer this run publishes
@@ -131,7 +134,7 @@ class Deployment:
     @property
     def requirements_digest(self) -> str | None:
         """The digest of the requirements this run deploys: the kept layer's, or the package's."""
-        return self.kept_layer.digest if self.kept_layer is not None else self.package.requirements.digest
+        return self.kept_layer.claimed_digest if self.kept_layer is not None else self.package.requirements.digest
 
     @property
     def code_sha256(self) -> str:
@@ -155,6 +158,7 @@ class Step(ABC):
     """One write of the deploy. describe() is what a dry run shows; apply() does it and says what it did."""
 
     kind: str
+    destructive = False  # deletes something: applied after every other write of the run, rechecked first
 
     def __init__(self, target: str, reason: str) -> None:
         self.target = target
@@ -267,16 +271,36 @@ class PointAlias(Step):
 
 class PruneLayerVersions(Step):
     kind = "delete-layer-versions"
+    destructive = True
 
-    def __init__(self, target: str, reason: str, versions: list[int]) -> None:
+    def __init__(self, target: str, reason: str, versions: list[LayerVersion]) -> None:
         super().__init__(target, reason)
         self.versions = versions
 
     def apply(self, deployment: Deployment) -> str:
+        """Delete only what no function uses now: the attachments are read again after every write of the run,
+        right before the deletes (a version a concurrent run attached meanwhile is kept, with a warning)."""
+        checked = time.monotonic()
+        attached = deployment.target.attached_layer_arns()
+        kept = [version.version for version in self.versions if version.arn in attached]
+        if kept:
+            deployment.warn(
+                f"requirements layer versions {kept} of {self.target} were attached to a function after this run "
+                "planned to delete them; kept"
+            )
+        deleted: list[int] = []
         for version in self.versions:
-            deployment.target.delete_layer_version(version)
-        logger.info("Deleted requirements layer versions %s", ", ".join(map(str, self.versions)))
-        return f"keep_layer_versions is {deployment.stage.keep_layer_versions}: deleted {self.versions}"
+            if version.version not in kept:
+                deployment.target.delete_layer_version(version.version)
+                deleted.append(version.version)
+        window = time.monotonic() - checked
+        logger.info(
+            "Deleted requirements layer versions %s (attachments read %.3f s before the last delete)",
+            ", ".join(map(str, deleted)) or "none",
+            window,
+        )
+        kept_note = f"; kept {kept}, attached meanwhile" if kept else ""
+        return f"keep_layer_versions is {deployment.stage.keep_layer_versions}: deleted {deleted}{kept_note}"
 
 
 # -- reading and planning ------------------------------------------------------------------------
@@ -294,18 +318,6 @@ def connect(
             live = target.wait_until_updated()
     _check_function_kind(stage.function_name, stage.compatible_runtime, stage.architecture, live)
     return target, live
-
-
-def deploy(deployment: Deployment) -> None:
-    """One stage on its own: plan, preflight, then describe (dry run) or apply (deploy) the steps.
-
-    The pipeline (drover.pipeline) runs these same phases for many stages at once, layers first."""
-    deployment.result.function_arn = deployment.live.arn
-    with deployment.phase("compare"):
-        steps = plan(deployment, plan_layer(deployment))
-    preflight(deployment)
-    run_steps(deployment, steps)
-    finish(deployment)
 
 
 def run_steps(deployment: Deployment, steps: Sequence[Step]) -> None:
@@ -344,6 +356,7 @@ def plan(deployment: Deployment, layer_step: Step | None = None) -> list[Step]:
     stage of the run publishes it, deployment.layer_pending is set instead and no step of this stage publishes."""
     stage, live = deployment.stage, deployment.live
     deployment.architecture = layer_architecture(stage, live)
+    _audit_attached_layer(deployment)
     publishing = layer_step is not None or deployment.layer_pending
     steps: list[Step] = [layer_step] if layer_step is not None else []
     code = _plan_code(deployment)
@@ -384,26 +397,68 @@ def _check_function_kind(name: str, runtime: str, architecture: str | None, live
 
 
 def plan_layer(deployment: Deployment) -> Step | None:
-    """The layer version this stage attaches: kept (dependency key), found by digest, or a PublishLayer step."""
+    """The layer version this stage attaches: kept (dependency key), found by content, or a PublishLayer step."""
     deployment.architecture = layer_architecture(deployment.stage, deployment.live)
     requirements, kept = deployment.package.requirements, deployment.kept_layer
     if kept is not None:
-        logger.info("Requirements layer %s records this dependency key; keeping it", kept.arn)
+        logger.info(
+            "Requirements layer %s (attached) records this dependency key; keeping it (its content was not rebuilt)",
+            kept.arn,
+        )
         deployment.layer_arn = kept.arn
         return None
     if requirements.digest is None:
         logger.info("Skipping requirements upload")
         return None
-    existing = deployment.target.find_layer_version(
-        requirements.digest, deployment.architecture, deployment.live.layer_arns
+    found = deployment.target.find_layer_version(
+        requirements.digest,
+        deployment.architecture,
+        deployment.live.layer_arns,
+        lambda: requirements_archive(deployment).code_sha256,
     )
-    if existing is not None:
-        logger.info("Requirements layer %s already holds digest %s", existing.arn, requirements.digest[:12])
-        deployment.layer_arn = existing.arn
+    for forged in found.forged:
+        deployment.warn(
+            f"requirements layer version {forged.arn} records digest {requirements.digest} in its description, but "
+            f"its content (CodeSha256 {forged.code_sha256}) is not this archive's "
+            f"({requirements_archive(deployment).code_sha256}); not used — something other than drover published it"
+        )
+    if found.found is not None:
+        logger.info("Requirements layer %s already holds digest %s", found.found.arn, requirements.digest[:12])
+        deployment.layer_arn = found.found.arn
         return None
-    reason = f"no version records requirements digest {requirements.digest}"
-    deployment.requirements_archive = deployment.build_archive("requirements", requirements.files)
+    requirements_archive(deployment)
+    deployment.publishes_layer = True
+    reason = f"no version holds this requirements archive (digest {requirements.digest})"
     return PublishLayer(deployment.stage.layer_name, reason)
+
+
+def requirements_archive(deployment: Deployment) -> ArchiveInfo:
+    """The requirements archive drover would publish, built on first need (reproducible: its SHA-256 is what
+    Lambda computes as the CodeSha256 of a layer version holding it)."""
+    if deployment.requirements_archive is None:
+        deployment.requirements_archive = deployment.build_archive(
+            "requirements", deployment.package.requirements.files
+        )
+    return deployment.requirements_archive
+
+
+def _audit_attached_layer(deployment: Deployment) -> None:
+    """--no-dependency-key: the tree installed anyway must be, byte for byte, the layer the key would have kept."""
+    layer = deployment.audited_layer
+    if layer is None:
+        return
+    built = requirements_archive(deployment).code_sha256
+    if layer.code_sha256 != built:
+        raise UpdateError(
+            f"dependency key audit failed: the attached layer {layer.arn} records dependency key "
+            f"{deployment.dependency_key}, the same as this lock's, but its content (CodeSha256 {layer.code_sha256}) "
+            f"is not the installed tree's archive ({built}) — a key match would have kept the wrong dependencies; "
+            "nothing was changed (deploy with --no-dependency-key to publish the right layer, and find out who "
+            "published that version)"
+        )
+    if deployment.result.install is not None:
+        deployment.result.install.verified = True
+    logger.info("Dependency key audit: the installed tree is byte for byte the attached layer %s", layer.arn)
 
 
 def _plan_code(deployment: Deployment) -> Step | None:
@@ -514,10 +569,11 @@ def _plan_prune(deployment: Deployment, keep: int, *, publishing: bool) -> Step 
     kept = [version.version for version in candidates if version.arn in attached]
     if kept:
         logger.info("Keeping layer versions %s: other functions in the region use them", kept)
-    doomed = [version.version for version in candidates if version.arn not in attached]
+    doomed = [version for version in candidates if version.arn not in attached]
     if not doomed:
         return None
-    return PruneLayerVersions(stage.layer_name, f"keep_layer_versions is {keep}: delete versions {doomed}", doomed)
+    numbers = [version.version for version in doomed]
+    return PruneLayerVersions(stage.layer_name, f"keep_layer_versions is {keep}: delete versions {numbers}", doomed)
 
 
 # -- preflight and uploads -----------------------------------------------------------------------
@@ -557,7 +613,7 @@ def _built_uploads(deployment: Deployment) -> list[ArchiveInfo]:
     return [
         archive
         for archive, step_needs in (
-            (deployment.requirements_archive, deployment.requirements_archive is not None),
+            (deployment.requirements_archive, deployment.publishes_layer),
             (deployment.function_archive, _code_changes(deployment)),
         )
         if archive is not None and step_needs
@@ -630,6 +686,7 @@ class Promotion:
     function_digest: str
     layer: LayerVersion | None  # the source's requirements layer version (None: no requirements)
     scratch: Path
+    notes: list[str] = field(default_factory=list)  # where the source's tags disagree with what it runs
     code_object: S3BucketFileVersion | None = None
     layer_object: S3BucketFileVersion | None = None
 
@@ -673,16 +730,21 @@ def read_source(
     for arn in live.layer_arns:
         if _is_requirements_layer(source.stage.layer_name, arn):
             layer = source.read_layer_version(arn)
-    digest = tags.get(TAG_REQUIREMENTS_DIGEST) if tracked else None
-    if layer is not None and (digest in (None, "none") or not tracked):
-        digest = layer.digest
+    digest = None
+    notes: list[str] = []
+    if layer is not None:  # what the source runs, not what its tags say
+        digest = layer.claimed_digest
         if digest is None:
             raise PreflightError(
                 f"stage {source_name}: requirements layer {layer.arn} records no requirements digest in its "
-                "description, so drover cannot tell what it holds — deploy the source stage with drover first"
+                "description, so drover cannot label a copy of it — deploy the source stage with drover first"
             )
-    if layer is None:
-        digest = None
+        tagged = tags.get(TAG_REQUIREMENTS_DIGEST)
+        if tracked and tagged not in (None, digest):
+            notes.append(
+                f"stage {source_name}: {live.name}'s {TAG_REQUIREMENTS_DIGEST} tag is {tagged}, but it runs {layer.arn} "
+                f"(CodeSha256 {layer.code_sha256}); promoting what it runs"
+            )
     return Promotion(
         source_name=source_name,
         source=source,
@@ -691,6 +753,7 @@ def read_source(
         function_digest=tags.get(TAG_FUNCTION_DIGEST) or f"untracked:{live.code_sha256}",
         layer=layer,
         scratch=scratch,
+        notes=notes,
     )
 
 
@@ -698,6 +761,11 @@ def promote(deployment: Deployment) -> None:
     """Plan the promotion, preflight it as a deploy (its uploads are the copies it downloads), then describe or
     apply the steps."""
     deployment.result.function_arn = deployment.live.arn
+    promotion = deployment.promotion
+    assert promotion is not None
+    deployment.result.source_layer_arns = list(promotion.live.layer_arns)
+    for note in promotion.notes:
+        deployment.warn(note)
     with deployment.phase("compare"):
         steps = plan_promotion(deployment)
     preflight(deployment, _copies_to_upload(deployment, steps))
@@ -780,10 +848,20 @@ def _plan_layer_copy(deployment: Deployment, promotion: Promotion) -> Step | Non
     if _shares_source_layer(deployment, promotion):
         deployment.layer_arn = layer.arn  # the very layer version the source runs
         return None
-    existing = deployment.target.find_layer_version(digest, deployment.architecture, deployment.live.layer_arns)
-    if existing is not None:
-        logger.info("Requirements layer %s already holds digest %s", existing.arn, digest[:12])
-        deployment.layer_arn = existing.arn
+    source_content = layer.code_sha256 or ""
+    found = deployment.target.find_layer_version(
+        digest, deployment.architecture, deployment.live.layer_arns, lambda: source_content, trust_attached=False
+    )
+    for forged in found.forged:
+        deployment.warn(
+            f"requirements layer version {forged.arn} records digest {digest} in its description, but its content "
+            f"(CodeSha256 {forged.code_sha256}) is not what {promotion.live.name} runs ({source_content}); not used"
+        )
+    if found.found is not None:
+        logger.info(
+            "Requirements layer %s holds what %s runs (CodeSha256 %s)", found.found.arn, layer.arn, source_content
+        )
+        deployment.layer_arn = found.found.arn
         return None
     key = promotion.source.content_key(digest) if source_stage.upload_bucket else None
     promotion.layer_object = promotion.source.verified_object(key, layer.code_sha256 or "") if key else None

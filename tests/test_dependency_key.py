@@ -209,7 +209,7 @@ def test_a_cold_runner_with_an_unchanged_lock_installs_nothing_and_writes_nothin
     layers_before = infra.configuration()["Layers"]
     result = deployed.deploy(requirements=deployed.root / "requirements.txt")
     assert result.install is not None
-    assert result.install.skipped and result.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert result.install.skipped and result.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
     assert [path.name for path in deployed.install.iterdir()] == [INSTALL_MARKER]  # no dependency installed
     assert deployed.writes == [] and not result.changed
     assert result.requirements_layer_arn == layers_before[0]["Arn"]
@@ -223,7 +223,7 @@ def test_a_code_change_on_a_cold_runner_updates_only_the_code(deployed: Project,
     tags_before = infra.tags()
     (deployed.root / "src" / "app.py").write_text("def handler(event, context):\n    return 2\n")
     result = deployed.deploy(requirements=deployed.root / "requirements.txt")
-    assert result.install is not None and result.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert result.install is not None and result.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
     assert "PublishLayerVersion" not in deployed.writes and "UpdateFunctionConfiguration" not in deployed.writes
     assert "UpdateFunctionCode" in deployed.writes
     assert infra.configuration()["Layers"] == layers_before
@@ -277,7 +277,7 @@ def test_verify_fails_the_run_when_the_layer_with_this_key_holds_other_content(d
     assert deployed.writes == []
     fresh_runner(deployed)
     trusted = deployed.deploy(requirements=deployed.root / "requirements.txt")  # without the audit: the key decides
-    assert trusted.install is not None and trusted.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert trusted.install is not None and trusted.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
 
 
 def test_a_uv_project_on_a_cold_runner_installs_only_itself(
@@ -293,7 +293,7 @@ def test_a_uv_project_on_a_cold_runner_installs_only_itself(
 
     fresh_runner(project)
     again = project.deploy(install_source=source)
-    assert again.install is not None and again.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert again.install is not None and again.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
     assert {path.name for path in project.install.glob("*.dist-info")} == {"app-0.1.dist-info"}
     assert again.function_digest == first.function_digest
     assert project.writes == []
@@ -301,7 +301,7 @@ def test_a_uv_project_on_a_cold_runner_installs_only_itself(
     (source / "app" / "__init__.py").write_text("NAME = 'edited'\n")
     fresh_runner(project)
     edited = project.deploy(install_source=source)
-    assert edited.install is not None and edited.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert edited.install is not None and edited.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
     assert edited.function_digest != first.function_digest
     assert "UpdateFunctionCode" in project.writes and "PublishLayerVersion" not in project.writes
     assert infra.configuration()["Layers"] == layers
@@ -318,7 +318,7 @@ def test_the_cli_reports_the_key_in_json_and_no_dependency_key_installs(
     plain = subprocess.run([*command, "--json", "test"], cwd=deployed.root, capture_output=True, text=True)
     assert plain.returncode == 0, plain.stderr
     install = json.loads(plain.stdout)["install"]
-    assert install["skip_reason"] == DEPENDENCY_KEY_SKIP and len(install["dependency_key"]) == 64
+    assert install["skip_reason"].startswith(DEPENDENCY_KEY_SKIP) and len(install["dependency_key"]) == 64
     audited = subprocess.run(
         [*command, "--no-dependency-key", "--json", "test"], cwd=deployed.root, capture_output=True, text=True
     )
@@ -359,7 +359,7 @@ def test_a_layer_reused_by_digest_is_matched_through_the_function_tags(deployed:
     assert infra.tags()["drover:dependency-key"] == changed.install.dependency_key
     fresh_runner(deployed)
     again = deployed.deploy(requirements=deployed.root / "requirements.txt")
-    assert again.install is not None and again.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert again.install is not None and again.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
     assert deployed.writes == []
 
 
@@ -426,7 +426,7 @@ def test_the_step_summary_of_a_kept_layer_says_it_was_kept_not_that_the_requirem
 
     fresh_runner(deployed)
     result = deployed.deploy(requirements=deployed.root / "requirements.txt")
-    assert result.install is not None and result.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert result.install is not None and result.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
     (row,) = [line for line in render_summary(result).splitlines() if line.startswith("| Requirements package |")]
     assert "0 files" not in row and "dependency key" in row and str(result.requirements_layer_arn) in row
 
@@ -438,7 +438,7 @@ def test_a_dry_run_on_a_cold_runner_with_a_matching_key_lists_the_deploys_steps(
     assert deployed.writes == []
     fresh_runner(deployed)
     done = deployed.deploy(requirements=deployed.root / "requirements.txt")
-    assert planned.install is not None and planned.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert planned.install is not None and planned.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
     assert [(a.action, a.target) for a in planned.actions] == [(a.action, a.target) for a in done.actions]
     assert [a.action for a in done.actions] == ["update-code", "tag"]
 
@@ -461,7 +461,7 @@ def test_one_drover_deploying_twice_does_not_keep_the_first_runs_layer(
     drover = Drover(load_settings(settings_file), "test", options=options)
     fresh_runner(deployed)
     first = drover.update(deployed.install)
-    assert first.install is not None and first.install.skip_reason == DEPENDENCY_KEY_SKIP
+    assert first.install is not None and first.install.skip_reason.startswith(DEPENDENCY_KEY_SKIP)
 
     requirements_file(deployed.root, pinned(offline, "purelib", "2.0"))
     second = drover.update(deployed.install)

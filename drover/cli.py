@@ -154,6 +154,16 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --promote-from: promote code drover did not deploy (no drover tags on the source function)",
     )
+    parser.add_argument(
+        "--rollback",
+        action="store_true",
+        help="point STAGE's alias back at the version it served before the last drover rollout (weights cleared)",
+    )
+    parser.add_argument(
+        "--ignore-alarms-at-start",
+        action="store_true",
+        help="a rollout goes on although its alarms are already in ALARM (to deploy a fix while the old version alarms)",
+    )
     parser.add_argument("--function-name", help="deploy to this function instead of the stage's (one stage only)")
     parser.add_argument("--region", help="deploy in this region instead of the stage's (one stage only)")
     return parser
@@ -250,6 +260,7 @@ def request_of(args: argparse.Namespace) -> RunRequest:
         verify_dependencies=args.verify_dependencies,
         function_name=args.function_name,
         region_name=args.region,
+        ignore_alarms_at_start=args.ignore_alarms_at_start,
     )
     return RunRequest(
         settings_file=args.settings_file,
@@ -258,6 +269,7 @@ def request_of(args: argparse.Namespace) -> RunRequest:
         options=options,
         promote_from=args.promote_from,
         allow_untracked_source=args.allow_untracked_source,
+        rollback=args.rollback,
         interactive=interactive,
     )
 
@@ -272,7 +284,7 @@ def run(args: argparse.Namespace, service: Run | None = None) -> DeployResult | 
         if args.archive_dir is not None:  # before any work: the archives must never be read as input
             check_archive_dir(args.archive_dir, args.install_path, stage.stage.extra_path_sources, Path.cwd())
     installing = any(drover.installs for drover in service.drovers)
-    if not installing and not args.promote_from:
+    if not installing and not args.promote_from and not args.rollback:
         _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
     return service.execute()
 

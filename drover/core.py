@@ -106,6 +106,34 @@ class Drover:
 
         return Pipeline([self], install_path, self.options).run_one()
 
+    def roll_back(self) -> DeployResult:
+        """Point the stage's alias back at the version it served before the last drover rollout."""
+        from drover import workflow
+
+        target, live = workflow.connect(self.stage, self.clients_for(self.stage.region_name), self.timings.phase)
+        result = self._empty_result()
+        deployment = self.deployment(target, live, _EMPTY_PLAN, result, _no_build)
+        self.track(result)
+        workflow.roll_back_alias(deployment)
+        result.timings = dict(self.timings)
+        return result
+
+    def _empty_result(self, **fields: Any) -> DeployResult:
+        """The result of a run that builds nothing (a promotion, a rollback)."""
+        return DeployResult(
+            stage=self.stage_name,
+            mode=self.options.deploy_mode,
+            function_name=self.stage.function_name,
+            region_name=self.stage.region_name,
+            function_digest=None,
+            requirements_digest=None,
+            function_file_count=0,
+            requirements_file_count=0,
+            function_unzipped_size=0,
+            requirements_unzipped_size=0,
+            **fields,
+        )
+
     def build(self, install_path: Path) -> DeployResult:
         """Package-only: build both archives (the requirements one when non-empty) and report them."""
         from dataclasses import replace
@@ -137,6 +165,7 @@ class Drover:
             dry_run=self.options.dry_run,
             direct_upload_limit=self.options.direct_upload_limit,
             stage_name=self.stage_name,
+            ignore_alarms_at_start=self.options.ignore_alarms_at_start,
             **extra,
         )
 
@@ -178,25 +207,12 @@ class Drover:
                 promotion.live.code_sha256,
                 source_name,
             )
-            result = DeployResult(
-                stage=self.stage_name,
-                mode=self.options.deploy_mode,
-                function_name=self.stage.function_name,
-                region_name=self.stage.region_name,
+            result = self._empty_result(
                 function_digest=promotion.function_digest,
                 requirements_digest=promotion.requirements_digest,
-                function_file_count=0,
-                requirements_file_count=0,
-                function_unzipped_size=0,
-                requirements_unzipped_size=0,
                 promoted_from=source_name,
             )
-            empty = PackagePlan(Partition("function", ()), Partition("requirements", ()))
-
-            def no_build(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
-                raise AssertionError(f"a promotion builds no {kind} archive")  # pragma: no cover
-
-            deployment = self.deployment(target, live, empty, result, no_build, promotion=promotion)
+            deployment = self.deployment(target, live, _EMPTY_PLAN, result, _no_build, promotion=promotion)
             self.track(result)
             workflow.promote(deployment)
         result.timings = dict(self.timings)
@@ -318,6 +334,13 @@ class Drover:
             function_unzipped_size=plan.function.unzipped_size,
             requirements_unzipped_size=plan.requirements.unzipped_size,
         )
+
+
+_EMPTY_PLAN = PackagePlan(Partition("function", ()), Partition("requirements", ()))
+
+
+def _no_build(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
+    raise AssertionError(f"this run builds no {kind} archive")  # pragma: no cover
 
 
 def _layer_recording(key: str, function: AttachedLayer) -> LayerVersion | None:

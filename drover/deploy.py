@@ -34,6 +34,7 @@ from drover.progress import NO_PROGRESS, Progress, tracked
 
 if TYPE_CHECKING:
     import boto3  # a caller may hand in a boto3 session; drover's own are botocore's (no boto3 import)
+    from mypy_boto3_cloudwatch import CloudWatchClient
     from mypy_boto3_lambda import LambdaClient
     from mypy_boto3_lambda.type_defs import (
         GetFunctionResponseTypeDef,
@@ -193,6 +194,13 @@ class LayerFind:
 
 
 @dataclass(frozen=True)
+class Invocation:
+    status: int
+    function_error: str | None
+    payload: str
+
+
+@dataclass(frozen=True)
 class Alias:
     arn: str
     version: str
@@ -267,6 +275,10 @@ class AwsClients:
     @cached_property
     def s3(self) -> S3Client:
         return self._client("s3")  # type: ignore[no-any-return]
+
+    @cached_property
+    def cloudwatch(self) -> CloudWatchClient:
+        return self._client("cloudwatch")  # type: ignore[no-any-return]
 
     def _client(self, service: str) -> Any:
         if self.session is not None:
@@ -873,6 +885,48 @@ class LambdaTarget:
             request["RevisionId"] = current.revision_id
         updated = self.clients.call("UpdateAlias", lambda: self._lambda.update_alias(**request))
         return str(updated["AliasArn"])
+
+    def shift_alias(self, alias: str, stable: str, new: str, percent: int, current: Alias) -> Alias:
+        """The alias serves `stable` with `percent` % of its traffic on `new` (RoutingConfig weights)."""
+        request: UpdateAliasRequestTypeDef = {
+            "FunctionName": self.stage.function_name,
+            "Name": alias,
+            "FunctionVersion": stable,
+            "RoutingConfig": {"AdditionalVersionWeights": {new: round(percent / 100, 2)}},
+        }
+        if current.revision_id:
+            request["RevisionId"] = current.revision_id
+        updated = self.clients.call("UpdateAlias", lambda: self._lambda.update_alias(**request))
+        weights = dict(updated.get("RoutingConfig", {}).get("AdditionalVersionWeights", {}) or {})
+        return Alias(updated["AliasArn"], updated["FunctionVersion"], weights, updated.get("RevisionId"))
+
+    def invoke(self, version: str, payload: str) -> Invocation:
+        """Invoke one version (never the alias) with a JSON payload and wait for its answer."""
+        response = self.clients.call(
+            "Invoke",
+            lambda: self._lambda.invoke(
+                FunctionName=self.stage.function_name, Qualifier=version, Payload=payload.encode()
+            ),
+        )
+        body = response["Payload"].read().decode("utf-8", errors="replace")
+        return Invocation(int(response.get("StatusCode", 0)), response.get("FunctionError"), body)
+
+    def alarm_states(self, names: Sequence[str]) -> dict[str, str]:
+        """The state (OK, ALARM, INSUFFICIENT_DATA) of each named CloudWatch alarm that exists."""
+        if not names:
+            return {}
+        cloudwatch = self.clients.cloudwatch
+
+        def request() -> dict[str, str]:
+            states: dict[str, str] = {}
+            for page in cloudwatch.get_paginator("describe_alarms").paginate(
+                AlarmNames=list(names), AlarmTypes=["MetricAlarm", "CompositeAlarm"]
+            ):
+                for alarm in [*page.get("MetricAlarms", []), *page.get("CompositeAlarms", [])]:
+                    states[str(alarm["AlarmName"])] = str(alarm["StateValue"])
+            return states
+
+        return self.clients.call("DescribeAlarms", request, service="cloudwatch")
 
     def delete_layer_version(self, version: int) -> None:
         self.clients.call(

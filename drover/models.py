@@ -136,6 +136,54 @@ def _archive_path(value: Any) -> str:
     return path.as_posix()
 
 
+ALARM_NAME_PATTERN = re.compile(r"^[^\x00-\x1f]{1,255}$")
+
+
+class SmokeTest(_Model):
+    """Invoke the new version (never the alias) before any traffic reaches it."""
+
+    payload: str = "{}"  # JSON text sent as the event
+    expect: str | None = None  # a substring the response payload must contain
+
+    @field_validator("payload")
+    @classmethod
+    def _json(cls, value: str) -> str:
+        import json
+
+        try:
+            json.loads(value)
+        except ValueError as error:
+            raise ValueError(
+                f"payload {short_repr(value)} is not JSON text ({error}) — quote it as YAML text"
+            ) from None
+        return value
+
+
+class Rollout(_Model):
+    """How traffic moves to a new version on the alias: at once, canary (one step, then all) or linear steps."""
+
+    strategy: Literal["all_at_once", "canary", "linear"] = "all_at_once"
+    percent: int = Field(default=10, ge=1, le=99)  # canary: the first step's share; linear: the share added per step
+    interval_seconds: int = Field(default=300, ge=1, le=3600)  # between steps (canary: before going to 100 %)
+    alarms: list[str] = Field(default_factory=list)  # CloudWatch alarm names: any in ALARM fails the rollout
+    smoke_test: SmokeTest | None = None
+
+    @field_validator("alarms")
+    @classmethod
+    def _alarm_names(cls, values: list[str]) -> list[str]:
+        for value in values:
+            _check_pattern(value, ALARM_NAME_PATTERN, "CloudWatch alarm name (1-255 characters)")
+        return values
+
+    def weights(self) -> list[int]:
+        """The percentages the new version serves before it serves all traffic."""
+        if self.strategy == "canary":
+            return [self.percent]
+        if self.strategy == "linear":
+            return list(range(self.percent, 100, self.percent))
+        return []
+
+
 class ExtraPath(_Model):
     """An extra path placed under archive_path in the function archive (the mapping form)."""
 
@@ -180,6 +228,7 @@ class Stage(_Model):
     exclude_runtime_packages: bool = False
     requirements: Path | None = None  # this stage's own requirements or lock file (relative: to the settings file)
     install_source: Path | None = None  # this stage's own project directory (relative: to the settings file)
+    rollout: Rollout | None = None  # how the alias moves to a new version (needs alias)
 
     @field_validator("function_name")
     @classmethod
@@ -223,6 +272,8 @@ class Stage(_Model):
         if self.requirements_layer_name is None:
             layer_name = f"{self.short_function_name}-requirements"
             object.__setattr__(self, "requirements_layer_name", layer_name[:140])
+        if self.rollout is not None and self.alias is None:
+            raise ValueError("rollout moves traffic on an alias — add alias: NAME (e.g. alias: live) to the stage")
         if self.alias is not None and not self.publish:
             object.__setattr__(self, "publish", True)
         function_region = FUNCTION_NAME_PATTERN.fullmatch(self.function_name)["region"]  # type: ignore[index]
@@ -372,6 +423,8 @@ class DeployResult(BaseModel):
     install: InstallSummary | None = None
     promoted_from: str | None = None  # a promotion: the source stage whose artifact was copied (nothing was built)
     source_layer_arns: list[str] = Field(default_factory=list)  # a promotion: the layers the source function runs
+    rollout: Literal["completed", "rolled-back", "none"] = "none"  # a stage with rollout: what became of it
+    previous_version: str | None = None  # the version the alias served before this run moved it
     timings: dict[str, float] = Field(default_factory=dict)
 
 

@@ -39,6 +39,7 @@ class RunOptions:
     region_name: str | None = None  # a per-run override of the stage's region_name (one stage only)
     progress: Progress = NO_PROGRESS  # where long work (install, packaging, uploads) reports; adapters render it
     verify_dependencies: bool = False  # --no-dependency-key: install anyway, fail if the attached layer differs
+    ignore_alarms_at_start: bool = False  # a rollout goes on although its alarms are in ALARM before it starts
 
     @property
     def deploy_mode(self) -> Literal["dry-run", "deploy"]:

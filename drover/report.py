@@ -24,6 +24,8 @@ def render_text(result: DeployResult) -> str:
         lines.append(f"{_state(action)}: {action.action} {action.target} ({action.reason})")
     if result.version:
         lines.append(f"Version {result.version} ({_version_origin(result)}) serves this code")
+    if result.rollout != "none":
+        lines.append(f"Rollout: {result.rollout} (the alias served version {result.previous_version} before)")
     if result.function_arn:
         lines.append(f"Function {result.function_name!r} ARN: {result.function_arn}")
     if result.mode == "deploy" and not result.actions:

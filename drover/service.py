@@ -26,6 +26,7 @@ class RunRequest:
     options: RunOptions
     promote_from: str | None = None
     allow_untracked_source: bool = False
+    rollback: bool = False  # put the alias back on the version it served before the last drover rollout
     interactive: bool = False
     timings: Callable[[], Timings] = Timings  # a run of one stage's timings (the Action's open log groups)
 
@@ -74,6 +75,8 @@ class Run:
 
         drovers = self.prepare()
         request = self.request
+        if request.rollback:
+            return drovers[0].roll_back()
         if request.promote_from:
             assert self.settings is not None
             source = select_stage(self.settings, request.promote_from, request.settings_file)
@@ -98,6 +101,11 @@ def _check_request(request: RunRequest) -> None:
             raise SettingsError("--promote-from copies what the source runs; it builds and installs nothing")
     elif request.allow_untracked_source:
         raise SettingsError("--allow-untracked-source only applies with --promote-from")
+    if request.rollback:
+        if len(request.stages) != 1 or request.promote_from:
+            raise SettingsError("--rollback takes exactly one STAGE (and no --promote-from)")
+        if options.package_only or options.install_source or options.requirements or options.dry_run:
+            raise SettingsError("--rollback only moves the alias back; it builds, installs and dry-runs nothing")
 
 
 def _check_distinct_functions(drovers: list[Drover]) -> None:

@@ -36,6 +36,7 @@ from drover.deploy import (
     AwsClients,
     AwsError,
     CodeLocation,
+    Invocation,
     LambdaTarget,
     LayerVersion,
     LiveFunction,
@@ -43,7 +44,7 @@ from drover.deploy import (
     download_url,
     unqualified_arn,
 )
-from drover.errors import PreflightError, SettingsError, UpdateError
+from drover.errors import PreflightError, SettingsError, UpdateError, one_line
 from drover.io import format_file_size
 from drover.models import (
     DIRECT_UPLOAD_LIMIT,
@@ -53,7 +54,9 @@ from drover.models import (
     Architecture,
     DeployAction,
     DeployResult,
+    Rollout,
     S3BucketFileVersion,
+    SmokeTest,
     Stage,
 )
 from drover.packaging import HashedFile, PackageFile, PackagePlan
@@ -124,6 +127,10 @@ class Deployment:
     stage_name: str = ""
     layer_pending: bool = False  # a layer version this run publishes (this stage or another) is to be attached
     prunes: bool = True  # the stage that applies keep_layer_versions to its layer name (one per name in a run)
+    ignore_alarms_at_start: bool = False  # a rollout's alarms already in ALARM do not stop it (deploying a fix)
+    rollout_from: str | None = None  # the version the alias served before this run's rollout (once recorded)
+    traffic_moved: bool = False  # the rollout has changed the alias (a failure from here on rolls it back)
+    rolls_out: bool = False  # the plan moves the alias by a rollout (its alarms are checked in preflight)
     publishes_layer: bool = False  # this stage's plan publishes the requirements archive as a new layer version
     audited_layer: LayerVersion | None = None  # --no-dependency-key: the attached layer the built archive must equal
     uploads: Uploads = field(default_factory=Uploads)  # shared by the stages of one run
@@ -266,6 +273,8 @@ class PointAlias(Step):
         version = deployment.version
         deployment.result.alias_arn = deployment.target.point_alias(self.target, version, deployment.alias)
         logger.info("Alias %s now points at version %s (all of its traffic)", self.target, version)
+        if deployment.rollout_from is not None:
+            deployment.result.rollout = "completed"
         return f"now version {version}"
 
 
@@ -327,7 +336,15 @@ def run_steps(deployment: Deployment, steps: Sequence[Step]) -> None:
         return
     with deployment.phase("deploy"):
         for step in steps:
-            outcome = step.apply(deployment)
+            try:
+                outcome = step.apply(deployment)
+            except BaseException as error:
+                if deployment.rollout_from is None:
+                    raise
+                note = roll_back(deployment)  # a rollout that failed (or was stopped) puts the alias back first
+                if not isinstance(error, Exception):
+                    raise
+                raise RolloutError(f"{one_line(error)}; {note}") from error
             deployment.result.actions.append(_action(step, outcome))
 
 
@@ -530,19 +547,20 @@ def _plan_version(deployment: Deployment, *, changing: bool, code_sha256: str | 
     else:
         logger.info("Version %s already runs this code and these layers", deployment.version)
     if stage.alias:
-        step = _plan_alias(deployment, stage.alias)
-        if step:
-            steps.append(step)
+        steps += _plan_alias(deployment, stage.alias)
     return steps
 
 
-def _plan_alias(deployment: Deployment, alias: str) -> Step | None:
+def _plan_alias(deployment: Deployment, alias: str) -> list[Step]:
     current = deployment.alias = deployment.target.read_alias(alias)
     if current is not None:
         deployment.result.alias_arn = current.arn
+        deployment.result.previous_version = current.version
     target = deployment.version or "the new version"
+    rollout = deployment.stage.rollout
+    smoke = [_smoke_test(deployment, rollout.smoke_test)] if rollout is not None and rollout.smoke_test else []
     if current is None:
-        return PointAlias(alias, f"alias {alias} does not exist; create it at {target}")
+        return [*smoke, PointAlias(alias, f"alias {alias} does not exist; create it at {target}")]
     if current.extra_weights:
         weights = ", ".join(
             f"version {version}: {weight:.0%}" for version, weight in sorted(current.extra_weights.items())
@@ -552,9 +570,226 @@ def _plan_alias(deployment: Deployment, alias: str) -> Step | None:
             f"{target} and removes those weights"
         )
     if current.version == deployment.version and not current.extra_weights:
-        return None
+        return []
+    if rollout is not None and current.version != deployment.version:
+        return _plan_rollout(deployment, alias, current, rollout, smoke)
     extra = " and removes its other weights" if current.extra_weights else ""
-    return PointAlias(alias, f"alias {alias} points at version {current.version}; move it to {target}{extra}")
+    return [PointAlias(alias, f"alias {alias} points at version {current.version}; move it to {target}{extra}")]
+
+
+# -- safe rollouts: smoke test, traffic shifted in steps on the alias, alarms watched, rollback -------------------
+
+TAG_ROLLOUT_FROM = "drover:rollout-from"  # the version the alias served before the last drover rollout
+ALARM_POLL_SECONDS = 15.0
+
+
+class RolloutError(UpdateError):
+    """A rollout that failed (smoke test, alarm) or was stopped; the alias was rolled back first."""
+
+
+def _plan_rollout(
+    deployment: Deployment, alias: str, current: Alias, rollout: Rollout, smoke: list[Step]
+) -> list[Step]:
+    target = deployment.version or "the new version"
+    deployment.rolls_out = True
+    steps: list[Step] = [
+        StartRollout(
+            alias, f"record version {current.version} (what {alias} serves now) to roll back to", current.version
+        ),
+        *smoke,
+    ]
+    if rollout.alarms:
+        steps.append(
+            CheckAlarms(alias, f"alarms {', '.join(rollout.alarms)} must not be in ALARM before traffic moves", rollout)
+        )
+    for percent in rollout.weights():
+        watched = f", watching alarms {', '.join(rollout.alarms)}" if rollout.alarms else ""
+        steps.append(
+            ShiftTraffic(
+                alias,
+                f"{percent}% of {alias} to {target}, {100 - percent}% on {current.version}; wait "
+                f"{rollout.interval_seconds} s{watched}",
+                percent,
+                rollout,
+            )
+        )
+    steps.append(PointAlias(alias, f"all of {alias} to {target} (weights cleared): the rollout completes"))
+    return steps
+
+
+def _smoke_test(deployment: Deployment, smoke: SmokeTest) -> Step:
+    target = deployment.version or "the new version"
+    expect = f", expect {smoke.expect!r} in the answer" if smoke.expect else ""
+    return SmokeTestStep(
+        f"{deployment.live.name}:{target}",
+        f"invoke version {target} (not the alias) with {smoke.payload}{expect}, before any traffic reaches it",
+        smoke,
+    )
+
+
+class StartRollout(Step):
+    kind = "start-rollout"
+
+    def __init__(self, target: str, reason: str, previous: str) -> None:
+        super().__init__(target, reason)
+        self.previous = previous
+
+    def apply(self, deployment: Deployment) -> str:
+        deployment.target.tag_function(deployment.live, {TAG_ROLLOUT_FROM: self.previous})
+        deployment.rollout_from = deployment.result.previous_version = self.previous
+        return f"version {self.previous} recorded ({TAG_ROLLOUT_FROM}); a failure from here on rolls back to it"
+
+
+class SmokeTestStep(Step):
+    kind = "smoke-test"
+
+    def __init__(self, target: str, reason: str, smoke: SmokeTest) -> None:
+        super().__init__(target, reason)
+        self.smoke = smoke
+
+    def apply(self, deployment: Deployment) -> str:
+        assert deployment.version is not None
+        answer = deployment.target.invoke(deployment.version, self.smoke.payload)
+        problem = smoke_problem(answer, self.smoke.expect)
+        if problem:
+            raise RolloutError(f"smoke test of {deployment.live.name} version {deployment.version} failed: {problem}")
+        logger.info("Smoke test of version %s passed", deployment.version)
+        return f"version {deployment.version} answered {shorten_payload(answer.payload)}"
+
+
+def smoke_problem(answer: Invocation, expect: str | None) -> str | None:
+    """Why an invocation fails the smoke test (None: it passes)."""
+    if answer.function_error:
+        return f"the function raised ({answer.function_error}): {shorten_payload(answer.payload)}"
+    if answer.status >= 300:
+        return f"status {answer.status}: {shorten_payload(answer.payload)}"
+    if expect is not None and expect not in answer.payload:
+        return f"the answer {shorten_payload(answer.payload)} does not contain {expect!r}"
+    return None
+
+
+def shorten_payload(text: str, limit: int = 200) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class CheckAlarms(Step):
+    kind = "check-alarms"
+
+    def __init__(self, target: str, reason: str, rollout: Rollout) -> None:
+        super().__init__(target, reason)
+        self.rollout = rollout
+
+    def apply(self, deployment: Deployment) -> str:
+        firing = _firing(deployment, self.rollout.alarms)
+        if firing and deployment.ignore_alarms_at_start:
+            deployment.warn(f"alarms {', '.join(firing)} are in ALARM before the rollout; going on as asked")
+            return f"{', '.join(firing)} in ALARM, ignored (--ignore-alarms-at-start)"
+        if firing:
+            raise RolloutError(
+                f"alarm {firing[0]} is in ALARM before any traffic moved to version {deployment.version} — fix what "
+                "it reports, or pass --ignore-alarms-at-start to deploy a fix while it alarms"
+            )
+        return f"{', '.join(self.rollout.alarms)}: none in ALARM"
+
+
+class ShiftTraffic(Step):
+    kind = "shift-traffic"
+
+    def __init__(self, target: str, reason: str, percent: int, rollout: Rollout) -> None:
+        super().__init__(target, reason)
+        self.percent = percent
+        self.rollout = rollout
+
+    def apply(self, deployment: Deployment) -> str:
+        assert deployment.version is not None and deployment.alias is not None and deployment.rollout_from is not None
+        deployment.traffic_moved = True
+        deployment.alias = deployment.target.shift_alias(
+            self.target, deployment.rollout_from, deployment.version, self.percent, deployment.alias
+        )
+        logger.info(
+            "Alias %s: %d%% on version %s; watching for %d s",
+            self.target,
+            self.percent,
+            deployment.version,
+            self.rollout.interval_seconds,
+        )
+        _watch(deployment, self.rollout, f"while {self.percent}% of {self.target} was on version {deployment.version}")
+        alarms = f"; alarms {', '.join(self.rollout.alarms)} stayed out of ALARM" if self.rollout.alarms else ""
+        return f"{self.percent}% on version {deployment.version} for {self.rollout.interval_seconds} s{alarms}"
+
+
+def _watch(deployment: Deployment, rollout: Rollout, when: str) -> None:
+    """Wait the step's interval, checking the alarms every ALARM_POLL_SECONDS (and at both ends)."""
+    waited = 0.0
+    while True:
+        firing = _firing(deployment, rollout.alarms)
+        if firing:
+            raise RolloutError(f"alarm {firing[0]} went into ALARM {when}")
+        if waited >= rollout.interval_seconds:
+            return
+        pause = min(ALARM_POLL_SECONDS, rollout.interval_seconds - waited)
+        deployment.target.clients.sleep(pause)
+        waited += pause
+
+
+def _firing(deployment: Deployment, alarms: list[str]) -> list[str]:
+    states = deployment.target.alarm_states(alarms)
+    missing = [name for name in alarms if name not in states]
+    if missing:
+        raise RolloutError(f"alarm {missing[0]} does not exist in {deployment.stage.region_name} any more")
+    return [name for name in alarms if states[name] == "ALARM"]
+
+
+def roll_back(deployment: Deployment) -> str:
+    """Put the alias back on the version it served before the rollout, weights cleared; say where it is."""
+    alias, previous = deployment.stage.alias, deployment.rollout_from
+    assert alias is not None and previous is not None
+    if not deployment.traffic_moved:
+        note = f"alias {alias} never moved: it still serves version {previous}"
+        deployment.result.rollout = "rolled-back"
+    else:
+        try:
+            current = deployment.target.read_alias(alias)
+            deployment.target.point_alias(alias, previous, current)
+            note = f"alias {alias} is back on version {previous} (all of its traffic)"
+            deployment.result.rollout = "rolled-back"
+        except Exception as failure:
+            note = (
+                f"rolling alias {alias} back to version {previous} failed ({one_line(failure)}); it may still send "
+                f"traffic to version {deployment.version} — run drover --rollback {deployment.stage_name}"
+            )
+    logger.error("Rollout stopped: %s", note)
+    deployment.result.actions.append(DeployAction(action="roll-back", target=alias, reason=note, done=True))
+    return note
+
+
+def plan_rollback(deployment: Deployment) -> list[Step]:
+    """`--rollback`: the alias back on the version it served before the last drover rollout."""
+    alias = deployment.stage.alias
+    if alias is None:
+        raise SettingsError(f"stage {deployment.stage_name} has no alias, so there is nothing to roll back")
+    previous = deployment.live.tags.get(TAG_ROLLOUT_FROM)
+    if not previous:
+        raise SettingsError(
+            f"{deployment.live.name} records no rollout ({TAG_ROLLOUT_FROM} tag): drover has not rolled out a version "
+            f"on alias {alias}, so there is nothing to roll back to"
+        )
+    current = deployment.alias = deployment.target.read_alias(alias)
+    deployment.version = previous
+    deployment.result.previous_version = current.version if current else None
+    if current is not None and current.version == previous and not current.extra_weights:
+        return []
+    where = f"version {current.version}" if current else "nothing (the alias is missing)"
+    return [PointAlias(alias, f"alias {alias} serves {where}; put it back on version {previous} (weights cleared)")]
+
+
+def roll_back_alias(deployment: Deployment) -> None:
+    steps = plan_rollback(deployment)
+    run_steps(deployment, steps)
+    deployment.result.version = deployment.version
+    deployment.result.rollout = "rolled-back" if steps else "none"
+    finish(deployment)
 
 
 def _plan_prune(deployment: Deployment, keep: int, *, publishing: bool) -> Step | None:
@@ -586,6 +821,7 @@ def preflight(deployment: Deployment, uploads: list[ArchiveInfo] | None = None) 
     copies it downloads (see promote).
     """
     stage, target, limit = deployment.stage, deployment.target, deployment.direct_upload_limit
+    _check_rollout_alarms(deployment)
     uploads = _built_uploads(deployment) if uploads is None else uploads
     too_large = [archive for archive in uploads if archive.size > limit]
     if stage.upload_bucket is None:
@@ -618,6 +854,20 @@ def _built_uploads(deployment: Deployment) -> list[ArchiveInfo]:
         )
         if archive is not None and step_needs
     ]
+
+
+def _check_rollout_alarms(deployment: Deployment) -> None:
+    """A rollout's alarms must exist before anything is published: a typo would otherwise stop it half-way."""
+    rollout = deployment.stage.rollout
+    if not deployment.rolls_out or rollout is None or not rollout.alarms:
+        return
+    states = deployment.target.alarm_states(rollout.alarms)
+    missing = [name for name in rollout.alarms if name not in states]
+    if missing:
+        raise PreflightError(
+            f"rollout.alarms names {missing[0]!r}, which is not a CloudWatch alarm in {deployment.stage.region_name} — "
+            "fix the name in drover.yml or create the alarm"
+        )
 
 
 def _check_layer_count(deployment: Deployment) -> None:

@@ -120,18 +120,20 @@ class Drover:
 
     def _empty_result(self, **fields: Any) -> DeployResult:
         """The result of a run that builds nothing (a promotion, a rollback)."""
+        empty: dict[str, Any] = {
+            "function_digest": None,
+            "requirements_digest": None,
+            "function_file_count": 0,
+            "requirements_file_count": 0,
+            "function_unzipped_size": 0,
+            "requirements_unzipped_size": 0,
+        }
         return DeployResult(
             stage=self.stage_name,
             mode=self.options.deploy_mode,
             function_name=self.stage.function_name,
             region_name=self.stage.region_name,
-            function_digest=None,
-            requirements_digest=None,
-            function_file_count=0,
-            requirements_file_count=0,
-            function_unzipped_size=0,
-            requirements_unzipped_size=0,
-            **fields,
+            **{**empty, **fields},
         )
 
     def build(self, install_path: Path) -> DeployResult:

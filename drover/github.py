@@ -86,6 +86,8 @@ INPUT_DEFAULTS: dict[str, str] = {
     "alias": "",
     "promote-from": "",
     "allow-untracked-source": "false",
+    "rollback": "false",
+    "ignore-alarms-at-start": "false",
     "function-name": "",
     "region": "",
 }
@@ -101,6 +103,8 @@ OUTPUT_NAMES = (
     "version",
     "version-published",
     "changed",
+    "rollout",
+    "previous-version",
     "result-json",
 )
 HEREDOC_OUTPUTS = frozenset({"result-json"})
@@ -174,6 +178,8 @@ class ActionInputs:
     verify_dependencies: bool = False
     promote_from: str | None = None
     allow_untracked_source: bool = False
+    rollback: bool = False
+    ignore_alarms_at_start: bool = False
     function_name: str | None = None
     region: str | None = None
 
@@ -266,6 +272,8 @@ def parse_inputs() -> ActionInputs:
         verify_dependencies=bool(get_flag("verify-dependencies")),
         promote_from=promote_from,
         allow_untracked_source=bool(get_flag("allow-untracked-source")),
+        rollback=bool(get_flag("rollback")),
+        ignore_alarms_at_start=bool(get_flag("ignore-alarms-at-start")),
         function_name=get_input("function-name") or None,
         region=get_input("region") or None,
     )
@@ -716,6 +724,8 @@ def outputs_of(result: DeployResult) -> dict[str, str]:
         "version": text(result.version),
         "version-published": flag(result.version_published),
         "changed": flag(result.changed),
+        "rollout": result.rollout,
+        "previous-version": text(result.previous_version),
         "result-json": json.dumps(result.model_dump(mode="json"), sort_keys=True),
     }
 
@@ -844,6 +854,7 @@ def prepare(inputs: ActionInputs, debug: bool, environ: Mapping[str, str] | None
         region_name=inputs.region,
         progress=PlainProgress(progress_line),  # a CI log: plain lines, inside the phase's ::group::
         verify_dependencies=inputs.verify_dependencies,
+        ignore_alarms_at_start=inputs.ignore_alarms_at_start,
     )
     request = RunRequest(
         settings_file=inputs.settings_file,
@@ -852,12 +863,15 @@ def prepare(inputs: ActionInputs, debug: bool, environ: Mapping[str, str] | None
         options=options,
         promote_from=inputs.promote_from,
         allow_untracked_source=inputs.allow_untracked_source,
+        rollback=inputs.rollback,
         timings=GroupedTimings,
     )
     service = Run(request)
     service.prepare()
-    if not inputs.promote_from and not any(
-        drover.stage.requirements or drover.stage.install_source for drover in service.drovers
+    if (
+        not inputs.promote_from
+        and not inputs.rollback
+        and not any(drover.stage.requirements or drover.stage.install_source for drover in service.drovers)
     ):
         check_install_inputs(inputs)  # a promotion installs and builds nothing; stages may name their own inputs
     if inputs.install_path is None:
@@ -895,6 +909,8 @@ def multi_outputs_of(result: MultiResult) -> dict[str, str]:
     ):
         outputs[name] = "true" if kind in done else "false"
     outputs["changed"] = "true" if result.totals.changed else "false"
+    rollouts = {entry.rollout for entry in result.results if isinstance(entry, DeployResult)}
+    outputs["rollout"] = next((state for state in ("rolled-back", "completed") if state in rollouts), "none")
     outputs["result-json"] = json.dumps(result.model_dump(mode="json"), sort_keys=True)
     return outputs
 

@@ -462,7 +462,8 @@ class Pipeline:
                 run.error = planned
                 continue
             run.plan = planned
-            result = run.drover.package_result(planned, self.options.deploy_mode, run.outcome.summary)
+            with self._stage(run):  # its digest lines carry the stage's name
+                result = run.drover.package_result(planned, self.options.deploy_mode, run.outcome.summary)
             if run.kept_layer is not None:
                 result.requirements_digest = run.kept_layer.claimed_digest
                 if run.outcome.summary is None:

@@ -502,7 +502,11 @@ def _plan_layers(deployment: Deployment, *, publishing: bool) -> Step | None:
         for arn in live.layer_arns
         if arn not in stage.supplemental_layer_arns and not _is_requirements_layer(stage.layer_name, arn)
     ]
+    previous_requirements = TAG_REQUIREMENTS_DIGEST in live.tags  # drover deployed this function before
     for arn in foreign:
+        if previous_requirements and arn.split(":")[-2].endswith("-requirements"):
+            logger.info("Replacing %s (a requirements layer of an earlier requirements_layer_name)", arn)
+            continue
         logger.warning(
             "layer %s is attached to %s but not named in drover.yml; it will be detached — add it to "
             "supplemental_layer_arns to keep it",

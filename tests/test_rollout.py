@@ -242,3 +242,10 @@ def test_a_result_reports_the_rollout(live: Project) -> None:
 
     result: DeployResult = live.deploy()
     assert "Rollout: completed (the alias served version 1 before)" in render_text(result)
+
+
+def test_the_action_outputs_name_the_rollout_and_the_previous_version(live: Project) -> None:
+    from drover.github import outputs_of
+
+    outputs = outputs_of(live.deploy())
+    assert outputs["rollout"] == "completed" and outputs["previous-version"] == "1"

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache, cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 import botocore.exceptions
 import botocore.session
 from botocore.config import Config
+from botocore.credentials import CredentialProvider, RefreshableCredentials
 from botocore.retries.standard import RetryContext, StandardRetryConditions
+from botocore.utils import parse_timestamp
 
 from drover.archive import ArchiveInfo
 from drover.errors import PreflightError, UpdateError
@@ -133,6 +135,8 @@ class AwsCredentials:
     secret_access_key: str
     session_token: str | None = None
     expiration: datetime | None = None
+    # obtains new credentials (the Action: a new OIDC token, AssumeRoleWithWebIdentity) before these expire
+    refresh: Callable[[], AwsCredentials] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -261,7 +265,9 @@ class AwsClients:
         if self.session is None and self.core is None:  # explicit credentials, or the SDK's default chain
             self.core = botocore.session.Session()
             keys = self.credentials
-            if keys:
+            if keys and keys.refresh is not None and keys.expiration is not None:
+                _use_refreshable(self.core, keys)
+            elif keys:
                 self.core.set_credentials(keys.access_key_id, keys.secret_access_key, keys.session_token)
 
     def for_region(self, region_name: str) -> AwsClients:
@@ -305,6 +311,63 @@ class AwsClients:
                 self.sleep(min(2.0**attempt, 10.0))
                 on_conflict()
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+REFRESH_BEFORE_EXPIRY = 300  # seconds: credentials this close to expiring are refreshed before the next call
+REFRESH_REQUIRED = 60  # seconds: closer than this, a call waits for the refresh
+
+
+def credential_clock() -> datetime:
+    """Now, as botocore's refreshable credentials compare it with the expiry (tests move it)."""
+    return datetime.now(UTC)
+
+
+def _credential_metadata(keys: AwsCredentials) -> dict[str, str]:
+    assert keys.expiration is not None
+    return {
+        "access_key": keys.access_key_id,
+        "secret_key": keys.secret_access_key,
+        "token": keys.session_token or "",
+        "expiry_time": keys.expiration.isoformat(),
+    }
+
+
+class _GivenCredentials(CredentialProvider):
+    """The run's own credentials, first in the session's chain (botocore's extension point)."""
+
+    METHOD = "drover-given"
+
+    def __init__(self, credentials: RefreshableCredentials) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> RefreshableCredentials:
+        return self._credentials
+
+
+def _use_refreshable(core: botocore.session.Session, keys: AwsCredentials) -> None:
+    """Credentials that botocore refreshes through keys.refresh before they expire: a rollout (or any run)
+    longer than the role's session goes on with new credentials instead of failing half-way."""
+    refresh = keys.refresh
+    assert refresh is not None
+
+    def renewed() -> dict[str, str]:
+        logger.info("Refreshing the AWS credentials before they expire")
+        return _credential_metadata(refresh())
+
+    credentials = RefreshableCredentials(
+        keys.access_key_id,
+        keys.secret_access_key,
+        keys.session_token or "",
+        parse_timestamp(_credential_metadata(keys)["expiry_time"]),  # timezone-aware, as botocore compares it
+        renewed,
+        "assume-role-with-web-identity",
+        time_fetcher=lambda: credential_clock(),
+        advisory_timeout=REFRESH_BEFORE_EXPIRY,
+        mandatory_timeout=REFRESH_REQUIRED,
+    )
+    resolver = core.get_component("credential_provider")
+    resolver.insert_before("env", _GivenCredentials(credentials))
 
 
 def aws_call(

@@ -632,6 +632,20 @@ def obtain_credentials(
             f"{ID_TOKEN_TOKEN_VARIABLE} are missing) — add `permissions: id-token: write` to the job"
         )
     core.set_secret(request.token)
+    credentials = _assume_role(inputs, request, region_name, tuning)
+    expires = f", expires {credentials.expiration.isoformat(timespec='seconds')}" if credentials.expiration else ""
+    logger.info(
+        "Assumed %s as session %s (STS in %s%s)", inputs.role_to_assume, inputs.role_session_name, region_name, expires
+    )
+    # a run longer than the session (a rollout's waits) gets new credentials the same way before these expire
+    return replace(credentials, refresh=lambda: _assume_role(inputs, request, region_name, tuning))
+
+
+def _assume_role(
+    inputs: ActionInputs, request: IdTokenRequest, region_name: str, tuning: RetryTuning
+) -> AwsCredentials:
+    """A new OIDC token exchanged for role credentials; every secret masked before it could be printed."""
+    assert inputs.role_to_assume is not None
     token = fetch_id_token(
         request, inputs.audience, timeout=tuning.oidc_timeout, backoff=tuning.oidc, deadline=tuning.oidc_deadline
     )
@@ -653,10 +667,6 @@ def obtain_credentials(
     for secret in (credentials.access_key_id, credentials.secret_access_key, credentials.session_token):
         if secret:
             core.set_secret(secret)
-    expires = f", expires {credentials.expiration.isoformat(timespec='seconds')}" if credentials.expiration else ""
-    logger.info(
-        "Assumed %s as session %s (STS in %s%s)", inputs.role_to_assume, inputs.role_session_name, region_name, expires
-    )
     return credentials
 
 

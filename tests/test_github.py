@@ -722,3 +722,17 @@ def test_a_report_that_cannot_be_written_after_a_deploy_names_what_was_done(
 )
 def test_log_safe_neutralizes_lines_that_would_start_a_command(text: str, expected: str) -> None:
     assert github.log_safe(text) == expected
+
+
+def test_the_role_credentials_refresh_with_a_new_oidc_token_and_assume_role(
+    aws: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run longer than role-duration-seconds (a rollout's waits) renews the credentials the way it got them."""
+    set_inputs(monkeypatch, stage="prod", **{"role-to-assume": ROLE, "role-duration-seconds": "900"})
+    with oidc_server() as server:
+        request = github.IdTokenRequest(server.url, server.request_token)
+        credentials = github.obtain_credentials(github.parse_inputs(), request, "us-east-1", github.retry_tuning({}))
+        assert credentials.refresh is not None and len(server.requests) == 1
+        renewed = credentials.refresh()
+    assert len(server.requests) == 2  # a fresh ID token for each AssumeRoleWithWebIdentity
+    assert renewed.access_key_id and renewed.expiration is not None

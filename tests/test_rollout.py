@@ -249,3 +249,40 @@ def test_the_action_outputs_name_the_rollout_and_the_previous_version(live: Proj
 
     outputs = outputs_of(live.deploy())
     assert outputs["rollout"] == "completed" and outputs["previous-version"] == "1"
+
+
+def test_a_rollout_longer_than_the_credentials_goes_on_with_refreshed_ones(
+    live: Project, infra: Infrastructure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Action's role credentials last role-duration-seconds; a rollout's waits can outlast them."""
+    from datetime import UTC, datetime, timedelta
+
+    from drover import Drover, RunOptions, deploy
+    from drover.deploy import AwsClients, AwsCredentials
+
+    start = datetime.now(UTC)
+    now = [start]
+    monkeypatch.setattr(deploy, "credential_clock", lambda: now[0])
+    refreshed: list[datetime] = []
+
+    def refresh() -> AwsCredentials:  # what the Action does: a new OIDC token, AssumeRoleWithWebIdentity
+        refreshed.append(now[0])
+        return AwsCredentials("testing", "testing", "refreshed", now[0] + timedelta(minutes=15))
+
+    credentials = AwsCredentials("testing", "testing", "first", start + timedelta(minutes=15), refresh=refresh)
+    clients = AwsClients("us-east-1", credentials=credentials)
+    seen: list[tuple[str, dict[str, float]]] = []
+
+    def sleep(seconds: float) -> None:  # each wait moves the clock 5 minutes: the first credentials expire
+        now[0] += timedelta(minutes=5)
+        seen.append(alias_state(infra))
+
+    clients.sleep = sleep
+    live.stage["rollout"].update(strategy="linear", percent=25, interval_seconds=900)
+    options = RunOptions(working_directory=live.root, aws=clients)
+
+    result = Drover(load_settings(live.write_settings()), "test", options=options).update(live.install)
+
+    assert result.rollout == "completed" and alias_state(infra) == ("2", {})
+    assert len(refreshed) >= 2, refreshed  # 45 minutes of waits on 15-minute credentials
+    assert ("1", {"2": 0.5}) in seen and ("1", {"2": 0.75}) in seen

@@ -203,6 +203,10 @@ CLAIM_READERS = {
     ("pipeline", "_install_group"): "hands each function's tags to core._layer_recording (classified above)",
     ("pipeline", "_keep_recorded_layer"): "label: the key beside a layer the install path's record names, kept only "
     "when its CodeSha256 is the recorded one",
+    ("workflow", "_plan_layers"): "display: whether to word the detach of an earlier requirements layer as a "
+    "replacement (the layers attached are decided by the stage's settings)",
+    ("workflow", "plan_rollback"): "--rollback: the version drover recorded (drover:rollout-from) to move the alias "
+    "back to; moving an alias to a version of the same function is the user's explicit request",
     ("workflow", "apply"): "Tag.apply writes the tags its step carries; nothing is read from AWS",
     ("workflow", "plan_promotion"): "compares tags to write only the ones that differ; the source's key is a label",
 }

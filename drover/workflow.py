@@ -105,38 +105,45 @@ class Uploads:
 
 @dataclass
 class Deployment:
-    """Everything a run's steps share: the stage, the live function, the package and what was decided."""
+    """One stage's deploy: what it was given, what planning decided, and the ledger of what its steps wrote.
 
+    Steps carry their own inputs (archives, digests, layers, tags, rollout settings); from the deployment they
+    read the target and the ledger (the live function after the previous write, the layer version and function
+    version this run published) and record what they did there and in the result."""
+
+    # given: the stage, the function as read, the package, how to build and report
     stage: Stage
     target: LambdaTarget
-    live: LiveFunction
+    live: LiveFunction  # also the ledger's: the function as the last write left it (its RevisionId)
     package: PackagePlan
     result: DeployResult
     build_archive: ArchiveBuilder
     phase: Phase
     dry_run: bool = False
     direct_upload_limit: int = DIRECT_UPLOAD_LIMIT
-    architecture: Architecture = "x86_64"
-    layer_arn: str | None = None  # the requirements layer version to attach (None until a new one is published)
-    function_archive: ArchiveInfo | None = None
-    requirements_archive: ArchiveInfo | None = None
-    desired_layers: list[str] = field(default_factory=list)
-    use_bucket: bool = True
-    version: str | None = None
-    alias: Alias | None = None
     stage_name: str = ""
-    layer_pending: bool = False  # a layer version this run publishes (this stage or another) is to be attached
-    prunes: bool = True  # the stage that applies keep_layer_versions to its layer name (one per name in a run)
-    ignore_alarms_at_start: bool = False  # a rollout's alarms already in ALARM do not stop it (deploying a fix)
-    rollout_from: str | None = None  # the version the alias served before this run's rollout (once recorded)
-    traffic_moved: bool = False  # the rollout has changed the alias (a failure from here on rolls it back)
-    rolls_out: bool = False  # the plan moves the alias by a rollout (its alarms are checked in preflight)
-    publishes_layer: bool = False  # this stage's plan publishes the requirements archive as a new layer version
-    audited_layer: LayerVersion | None = None  # --no-dependency-key: the attached layer the built archive must equal
     uploads: Uploads = field(default_factory=Uploads)  # shared by the stages of one run
     promotion: Promotion | None = None
     dependency_key: str | None = None  # the exact lock's key: recorded on a requirements layer this run publishes
     kept_layer: LayerVersion | None = None  # the attached layer records this key: no install ran, keep it attached
+    audited_layer: LayerVersion | None = None  # --no-dependency-key: the attached layer the built archive must equal
+    ignore_alarms_at_start: bool = False  # a rollout's alarms already in ALARM do not stop it (deploying a fix)
+    layer_pending: bool = False  # a layer version this run publishes (this stage or another) is to be attached
+    prunes: bool = True  # the stage that applies keep_layer_versions to its layer name (one per name in a run)
+    # decided while planning (every AWS read happens then)
+    architecture: Architecture = "x86_64"
+    function_archive: ArchiveInfo | None = None
+    requirements_archive: ArchiveInfo | None = None
+    desired_layers: list[str] = field(default_factory=list)
+    use_bucket: bool = True
+    publishes_layer: bool = False  # this stage's plan publishes the requirements archive as a new layer version
+    rolls_out: bool = False  # the plan moves the alias by a rollout (its alarms are checked in preflight)
+    # the ledger: found while planning, then written by the steps for the steps after them and for the report
+    layer_arn: str | None = None  # the requirements layer version to attach (None until a new one is published)
+    version: str | None = None  # the function version that serves this code (found, or published by this run)
+    alias: Alias | None = None  # the alias as the last write left it (its RevisionId)
+    rollout_from: str | None = None  # the version the alias served before this run's rollout (once recorded)
+    traffic_moved: bool = False  # the rollout has changed the alias (a failure from here on rolls it back)
 
     @property
     def requirements_digest(self) -> str | None:
@@ -152,13 +159,13 @@ class Deployment:
         logger.warning(warning)
         self.result.warnings.append(warning)
 
-    def resolved_layers(self) -> list[str]:
+    def resolve(self, layers: list[str]) -> list[str]:
         """The layers to attach, with the layer version this run published in place of the placeholder."""
-        if PENDING_LAYER in self.desired_layers and self.layer_arn is None:
+        if PENDING_LAYER in layers and self.layer_arn is None:
             raise UpdateError(
                 f"the requirements layer version for {self.live.name} was not published; nothing attached"
             )
-        return [self.layer_arn if arn == PENDING_LAYER and self.layer_arn else arn for arn in self.desired_layers]
+        return [self.layer_arn if arn == PENDING_LAYER and self.layer_arn else arn for arn in layers]
 
 
 class Step(ABC):
@@ -184,19 +191,30 @@ class Step(ABC):
 class PublishLayer(Step):
     kind = "publish-layer"
 
+    def __init__(
+        self,
+        target: str,
+        reason: str,
+        archive: ArchiveInfo,
+        digest: str,
+        architecture: Architecture,
+        dependency_key: str | None,
+    ) -> None:
+        super().__init__(target, reason)
+        self.archive, self.digest = archive, digest
+        self.architecture, self.dependency_key = architecture, dependency_key
+
     def apply(self, deployment: Deployment) -> str:
-        archive, digest = deployment.requirements_archive, deployment.package.requirements.digest
-        assert archive is not None and digest is not None
         logger.info("Uploading requirements archive...")
-        location = upload(deployment, archive, digest)
-        layer = deployment.target.publish_layer(location, digest, deployment.architecture, deployment.dependency_key)
+        location = upload(deployment, self.archive, self.digest)
+        layer = deployment.target.publish_layer(location, self.digest, self.architecture, self.dependency_key)
         deployment.result.requirements_layer_arn = layer.arn  # an interruption from here on names it
         logger.info("Published requirements layer %s", layer.arn)
         return _converge(
             deployment,
             layer,
-            digest,
-            f"published {layer.arn} (requirements digest {digest}, CodeSha256 {archive.code_sha256})",
+            self.digest,
+            f"published {layer.arn} (requirements digest {self.digest}, CodeSha256 {self.archive.code_sha256})",
         )
 
 
@@ -216,28 +234,36 @@ def _converge(deployment: Deployment, layer: LayerVersion, digest: str, done: st
 class UpdateCode(Step):
     kind = "update-code"
 
+    def __init__(self, target: str, reason: str, archive: ArchiveInfo, digest: str) -> None:
+        super().__init__(target, reason)
+        self.archive, self.digest = archive, digest
+
     def apply(self, deployment: Deployment) -> str:
-        archive, digest = deployment.function_archive, deployment.package.function.digest
-        assert archive is not None and digest is not None
         logger.info("Uploading function archive...")
-        location = upload(deployment, archive, digest)
+        location = upload(deployment, self.archive, self.digest)
         logger.info("Updating function resource...")
         deployment.live = deployment.target.update_code(location, deployment.live)
         deployment.result.function_updated = True
         logger.info(
             'Updated function "%s" resource; size: %s; ARN: %s',
             deployment.live.name,
-            format_file_size(archive.size),
+            format_file_size(self.archive.size),
             deployment.live.arn,
         )
         return f"CodeSha256 is now {deployment.live.code_sha256}"
 
 
 class UpdateLayers(Step):
+    """Attach exactly these layers; PENDING_LAYER stands for the version this run publishes (resolved at apply)."""
+
     kind = "update-layers"
 
+    def __init__(self, target: str, reason: str, layers: list[str]) -> None:
+        super().__init__(target, reason)
+        self.layers = layers
+
     def apply(self, deployment: Deployment) -> str:
-        deployment.live = deployment.target.update_layers(deployment.resolved_layers(), deployment.live)
+        deployment.live = deployment.target.update_layers(deployment.resolve(self.layers), deployment.live)
         deployment.result.configuration_updated = True
         logger.info("Attached layers: %s", ", ".join(deployment.live.layer_arns) or "none")
         return f"layers are now {deployment.live.layer_arns}"
@@ -357,7 +383,7 @@ def _action(step: Step, outcome: str | None = None) -> DeployAction:
 def finish(deployment: Deployment) -> None:
     """Report what the function runs now (deploy: every layer resolved; dry run: as planned)."""
     if not deployment.dry_run:
-        deployment.resolved_layers()
+        deployment.resolve(deployment.desired_layers)
     result, live = deployment.result, deployment.live
     result.requirements_layer_arn = deployment.layer_arn
     result.function_arn = live.arn
@@ -443,10 +469,17 @@ def plan_layer(deployment: Deployment) -> Step | None:
         logger.info("Requirements layer %s already holds digest %s", found.found.arn, requirements.digest[:12])
         deployment.layer_arn = found.found.arn
         return None
-    requirements_archive(deployment)
+    archive = requirements_archive(deployment)
     deployment.publishes_layer = True
     reason = f"no version holds this requirements archive (digest {requirements.digest})"
-    return PublishLayer(deployment.stage.layer_name, reason)
+    return PublishLayer(
+        deployment.stage.layer_name,
+        reason,
+        archive,
+        requirements.digest,
+        deployment.architecture,
+        deployment.dependency_key,
+    )
 
 
 def requirements_archive(deployment: Deployment) -> ArchiveInfo:
@@ -490,7 +523,8 @@ def _plan_code(deployment: Deployment) -> Step | None:
         logger.info("Function code unchanged (CodeSha256 %s)", live.code_sha256)
         return None
     reason = f"live CodeSha256 {live.code_sha256 or 'none'} differs from the package's {archive.code_sha256}"
-    return UpdateCode(live.name, reason)
+    assert function.digest is not None
+    return UpdateCode(live.name, reason, archive, function.digest)
 
 
 def _plan_layers(deployment: Deployment, *, publishing: bool) -> Step | None:
@@ -516,7 +550,8 @@ def _plan_layers(deployment: Deployment, *, publishing: bool) -> Step | None:
     if deployment.desired_layers == live.layer_arns:
         return None
     detached = f"; detaches {', '.join(foreign)}" if foreign else ""
-    return UpdateLayers(live.name, f"layers {live.layer_arns} -> {deployment.desired_layers}{detached}")
+    reason = f"layers {live.layer_arns} -> {deployment.desired_layers}{detached}"
+    return UpdateLayers(live.name, reason, list(deployment.desired_layers))
 
 
 def _is_requirements_layer(layer_name: str, arn: str) -> bool:

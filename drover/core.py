@@ -26,7 +26,7 @@ from drover.packaging import (
     plan_aside,
     unzipped_limit_problem,
 )
-from drover.progress import tracked
+from drover.progress import Progress, tracked
 from drover.settings import select_stage
 
 if TYPE_CHECKING:
@@ -312,8 +312,10 @@ class Drover:
             logger.info("Dependency key %s: the attached layer records another; installing", key[:12])
         return key, layers
 
-    def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo:
-        progress = self.options.progress
+    def write_archive(
+        self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path, progress: Progress | None = None
+    ) -> ArchiveInfo:
+        progress = self.options.progress if progress is None else progress
         total = sum(item.size for item in files)
         with self.timings.phase("archive"), tracked(progress, f"Packaging {path.name}", total, files=len(files)):
             archive = write_zip(path, files, self.options.workers, lambda size: progress.advance(size, files=1))

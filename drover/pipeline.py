@@ -40,7 +40,7 @@ from drover.errors import DroverError, SettingsError, one_line
 from drover.models import DeployResult, MultiResult, RunTotals, StageFailure
 from drover.options import DEFAULT_ARCHITECTURE, NO_INSTALL, AttachedLayer, InstallOutcome, RunOptions
 from drover.packaging import HashedFile, PackageFile, PackageLayout, PackagePlan, Partition, PendingPlan, hash_files
-from drover.progress import tracked
+from drover.progress import NO_PROGRESS, Progress, tracked
 
 if TYPE_CHECKING:
     from drover.deploy import AwsClients, LambdaTarget, LayerVersion, LiveFunction
@@ -92,7 +92,9 @@ class StageWork(Protocol):
         self, install_path: Path, skip: Sequence[Path] = (), *, dependencies_in_layer: bool = False
     ) -> PackageLayout: ...
     def package_aside(self, install_path: Path, skip: Sequence[Path] = ()) -> PendingPlan: ...
-    def write_archive(self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path) -> ArchiveInfo: ...
+    def write_archive(
+        self, kind: str, files: Sequence[HashedFile | PackageFile], path: Path, progress: Progress | None = None
+    ) -> ArchiveInfo: ...
     def package_result(self, plan: PackagePlan, mode: str, install: InstallSummary | None = None) -> DeployResult: ...
     def deployment(
         self,
@@ -209,6 +211,8 @@ class Pipeline:
         self.options = options
         self.max_workers = max_workers
         self.several = len(self.runs) > 1
+        # stages packaged and uploaded concurrently would interleave their bars: progress for one stage only
+        self.concurrent_progress = NO_PROGRESS if self.several else options.progress
         self.layers_published = 0
         if self.several and not any(isinstance(existing, StagePrefix) for existing in logger.filters):
             logger.addFilter(StagePrefix())
@@ -341,7 +345,7 @@ class Pipeline:
         def connect(run: StageRun) -> None:
             drover = run.drover
             run.target, run.live = workflow.connect(
-                drover.stage, clients[drover.stage.region_name], drover.timings.phase, self.options.progress
+                drover.stage, clients[drover.stage.region_name], drover.timings.phase, self.concurrent_progress
             )
 
         self._each(connect)
@@ -544,7 +548,9 @@ class Pipeline:
         def build_archive(kind: str, files: Sequence[HashedFile | PackageFile]) -> ArchiveInfo:
             partition = plan.function if kind == "function" else plan.requirements
             assert partition.digest is not None
-            archive = archives.get(kind, partition.digest, lambda path: drover.write_archive(kind, files, path))
+            archive = archives.get(
+                kind, partition.digest, lambda path: drover.write_archive(kind, files, path, self.concurrent_progress)
+            )
             record_archive(result, archive, kind, self.options.archive_dir)
             return archive
 

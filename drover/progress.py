@@ -124,13 +124,15 @@ class PlainProgress:
 
     def start(self, task: str, total: int | None = None, *, files: int | None = None) -> None:
         self.finish()
+        ticker = _Ticker(self._heartbeat, self.tick) if self._heartbeat is not None else None
         with self._lock:
             now = self._clock()
             self._task = _Task(task, total, files, now)
             self._next_line = now + self._interval
             self._lines = 0
-        if self._heartbeat is not None:
-            self._ticker = _Ticker(self._heartbeat, self.tick)
+            replaced, self._ticker = self._ticker, ticker
+        if replaced is not None:  # another thread started a task meanwhile: its heartbeat must not outlive it
+            replaced.stop()
 
     def advance(self, amount: int, *, files: int = 0) -> None:
         with self._lock:
@@ -151,7 +153,8 @@ class PlainProgress:
             self._say(self._describe(task, now))
 
     def finish(self) -> None:
-        ticker, self._ticker = self._ticker, None
+        with self._lock:
+            ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.stop()
         with self._lock:
@@ -211,7 +214,8 @@ class TerminalProgress:
             self._bar.update(amount)
 
     def finish(self) -> None:
-        ticker, self._ticker = self._ticker, None
+        with self._lock:
+            ticker, self._ticker = self._ticker, None
         if ticker is not None:
             ticker.stop()
         with self._lock:

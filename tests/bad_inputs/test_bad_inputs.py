@@ -435,6 +435,14 @@ CLI_CASES = [
         stage={"function_file_patterns": ["^application/"], "function_extra_paths": None},
         reads=True,
     ),
+    case(
+        "function-archive-no-python",
+        "the function archive would hold no Python file (only config.json)",
+        "function_file_patterns '^application/' match no file",
+        "fix function_file_patterns so the handler's module is in the function archive",
+        stage={"function_file_patterns": ["^application/"]},
+        reads=True,
+    ),
     # the install
     case(
         "requirements-missing",

@@ -63,6 +63,7 @@ from drover.locks import (
     marker_environment,
     pinned_packages,
     poetry_lock_requirements,
+    project_references,
     pylock_requirements,
     read_requirement_lines,
     read_requirements,
@@ -409,7 +410,10 @@ def install_key(
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path in [*_config_files(env), *inputs.files]:
         digest.update(f"\0file\0{path}\0{_file_digest(path)}".encode())
-    for path in sorted(set(inputs.references)):
+    references = set(inputs.references)
+    if request.source is not None:
+        references.update(project_references(request.source))
+    for path in sorted(references):
         digest.update(f"\0reference\0{path}\0{_reference_digest(path, skip)}".encode())
     if request.source is not None:
         source = request.source.resolve()
@@ -752,10 +756,14 @@ def _copy_local_projects(requirements: RequirementSet, scratch: Path, skip: Sequ
     """Local project directories named by requirement lines are built from clean copies too."""
     for index, directory in enumerate(dict.fromkeys(requirements.directories)):
         copy = _clean_copy(directory, scratch / "local" / f"{index}-{directory.name}", skip)
-        requirements.lines = [
-            str(copy) + line[len(str(directory)) :] if line.split(" ")[0] == str(directory) else line
-            for line in requirements.lines
-        ]
+        requirements.lines = [_point_at(line, directory, copy) for line in requirements.lines]
+
+
+def _point_at(line: str, directory: Path, copy: Path) -> str:
+    """A requirement line naming directory (by path, or as a `name @ file:` URL) made to name its copy."""
+    if line.split(" ")[0] == str(directory):
+        return str(copy) + line[len(str(directory)) :]
+    return line.replace(f"@ {directory.as_uri()}", f"@ {copy.as_uri()}", 1)
 
 
 def _plan(

@@ -10,6 +10,7 @@ Pure file reading: no installer runs here.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import tomllib
@@ -17,11 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
-from packaging.utils import canonicalize_name
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from drover.errors import InstallError
 
@@ -31,6 +33,7 @@ _EDITABLE = {"-e", "--editable"}
 _FIND_LINKS = {"-f", "--find-links"}
 _PATH_LIKE = re.compile(r"^(\.{1,2}/|/|~|file:)|\.(whl|tar\.gz|zip|tar\.bz2)$")
 _URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
+_NAMED_URL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(\[[^\]]*\])?\s*@")  # "name @ url", "name[extra] @ url"
 PYLOCK_NAME = re.compile(r"^pylock\.([^.]+\.)?toml$")
 
 
@@ -116,7 +119,7 @@ def _local_path(text: str, base: Path) -> Path | None:
     """The local file or directory a requirement or find-links value names, or None for a URL/name."""
     if _URL.match(text) and not text.startswith("file:"):
         return None
-    path_text = re.sub(r"^file:(//)?", "", text)
+    path_text = unquote(re.sub(r"^file:(//)?", "", text)) if text.startswith("file:") else text
     path = Path(path_text).expanduser()
     return path if path.is_absolute() else (base / path).resolve()
 
@@ -202,7 +205,8 @@ def _read_requirement(
     if _URL.match(requirement_text) and not requirement_text.startswith("file:"):
         result.lines.append(f"{requirement_text}{options}")  # a bare URL (https://…/x.whl, git+https://…)
         return
-    local = _local_path(requirement_text, base) if _PATH_LIKE.search(requirement_text) else None
+    named = _NAMED_URL.match(requirement_text) is not None
+    local = _local_path(requirement_text, base) if not named and _PATH_LIKE.search(requirement_text) else None
     if local is not None:
         if not local.exists():
             raise InstallError(f"{where}: {requirement_text} does not exist (looked for {local})")
@@ -216,12 +220,23 @@ def _read_requirement(
     except InvalidRequirement as error:
         raise InstallError(f"{where}: cannot read requirement {requirement_text!r}: {error}") from None
     if requirement.url and requirement.url.startswith("file:"):
-        url_path = _local_path(requirement.url, base)
-        if url_path is not None:
-            result.references.append(url_path)
+        requirement_text = _local_url_requirement(requirement, where, base, result)
     if requirement.extras:
         result.extras.setdefault(canonicalize_name(requirement.name), set()).update(requirement.extras)
     result.lines.append(f"{requirement_text}{options}")
+
+
+def _local_url_requirement(requirement: Requirement, where: str, base: Path, result: RequirementSet) -> str:
+    """A `name @ file:…` requirement: its file (or project directory) is an input, named by an absolute URL."""
+    local = _local_path(str(requirement.url), base)
+    assert local is not None  # a file: URL always names a local path
+    if not local.exists():
+        raise InstallError(f"{where}: {requirement.url} does not exist (looked for {local})")
+    result.references.append(local)
+    if local.is_dir():
+        result.directories.append(local)
+    extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
+    return f"{requirement.name}{extras} @ {local.as_uri()}"
 
 
 def _split_marker(spec: str, where: str) -> tuple[str, Marker | None]:
@@ -234,6 +249,80 @@ def _split_marker(spec: str, where: str) -> tuple[str, Marker | None]:
         return text, Marker(marker_text)
     except InvalidMarker as error:
         raise InstallError(f"{where}: invalid environment marker {marker_text!r}: {error}") from None
+
+
+# --- what a project references on this machine -------------------------------------------------------
+
+
+def project_references(project: Path) -> list[Path]:
+    """Local files and directories a project's dependencies name (outside the project itself): `file:` URLs in
+    [project] dependencies, path sources of [tool.uv.sources] and poetry, and path entries of its locks.
+
+    Their bytes decide the install as much as the project's own files, so they are part of the install key.
+    Nothing here raises: a malformed file is reported by the reader that installs from it."""
+    found: list[Path] = []
+    pyproject = _toml_or_empty(project / "pyproject.toml")
+    table = _table(pyproject, "project")
+    optional = _table(table, "optional-dependencies")
+    texts = [*_strings(table.get("dependencies")), *(t for group in optional.values() for t in _strings(group))]
+    for text in texts:
+        try:
+            url = Requirement(text).url
+        except InvalidRequirement:
+            continue
+        if url and url.startswith("file:"):
+            found.append(_local_path(url, project) or project)
+    tool = _table(pyproject, "tool")
+    sources = [
+        *_table(_table(tool, "uv"), "sources").values(),
+        *_table(_table(tool, "poetry"), "dependencies").values(),
+    ]
+    found += [project / entry["path"] for entry in _dicts(sources) if isinstance(entry.get("path"), str)]
+    found += _lock_paths(project)
+    root = project.resolve()
+    return sorted({path.resolve() for path in found} - {root})
+
+
+def _lock_paths(project: Path) -> list[Path]:
+    """Path and directory sources recorded in the project's uv.lock and pylock.toml."""
+    found: list[Path] = []
+    uv_lock = _toml_or_empty(project / "uv.lock")
+    for item in _dicts(uv_lock.get("package")):
+        source = item.get("source")
+        for kind in ("path", "directory"):
+            if isinstance(source, dict) and isinstance(source.get(kind), str):
+                found.append(project / source[kind])
+    pylock = _toml_or_empty(project / "pylock.toml")
+    for item in _dicts(pylock.get("packages")):
+        entries = [
+            *_dicts(item.get("wheels")),
+            *_dicts([item.get("sdist"), item.get("directory"), item.get("archive")]),
+        ]
+        found += [project / entry["path"] for entry in entries if isinstance(entry.get("path"), str)]
+    return found
+
+
+def _toml_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+
+
+def _table(document: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = document.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _strings(value: object) -> list[str]:
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
+
+
+def _dicts(values: object) -> list[dict[str, Any]]:
+    """The tables among values (a list, or one value), flattening one level of lists (uv's multiple sources)."""
+    items = values if isinstance(values, list) else [values]
+    flat = [part for item in items for part in (item if isinstance(item, list) else [item])]
+    return [item for item in flat if isinstance(item, dict)]
 
 
 # --- poetry.lock ---------------------------------------------------------------------------------
@@ -473,9 +562,12 @@ class PinnedPackage:
 
 def pinned_packages(requirements: RequirementSet) -> list[PinnedPackage] | None:
     """The requirement set as exactly pinned packages (markers already judged for the target), or None when
-    any line is not `name==version` with `--hash` (a range, a URL, a local path, a constraint, an option
-    that changes what installs): then only an install can tell what the tree holds."""
-    if requirements.constraints or requirements.references or requirements.directories:
+    any line is not `name==version` with `--hash` or a local wheel file (pinned by its bytes' sha256): a range,
+    a remote URL, a directory, find-links, a constraint, an option that changes what installs; then only an
+    install can tell what the tree holds."""
+    if requirements.constraints or requirements.directories:
+        return None
+    if not all(path.is_file() and path.name.endswith(".whl") for path in requirements.references):
         return None
     pinned: list[PinnedPackage] = []
     for line in requirements.lines:
@@ -483,11 +575,27 @@ def pinned_packages(requirements: RequirementSet) -> list[PinnedPackage] | None:
             if shlex.split(line)[0].split("=", 1)[0] not in _INDEX_OPTIONS:
                 return None
             continue
-        package = _pinned(line)
+        package = _pinned(line) or _local_wheel(line)
         if package is None:
             return None
         pinned.append(package)
     return sorted(pinned)
+
+
+def _local_wheel(line: str) -> PinnedPackage | None:
+    """A line naming a local wheel (an absolute path, or `name @ file:…`), pinned by the sha256 of its bytes."""
+    spec = line.partition(" --")[0].strip()
+    text = spec.split(" @ ", 1)[1].strip() if " @ " in spec else spec
+    path = _local_path(text, Path("/")) if text.startswith(("/", "file:")) else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        name, version, _, _ = parse_wheel_filename(path.name)
+    except InvalidWheelFilename:
+        return None
+    with path.open("rb") as stream:
+        digest = hashlib.file_digest(stream, "sha256").hexdigest()
+    return PinnedPackage(str(name), str(version), (f"sha256:{digest}",))
 
 
 def _pinned(line: str) -> PinnedPackage | None:

@@ -1078,3 +1078,42 @@ def test_an_older_poetry_lock_follows_extras_and_edge_markers(offline: Path, tmp
     (project / "pyproject.toml").write_text(pyproject.read_text().replace(', extras = ["fast"]', ""))
     install(request_for(tmp_path / "other", source=project), installer="uv")  # purelib only via 3.13's marker
     assert distributions(tmp_path / "other") == {"app-0.1", "extrareq-1.0", "hostmarker-1.0"}
+
+
+# --- the key covers the bytes of what requirements and locks reference (issue 23, item 2) --------------------
+
+
+def _local_wheel(tmp_path: Path, built_for: str) -> Path:
+    (tmp_path / "wheels").mkdir(exist_ok=True)
+    return write_wheel(tmp_path / "wheels", "localpkg", "1.0", "py3-none-any", _module("localpkg", built_for))
+
+
+def _installed_localpkg(target: Path) -> str:
+    return (target / "localpkg" / "__init__.py").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("form", ["name @ file URL", "file URL", "relative path"])
+def test_a_local_wheel_rebuilt_under_the_same_name_is_reinstalled(offline: Path, tmp_path: Path, form: str) -> None:
+    wheel = _local_wheel(tmp_path, "first")
+    line = {
+        "name @ file URL": f"localpkg @ {wheel.as_uri()}",
+        "file URL": wheel.as_uri(),
+        "relative path": "./wheels/localpkg-1.0-py3-none-any.whl",
+    }[form]
+    request = request_for(tmp_path / "install", requirements=requirements_file(tmp_path, line))
+    install(request, installer="uv")
+    _local_wheel(tmp_path, "rebuilt")
+
+    assert not install(request, installer="uv").skipped
+    assert _installed_localpkg(tmp_path / "install") == "BUILT_FOR = 'rebuilt'"
+
+
+def test_a_projects_path_dependency_rebuilt_under_the_same_name_is_reinstalled(offline: Path, tmp_path: Path) -> None:
+    wheel = _local_wheel(tmp_path, "first")
+    project = write_project(tmp_path / "project", dependencies=[f"localpkg @ {wheel.as_uri()}"])
+    request = request_for(tmp_path / "install", source=project)
+    install(request, installer="uv")
+    _local_wheel(tmp_path, "rebuilt")
+
+    assert not install(request, installer="uv").skipped
+    assert _installed_localpkg(tmp_path / "install") == "BUILT_FOR = 'rebuilt'"

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import Tag, compatible_tags, cpython_tags
 
 from drover.errors import InstallError
 from drover.io import format_file_size
@@ -170,6 +171,13 @@ class TargetPlatform:
 
     def allows(self, platform_tag: str) -> bool:
         return platform_tag == "any" or platform_tag in self.pip_platforms()
+
+    def wheel_tags(self) -> list[Tag]:
+        """Every wheel tag Lambda's interpreter accepts, most preferred first (as pip orders them)."""
+        version = tuple(int(part) for part in self.python_version.split("."))
+        interpreter = f"cp{version[0]}{version[1]}"
+        tags = list(cpython_tags(version, platforms=self.pip_platforms()))
+        return tags + list(compatible_tags(version, interpreter, self.pip_platforms()))
 
 
 def target_platform(runtime: str, architecture: str) -> TargetPlatform:
@@ -437,7 +445,9 @@ def locked_set(request: InstallRequest, platform: TargetPlatform, env: Mapping[s
         with tempfile.TemporaryDirectory(prefix=".drover-key-") as scratch:
             # read from a clean copy, as the install does: uv then sees no workspace around the user's tree
             project = _clean_copy(request.source, Path(scratch) / "project", [request.target])
-            requirements.add(_locked_requirements(project, lock, platform, Path(scratch), env, verbose=False))
+            requirements.add(
+                _locked_requirements(request.source, project, lock, platform, Path(scratch), env, verbose=False)
+            )
     if request.requirements is not None:
         inputs = _read_inputs(request, platform)
         if not inputs.hashed and not PYLOCK_NAME.match(request.requirements.name):
@@ -674,7 +684,7 @@ def _read_inputs(request: InstallRequest, platform: TargetPlatform) -> Requireme
     requirements = request.requirements.resolve()
     if PYLOCK_NAME.match(requirements.name):
         result = RequirementSet(files=[requirements])
-        lines = pylock_requirements(requirements, _environment(platform))
+        lines = pylock_requirements(requirements, _environment(platform), platform.wheel_tags())
         result.add(
             read_requirement_lines(lines, _environment(platform), base=requirements.parent, origin=str(requirements))
         )
@@ -706,15 +716,25 @@ def _project_lock(project: Path) -> str | None:
 
 
 def _locked_requirements(
-    project: Path, lock: str, platform: TargetPlatform, scratch: Path, env: Mapping[str, str], *, verbose: bool
+    source: Path,
+    project: Path,
+    lock: str,
+    platform: TargetPlatform,
+    scratch: Path,
+    env: Mapping[str, str],
+    *,
+    verbose: bool,
 ) -> RequirementSet:
+    """The project's lock read for the target: locks are read from the user's tree (errors name its files), uv
+    exports from the clean copy (project)."""
+    source = source.resolve()
     if lock == "uv.lock":
         lines = _export_uv_lock(project, scratch / "uv-export.txt", env, verbose=verbose)
     elif lock == "poetry.lock":
-        lines = poetry_lock_requirements(project)
+        lines = poetry_lock_requirements(source)
     else:
-        lines = pylock_requirements(project / lock, _environment(platform))
-    return read_requirement_lines(lines, _environment(platform), base=project, origin=lock)
+        lines = pylock_requirements(source / lock, _environment(platform), platform.wheel_tags())
+    return read_requirement_lines(lines, _environment(platform), base=source, origin=str(source / lock))
 
 
 def _clean_copy(source: Path, destination: Path, skip: Sequence[Path]) -> Path:
@@ -779,8 +799,8 @@ def _plan(
     skip = [request.target]
     project = _clean_copy(request.source, scratch / "project", skip) if request.source is not None else None
     lock = _project_lock(project) if project is not None else None
-    if project is not None and lock is not None:
-        locked = _locked_requirements(project, lock, platform, scratch, env, verbose=request.verbose)
+    if request.source is not None and project is not None and lock is not None:
+        locked = _locked_requirements(request.source, project, lock, platform, scratch, env, verbose=request.verbose)
         plan.requirements.add(locked)
         plan.locked_count += locked.kept
         plan.no_deps = True  # the lock is the whole closure

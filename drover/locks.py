@@ -13,19 +13,31 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
-import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
-from packaging.markers import InvalidMarker, Marker
+from packaging.markers import Environment, InvalidMarker, Marker
+from packaging.pylock import (
+    Package,
+    PackageArchive,
+    PackageDirectory,
+    PackageSdist,
+    PackageVcs,
+    PackageWheel,
+    Pylock,
+    PylockSelectError,
+    PylockValidationError,
+)
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.specifiers import SpecifierSet
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from drover.errors import InstallError
+from drover.errors import InstallError, one_line
+from drover.lockfiles import PoetryLock, PoetryPackage, UvLock, load_toml, read_input_text, validated
 
 _INCLUDE = {"-r", "--requirement"}
 _CONSTRAINT = {"-c", "--constraint"}
@@ -140,10 +152,7 @@ def read_requirements(
     seen.add(resolved)
     result.files.append(resolved)
     base = base or resolved.parent
-    try:
-        text = resolved.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InstallError(f"cannot read requirements file {path}: {error}") from None
+    text = read_input_text(resolved, "requirements file")
     for number, line in _logical_lines(text):
         _read_line(line, f"{path}:{number}", base, environment, seen, result)
     return result
@@ -304,8 +313,8 @@ def _lock_paths(project: Path) -> list[Path]:
 
 def _toml_or_empty(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return load_toml(path) if path.is_file() else {}
+    except InstallError:
         return {}
 
 
@@ -329,10 +338,7 @@ def _dicts(values: object) -> list[dict[str, Any]]:
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise InstallError(f"cannot read {path}: {error}") from None
+    return load_toml(path, path.name)
 
 
 def poetry_lock_requirements(project: Path) -> list[str]:
@@ -342,21 +348,17 @@ def poetry_lock_requirements(project: Path) -> list[str]:
     the project's dependencies along the locked dependency edges (markers kept on the edges).
     """
     lock_path = project / "poetry.lock"
-    lock = _load_toml(lock_path)
-    packages: dict[str, dict[str, Any]] = {
-        str(canonicalize_name(str(item["name"]))): item for item in lock.get("package", [])
-    }
-    if packages and all("groups" in item for item in packages.values()):
-        chosen = {name: _poetry_marker(item) for name, item in packages.items() if "main" in item.get("groups", [])}
+    lock = validated(PoetryLock, _load_toml(lock_path), lock_path)
+    packages = {str(canonicalize_name(item.name)): item for item in lock.package}
+    if packages and all(item.groups is not None for item in packages.values()):
+        chosen = {name: _poetry_marker(item) for name, item in packages.items() if "main" in (item.groups or [])}
     else:
         chosen = _walk_poetry_graph(packages, _poetry_roots(project), lock_path)
     return [_poetry_line(packages[name], marker, lock_path) for name, marker in sorted(chosen.items())]
 
 
-def _poetry_marker(item: Mapping[str, Any]) -> str:
-    markers = item.get("markers")
-    if isinstance(markers, dict):
-        markers = markers.get("main")
+def _poetry_marker(item: PoetryPackage) -> str:
+    markers = item.markers.get("main") if isinstance(item.markers, dict) else item.markers
     return str(markers) if markers else ""
 
 
@@ -365,36 +367,44 @@ _Root = tuple[str, str, frozenset[str]]  # (canonical name, marker, extras)
 
 
 def _poetry_roots(project: Path) -> list[_Root]:
-    pyproject = _load_toml(project / "pyproject.toml")
+    path = project / "pyproject.toml"
+    pyproject = _load_toml(path)
     roots: list[_Root] = []
-    for text in pyproject.get("project", {}).get("dependencies", []):
-        requirement = Requirement(text)
+    for text in _strings(_table(pyproject, "project").get("dependencies")):
+        requirement = _project_requirement(text, path)
         roots.append(
             (canonicalize_name(requirement.name), str(requirement.marker or ""), frozenset(requirement.extras))
         )
-    poetry_dependencies = pyproject.get("tool", {}).get("poetry", {}).get("dependencies", {})
+    poetry_dependencies = _table(_table(_table(pyproject, "tool"), "poetry"), "dependencies")
     for name, value in poetry_dependencies.items():
         if name.lower() == "python" or (isinstance(value, dict) and value.get("optional")):
             continue
         spec = value if isinstance(value, dict) else {}
-        roots.append((canonicalize_name(name), str(spec.get("markers", "")), frozenset(spec.get("extras", []))))
+        extras = frozenset(str(extra) for extra in _strings(spec.get("extras")))
+        roots.append((canonicalize_name(name), str(spec.get("markers", "")), extras))
     return roots
 
 
-def _extra_names(item: Mapping[str, Any], extras: frozenset[str]) -> set[str]:
+def _project_requirement(text: str, path: Path) -> Requirement:
+    try:
+        return Requirement(text)
+    except InvalidRequirement as error:
+        raise InstallError(f"{path}: cannot read dependency {text[:200]!r}: {one_line(error)}") from None
+
+
+def _extra_names(item: PoetryPackage, extras: frozenset[str]) -> set[str]:
     """The optional dependencies a locked package's extras switch on (its [package.extras] table)."""
-    table = item.get("extras", {})
     names: set[str] = set()
     for extra in extras:
-        for text in table.get(extra, []):
-            match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", str(text))
+        for text in item.extras.get(extra, []):
+            match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)", text)
             if match:
                 names.add(canonicalize_name(match[1]))
     return names
 
 
 def _walk_poetry_graph(
-    packages: Mapping[str, Mapping[str, Any]], roots: Iterable[_Root], lock_path: Path
+    packages: Mapping[str, PoetryPackage], roots: Iterable[_Root], lock_path: Path
 ) -> dict[str, str]:
     """Packages reachable from roots along the locked dependency edges (optional ones when an extra asks);
     a package reached along several edges keeps each edge's marker."""
@@ -417,17 +427,11 @@ def _walk_poetry_graph(
         markers.add(marker)
         item = packages[name]
         switched_on = _extra_names(item, extras)
-        for dependency, value in item.get("dependencies", {}).items():
-            for spec in value if isinstance(value, list) else [value]:
-                spec = spec if isinstance(spec, dict) else {}
-                if spec.get("optional") and canonicalize_name(dependency) not in switched_on:
-                    continue
-                edge = (
-                    canonicalize_name(dependency),
-                    _and_markers(marker, str(spec.get("markers", ""))),
-                    frozenset(spec.get("extras", [])),
-                )
-                stack.append((edge, str(item["name"])))
+        for dependency, spec in item.edges():
+            if spec.optional and canonicalize_name(dependency) not in switched_on:
+                continue
+            edge = (canonicalize_name(dependency), _and_markers(marker, spec.markers), frozenset(spec.extras))
+            stack.append((edge, item.name))
     return {
         name: "" if "" in markers else " or ".join(f"({m})" for m in sorted(markers))
         for name, markers in reached.items()
@@ -440,91 +444,125 @@ def _and_markers(first: str, second: str) -> str:
     return f"({first}) and ({second})"
 
 
-def _poetry_line(item: Mapping[str, Any], marker: str, lock_path: Path) -> str:
-    name, version = str(item["name"]), str(item["version"])
-    source = item.get("source", {})
-    if isinstance(source, dict) and source.get("type") not in (None, "legacy"):
+def _poetry_line(item: PoetryPackage, marker: str, lock_path: Path) -> str:
+    source = item.source
+    if source is not None and source.type not in (None, "legacy"):
         raise InstallError(
-            f"{lock_path}: {name} comes from a {source.get('type')} source ({source.get('url')}); drover installs "
+            f"{lock_path}: {item.name} comes from a {source.type} source ({source.url}); drover installs "
             "poetry.lock packages from a package index — publish it to an index or install it with --requirements"
         )
-    hashes = sorted({str(entry["hash"]) for entry in item.get("files", []) if "hash" in entry})
+    hashes = sorted({entry.hash for entry in item.files})
     if not hashes:
-        raise InstallError(f"{lock_path}: {name} {version} has no file hashes — run `poetry lock` to record them")
+        raise InstallError(
+            f"{lock_path}: {item.name} {item.version} has no file hashes — run `poetry lock` to record them"
+        )
     hash_options = "".join(f" --hash={digest}" for digest in hashes)
-    return f"{name}=={version}{f' ; {marker}' if marker else ''}{hash_options}"
+    return f"{item.name}=={item.version}{f' ; {marker}' if marker else ''}{hash_options}"
 
 
 # --- pylock.toml (PEP 751) -----------------------------------------------------------------------
 
 
-def pylock_requirements(lock_path: Path, environment: Mapping[str, str]) -> list[str]:
-    """A PEP 751 lock's packages for the target (default extras and groups) as hash-pinned requirement lines."""
-    lock = _load_toml(lock_path)
-    lock_environment: dict[str, str | frozenset[str]] = {
-        **environment,
-        "extras": frozenset(),
-        "dependency_groups": frozenset({"default"}),
-    }
-    lines = []
-    for item in lock.get("packages", []):
-        name, version = str(item["name"]), item.get("version")
-        try:
-            if item.get("marker") and not Marker(str(item["marker"])).evaluate(lock_environment, context="lock_file"):
-                continue
-        except InvalidMarker as error:
-            raise InstallError(f"{lock_path}: {name}: invalid marker {item['marker']!r}: {error}") from None
-        marker = ""
-        hashes = sorted(
-            {
-                f"sha256:{entry['hashes']['sha256']}"
-                for entry in [*item.get("wheels", []), *([item["sdist"]] if "sdist" in item else [])]
-                if "sha256" in entry.get("hashes", {})
-            }
+def pylock_requirements(lock_path: Path, environment: Mapping[str, str], tags: Sequence[Tag]) -> list[str]:
+    """A PEP 751 lock's packages for the target (default extras and groups) as hash-pinned requirement lines.
+
+    packaging.pylock validates the lock and selects the packages and artifacts for the target's markers and
+    wheel tags. An index artifact becomes `name==version` with every locked hash (the installer picks the
+    file); a local one is checked against its locked hash here and named by its absolute path."""
+    lock = _read_pylock(lock_path)
+    try:
+        selected = list(lock.select(environment=cast(Environment, environment), tags=tags))
+    except PylockSelectError as error:
+        raise InstallError(f"{lock_path}: {one_line(error)} for the target — lock it for this runtime") from None
+    return [_pylock_line(lock_path, package, artifact) for package, artifact in selected]
+
+
+def _read_pylock(lock_path: Path) -> Pylock:
+    try:
+        return Pylock.from_dict(_load_toml(lock_path))
+    except PylockValidationError as error:
+        problem = re.sub(r"^Unexpected type", "wrong type", one_line(error))  # a bad value, not a crash of drover's
+        raise InstallError(f"{lock_path}: {problem} — fix the lock or generate it again") from None
+
+
+_PylockArtifact = PackageVcs | PackageDirectory | PackageArchive | PackageWheel | PackageSdist
+
+
+def _pylock_line(lock_path: Path, package: Package, artifact: _PylockArtifact) -> str:
+    if isinstance(artifact, PackageDirectory):
+        return str((lock_path.parent / artifact.path).resolve())
+    if isinstance(artifact, PackageVcs):
+        raise InstallError(
+            f"{lock_path}: {package.name} comes from version control ({artifact.url or artifact.path}); drover "
+            "installs pylock.toml packages from a package index or local files — lock it from an index"
         )
-        local = [entry["path"] for entry in item.get("wheels", []) if "path" in entry]
-        if local:
-            lines.append(f"{(lock_path.parent / local[0]).resolve()}{marker}")
-        elif "directory" in item:
-            lines.append(f"{(lock_path.parent / item['directory']['path']).resolve()}{marker}")
-        elif version is None or not hashes:
-            raise InstallError(
-                f"{lock_path}: {name} has no version and sha256 hashes drover can install from — lock it from an index"
-            )
-        else:
-            lines.append(f"{name}=={version}{marker}" + "".join(f" --hash={digest}" for digest in hashes))
-    return lines
+    if artifact.path is not None:
+        local = (lock_path.parent / artifact.path).resolve()
+        return f"{local} --hash=sha256:{_checked_local_artifact(lock_path, package, local, artifact.hashes)}"
+    hashes = sorted({f"sha256:{digest}" for digest in _locked_sha256s(package)})
+    if package.version is None or not hashes:
+        raise InstallError(
+            f"{lock_path}: {package.name} has no version and sha256 hashes drover can install from — lock it from an index"
+        )
+    return f"{package.name}=={package.version}" + "".join(f" --hash={digest}" for digest in hashes)
+
+
+def _locked_sha256s(package: Package) -> list[str]:
+    artifacts: list[PackageWheel | PackageSdist] = [
+        *(package.wheels or ()),
+        *([package.sdist] if package.sdist else []),
+    ]
+    return [artifact.hashes["sha256"] for artifact in artifacts if "sha256" in artifact.hashes]
+
+
+def _checked_local_artifact(lock_path: Path, package: Package, local: Path, hashes: Mapping[str, str]) -> str:
+    """The sha256 of a local artifact the lock names, after checking its bytes against the locked hash."""
+    if not local.is_file():
+        raise InstallError(f"{lock_path}: {package.name}: {local} does not exist — build it or lock again")
+    checkable = [name for name in hashes if name in hashlib.algorithms_guaranteed]
+    algorithm = "sha256" if "sha256" in hashes else (checkable[0] if checkable else None)
+    if algorithm is None:
+        raise InstallError(f"{lock_path}: {package.name}: {local.name} has no hash drover can check (sha256)")
+    actual = _file_digest(local, algorithm)
+    if actual != hashes[algorithm].lower():
+        raise InstallError(
+            f"{lock_path}: {package.name}: {local} has {algorithm} {actual}, but the lock says {hashes[algorithm]} — "
+            "the file changed since it was locked: lock again, or restore the locked file"
+        )
+    return actual if algorithm == "sha256" else _file_digest(local, "sha256")
+
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, algorithm).hexdigest()
 
 
 # --- uv.lock -------------------------------------------------------------------------------------
 
 
-def uv_lock_problem(project: Path) -> str | None:
+def uv_lock_problem(project: Path, lock_path: Path | None = None) -> str | None:
     """How uv.lock fails to match the project's declared dependencies (what `uv lock --check` finds), or None.
 
     Compares names and version specifiers of [project] dependencies and optional-dependencies with the
     requires-dist uv recorded for the project; no index is consulted, so a mirror configured in CI does not
-    make a good lock look stale.
+    make a good lock look stale. lock_path: the workspace's uv.lock (default: the project's own).
     """
-    pyproject = _load_toml(project / "pyproject.toml").get("project", {})
-    if "dependencies" in pyproject.get("dynamic", []) or "name" not in pyproject:
+    pyproject_path = project / "pyproject.toml"
+    pyproject = _table(_load_toml(pyproject_path), "project")
+    if "dependencies" in _strings(pyproject.get("dynamic")) or not isinstance(pyproject.get("name"), str):
         return None
-    declared = _requirement_keys(
-        [
-            *pyproject.get("dependencies", []),
-            *(text for group in pyproject.get("optional-dependencies", {}).values() for text in group),
-        ]
-    )
-    lock = _load_toml(project / "uv.lock")
-    name = canonicalize_name(str(pyproject["name"]))
-    root = next(
-        (item for item in lock.get("package", []) if canonicalize_name(str(item.get("name", ""))) == name), None
-    )
+    optional = _table(pyproject, "optional-dependencies")
+    texts = [*_strings(pyproject.get("dependencies")), *(t for group in optional.values() for t in _strings(group))]
+    declared = _requirement_keys(texts, pyproject_path)
+    lock_path = lock_path or project / "uv.lock"
+    lock = validated(UvLock, _load_toml(lock_path), lock_path)
+    name = canonicalize_name(pyproject["name"])
+    root = next((item for item in lock.package if canonicalize_name(item.name) == name), None)
     if root is None:
         return f"uv.lock has no entry for the project {pyproject['name']}"
     recorded = {
-        (canonicalize_name(str(entry["name"])), str(SpecifierSet(str(entry.get("specifier", "")))))
-        for entry in root.get("metadata", {}).get("requires-dist", [])
+        (canonicalize_name(entry.name), _specifier(entry.specifier, lock_path, entry.name))
+        for entry in root.metadata.requires_dist
     }
     added = sorted(f"{n}{s}" for n, s in declared - recorded)
     removed = sorted(f"{n}{s}" for n, s in recorded - declared)
@@ -535,10 +573,17 @@ def uv_lock_problem(project: Path) -> str | None:
     return "; ".join(parts)
 
 
-def _requirement_keys(texts: Iterable[str]) -> set[tuple[str, str]]:
+def _specifier(text: str, path: Path, name: str) -> str:
+    try:
+        return str(SpecifierSet(text))
+    except InvalidSpecifier as error:
+        raise InstallError(f"{path}: {name}: cannot read version specifier {text[:200]!r}: {one_line(error)}") from None
+
+
+def _requirement_keys(texts: Iterable[str], path: Path) -> set[tuple[str, str]]:
     keys = set()
     for text in texts:
-        requirement = Requirement(text)
+        requirement = _project_requirement(text, path)
         keys.add((str(canonicalize_name(requirement.name)), str(SpecifierSet(str(requirement.specifier)))))
     return keys
 
@@ -593,9 +638,7 @@ def _local_wheel(line: str) -> PinnedPackage | None:
         name, version, _, _ = parse_wheel_filename(path.name)
     except InvalidWheelFilename:
         return None
-    with path.open("rb") as stream:
-        digest = hashlib.file_digest(stream, "sha256").hexdigest()
-    return PinnedPackage(str(name), str(version), (f"sha256:{digest}",))
+    return PinnedPackage(str(name), str(version), (f"sha256:{_file_digest(path, 'sha256')}",))
 
 
 def _pinned(line: str) -> PinnedPackage | None:

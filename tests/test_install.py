@@ -812,7 +812,8 @@ def test_a_pylock_toml_installs_its_packages_by_hash(offline: Path, tmp_path: Pa
         f'wheels = [{{ name = "{wheel.name}", url = "https://files.example.org/{wheel.name}", '
         f'hashes = {{ sha256 = "{_sha256(wheel)}" }} }}]\n\n'
         '[[packages]]\nname = "extra"\nversion = "1.0"\nmarker = \'python_version < "3.10"\'\n'
-        'wheels = [{ name = "extra-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n',
+        'wheels = [{ name = "extra-1.0-py3-none-any.whl", url = "https://files.example.org/extra-1.0-py3-none-any.whl", '
+        'hashes = { sha256 = "00" } }]\n',
         encoding="utf-8",
     )
     result = install(request_for(tmp_path / "install", requirements=tmp_path / "pylock.toml"), installer=installer)
@@ -1117,3 +1118,14 @@ def test_a_projects_path_dependency_rebuilt_under_the_same_name_is_reinstalled(o
 
     assert not install(request, installer="uv").skipped
     assert _installed_localpkg(tmp_path / "install") == "BUILT_FOR = 'rebuilt'"
+
+
+def test_a_poetry_lock_error_names_the_users_file_not_a_temporary_copy(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "project", dependencies=["purelib"])
+    (project / "poetry.lock").write_text(
+        '[[package]]\nname = "purelib"\nversion = "1.0"\ngroups = ["main"]\nfiles = []\n\n'
+        '[package.source]\ntype = "git"\nurl = "https://example.org/purelib.git"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(InstallError, match=rf"^{project.resolve()}/poetry\.lock: purelib comes from a git source"):
+        install(request_for(tmp_path / "install", source=project), installer="uv")

@@ -31,11 +31,13 @@ missed one. uv also accepts plain linux_* wheels for a manylinux target, which
 
 from __future__ import annotations
 
+import csv
 import email.parser
 import functools
 import hashlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -53,6 +55,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from drover.errors import InstallError
 from drover.io import format_file_size
@@ -601,19 +604,17 @@ def missing_wheel(output: str) -> MissingWheel | None:
     return None
 
 
-def _wheel_tags(wheel_name: str) -> tuple[str, str, str]:
-    """(python, abi, platform) tags of a wheel file name."""
-    parts = wheel_name.removesuffix(".whl").split("-")
-    return parts[-3], parts[-2], parts[-1]
-
-
 def is_pure_wheel(wheel_name: str) -> bool:
-    _, abi, platform = _wheel_tags(wheel_name)
-    return abi == "none" and platform == "any"
+    """Whether a wheel file name's tags say pure Python (abi none, platform any); False for a malformed name."""
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel_name)
+    except InvalidWheelFilename:
+        return False
+    return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
 
 
 def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
 
 
 def _build_pure_wheel(
@@ -909,15 +910,18 @@ def _record_path(row_path: str) -> str:
 
 
 def _read_record(dist_info: Path) -> list[list[str]]:
+    """RECORD's rows (path, hash, size), read as the CSV file it is (a path holding a comma is quoted)."""
     record = dist_info / "RECORD"
     if not record.is_file():
         return []
-    rows = []
-    for line in record.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            path, _, rest = line.partition(",")
-            rows.append([path, rest])
-    return rows
+    with record.open(encoding="utf-8", newline="") as stream:
+        return [row for row in csv.reader(stream) if row and row[0].strip()]
+
+
+def _csv_text(rows: Sequence[Sequence[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -936,15 +940,14 @@ def normalize_metadata(root: Path) -> None:
             if (dist_info / name).exists():
                 (dist_info / name).unlink()
                 removed.add(f"{dist_info.name}/{name}")
-        rows = [[_record_path(path), rest] for path, rest in _read_record(dist_info)]
+        rows = [[_record_path(row[0]), *row[1:]] for row in _read_record(dist_info)]
         if rows:
-            kept = [f"{path},{rest}" for path, rest in rows if path not in removed]
-            _write_file(dist_info / "RECORD", "\n".join(kept) + "\n")
+            _write_file(dist_info / "RECORD", _csv_text([row for row in rows if row[0] not in removed]))
 
 
 def _remove_distribution(root: Path, dist_info: Path) -> int:
     """Delete one installed distribution (its RECORD files and dist-info); return the bytes freed."""
-    paths = {Path(os.path.normpath(root / _record_path(path))) for path, _ in _read_record(dist_info)}
+    paths = {Path(os.path.normpath(root / _record_path(row[0]))) for row in _read_record(dist_info)}
     paths.update(path for path in dist_info.rglob("*") if path.is_file() or path.is_symlink())
     freed = 0
     parents: set[Path] = set()
@@ -1093,11 +1096,11 @@ def check_not_empty(root: Path, plan: _Plan, platform: TargetPlatform) -> None:
 
 def project_files(root: Path, wheel: Path) -> list[str]:
     """The installed files of the project's own distribution (code, scripts and .dist-info), relative POSIX."""
-    name = _canonical(wheel.name.split("-")[0])
+    name = _canonical(parse_wheel_filename(wheel.name)[0])
     dist_info = next((path for path in _dist_infos(root) if _dist_name(path) == name), None)
     if dist_info is None:
         return []
-    names = {Path(os.path.normpath(root / _record_path(path))) for path, _ in _read_record(dist_info)}
+    names = {Path(os.path.normpath(root / _record_path(row[0]))) for row in _read_record(dist_info)}
     names.update(path for path in dist_info.rglob("*") if path.is_file())
     return sorted(path.relative_to(root).as_posix() for path in names if path.is_relative_to(root) and path.is_file())
 

@@ -1129,3 +1129,25 @@ def test_a_poetry_lock_error_names_the_users_file_not_a_temporary_copy(offline: 
     )
     with pytest.raises(InstallError, match=rf"^{project.resolve()}/poetry\.lock: purelib comes from a git source"):
         install(request_for(tmp_path / "install", source=project), installer="uv")
+
+
+def test_record_is_read_as_csv_so_a_file_name_with_a_comma_is_removed_with_its_package(tmp_path: Path) -> None:
+    """RECORD is CSV (PEP 376): a path holding a comma is quoted; splitting at the first comma missed it."""
+    from drover.install import exclude_runtime_packages, normalize_metadata
+
+    root = tmp_path / "install"
+    (root / "six").mkdir(parents=True)
+    (root / "six" / "a,b.py").write_text("X = 1\n")
+    (root / "six" / "__init__.py").write_text("")
+    info = root / "six-1.16.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n")
+    (info / "REQUESTED").write_text("")
+    (info / "RECORD").write_text(
+        '"six/a,b.py",sha256=x,6\nsix/__init__.py,,\nsix-1.16.0.dist-info/REQUESTED,,\nsix-1.16.0.dist-info/RECORD,,\n'
+    )
+    normalize_metadata(root)
+    assert '"six/a,b.py",sha256=x,6' in (info / "RECORD").read_text().splitlines()
+
+    assert exclude_runtime_packages(root)[0] == ("six",)
+    assert sorted(path.name for path in root.rglob("*")) == []

@@ -806,6 +806,8 @@ def _plan(
         plan.locked_count += locked.kept
         plan.no_deps = True  # the lock is the whole closure
         locks.append(lock)
+        if locked.hashed and request.requirements is not None:
+            check_all_hashed(inputs, request.requirements, lock)
     plan.requirements.add(inputs)
     if inputs.hashed and request.requirements is not None:
         plan.locked_count += inputs.kept
@@ -817,6 +819,19 @@ def _plan(
         plan.project_wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
     plan.lock = " + ".join(locks) or None
     return plan
+
+
+def check_all_hashed(inputs: RequirementSet, requirements: Path, lock: str) -> None:
+    """A hash-pinned lock puts the installer in hash-checking mode for every line: extra requirements need hashes."""
+    unhashed = [line for line in inputs.lines if not line.startswith("-") and "--hash" not in line]
+    if not unhashed:
+        return
+    shown = ", ".join(unhashed[:3]) + (f" and {len(unhashed) - 3} more" if len(unhashed) > 3 else "")
+    raise InstallError(
+        f"{requirements} has requirements without hashes ({shown}), but {lock} pins every package by hash and an "
+        "install checks hashes for all or none — add hashes to it (uv pip compile --generate-hashes, or pip-compile "
+        "--generate-hashes), or move these requirements into the project's dependencies and lock again"
+    )
 
 
 def _install_command(

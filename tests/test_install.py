@@ -1151,3 +1151,21 @@ def test_record_is_read_as_csv_so_a_file_name_with_a_comma_is_removed_with_its_p
 
     assert exclude_runtime_packages(root)[0] == ("six",)
     assert sorted(path.name for path in root.rglob("*")) == []
+
+
+def test_a_hashed_lock_with_unhashed_extra_requirements_is_one_line_naming_the_file_and_the_fixes(
+    offline: Path, tmp_path: Path
+) -> None:
+    """issue 23 item 5: uv said only "In `--require-hashes` mode, all requirements must have a hash"."""
+    project = write_project(tmp_path / "app", dependencies=["purelib"])
+    write_poetry_lock(project, offline, [("purelib", "1.0", "main", "")], groups=True)
+    extra = requirements_file(tmp_path, "extra==1.0", name="extra.txt")
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", source=project, requirements=extra), installer="uv")
+
+    assert str(caught.value) == (
+        f"{extra} has requirements without hashes (extra==1.0), but poetry.lock pins every package by hash and an "
+        "install checks hashes for all or none — add hashes to it (uv pip compile --generate-hashes, or pip-compile "
+        "--generate-hashes), or move these requirements into the project's dependencies and lock again"
+    )

@@ -12,6 +12,8 @@ import errno
 import os
 import stat
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,15 +23,43 @@ from drover.errors import InstallError
 
 MAX_INPUT_BYTES = 32 << 20  # a large real uv.lock is a few MB; anything bigger is a mistake or an attack
 _READ_SIZE = 1 << 20
+_confined_to: Path | None = None  # the Action's workspace: no input file is read from outside it
+
+
+@contextmanager
+def confine_reads(root: Path) -> Iterator[None]:
+    """While inside, every requirements or lock file read must resolve (symlinks too) inside root (the Action)."""
+    global _confined_to
+    previous, _confined_to = _confined_to, Path(os.path.realpath(root))
+    try:
+        yield
+    finally:
+        _confined_to = previous
+
+
+def check_confined(path: Path | str, what: str, shown: Path | None = None) -> None:
+    """Refuse a path that resolves outside the confinement root, naming it (never its content)."""
+    if _confined_to is None:
+        return
+    real = Path(os.path.realpath(path))
+    if real != _confined_to and _confined_to not in real.parents:
+        raise InstallError(
+            f"{what} {shown or path} resolves to {str(real)!r}, outside the workspace {_confined_to} — in the Action "
+            "every file drover reads must stay inside the workspace"
+        )
 
 
 def read_input_text(path: Path, what: str = "file") -> str:
-    """A requirements or lock file's text: a regular UTF-8 file of at most MAX_INPUT_BYTES, read without blocking."""
+    """A requirements or lock file's text: a regular UTF-8 file of at most MAX_INPUT_BYTES, read without blocking;
+    in the Action, only from inside the workspace (checked before opening, and on the opened file)."""
+    check_confined(path, what)
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise InstallError(f"cannot read {what} {path}: {error.strerror or error}") from None
     try:
+        if os.path.exists(f"/proc/self/fd/{descriptor}"):  # the file opened, whatever a link swap did meanwhile
+            check_confined(f"/proc/self/fd/{descriptor}", what, shown=path)
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise InstallError(f"{what} {path} is not a regular file (a FIFO, a device or a directory?) — give a file")

@@ -158,6 +158,24 @@ def read_requirements(
     return result
 
 
+def included_files(path: Path, seen: set[Path] | None = None) -> list[Path]:
+    """A requirements file and every file it includes (-r, -c), read through the bounded reader but not
+    interpreted: the Action checks before any AWS call that none of them lies outside the workspace."""
+    seen = set() if seen is None else seen
+    resolved = path.resolve()
+    if resolved in seen:
+        return []
+    seen.add(resolved)
+    found = [path]
+    for _, line in _logical_lines(read_input_text(path, "requirements file")):
+        if not line.startswith("-"):
+            continue
+        option, value, _ = _split_option(shlex.split(line))
+        if option in _INCLUDE | _CONSTRAINT and value is not None:
+            found += included_files(resolved.parent / value, seen)
+    return found
+
+
 def read_requirement_lines(
     lines: Iterable[str], environment: Mapping[str, str], *, base: Path, origin: str
 ) -> RequirementSet:

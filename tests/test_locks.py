@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -264,3 +265,39 @@ def test_a_local_pylock_wheel_whose_bytes_do_not_match_the_lock_is_refused(tmp_p
         match=rf"^{project}/pylock.toml: local: {wheel} has sha256 [0-9a-f]{{64}}, but the lock says {SHA} — the file changed since it was locked",
     ):
         read_pylock(project)
+
+
+# --- nested requirement files: bounded, non-blocking, confined in the Action (issue 24.1) -----------------------
+
+
+def test_a_nested_requirements_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")  # nobody writes: a blocking open or read would hang the run
+    (tmp_path / "requirements.txt").write_text("six\n-r pipe\n")
+    with pytest.raises(InstallError, match=rf"^requirements file {tmp_path}/pipe is not a regular file"):
+        read_requirements(tmp_path / "requirements.txt", PY313_X86)
+
+
+def test_a_huge_nested_requirements_file_is_refused(tmp_path: Path) -> None:
+    with (tmp_path / "huge.txt").open("wb") as stream:
+        stream.truncate(MAX_INPUT_BYTES + 1)
+    (tmp_path / "requirements.txt").write_text("-c huge.txt\n")
+    with pytest.raises(InstallError, match=r"huge\.txt is \d+ bytes, over drover's"):
+        read_requirements(tmp_path / "requirements.txt", PY313_X86)
+
+
+def test_confined_reads_refuse_a_nested_file_outside_the_root_by_name_only(tmp_path: Path) -> None:
+    from drover.lockfiles import confine_reads
+
+    workspace, outside = tmp_path / "workspace", tmp_path / "outside"
+    workspace.mkdir()
+    outside.mkdir()
+    (outside / "secret.txt").write_text("TOKEN-VALUE\n")
+    (workspace / "linked").symlink_to(outside, target_is_directory=True)
+    (workspace / "requirements.txt").write_text("six\n-r linked/secret.txt\n")
+    read_requirements(workspace / "requirements.txt", PY313_X86)  # the CLI reads it: the user's own machine
+
+    with confine_reads(workspace), pytest.raises(InstallError) as caught:
+        read_requirements(workspace / "requirements.txt", PY313_X86)
+    message = str(caught.value)
+    assert message.startswith(f"requirements file {outside / 'secret.txt'} resolves to '{outside / 'secret.txt'}'")
+    assert "outside the workspace" in message and "TOKEN-VALUE" not in message

@@ -22,6 +22,7 @@ from drover.packaging import (
     PackagePlan,
     Partition,
     PendingPlan,
+    function_entries,
     layout_package,
     plan_aside,
     unzipped_limit_problem,
@@ -94,7 +95,7 @@ class Drover:
         dependencies_in_layer: the dependencies are a kept layer's, so only function code is read."""
         layout = self.layout(install_path, skip)
         if dependencies_in_layer:
-            layout = PackageLayout(layout.function, ())
+            layout = PackageLayout(layout.function, (), layout.warnings)
         problem = unzipped_limit_problem(layout)
         if problem:
             raise PackagingError(problem)
@@ -325,6 +326,8 @@ class Drover:
     def package_result(self, plan: PackagePlan, mode: str, install: InstallSummary | None = None) -> DeployResult:
         logger.info("Requirements digest: %s", plan.requirements.digest)
         logger.info("Function digest: %s", plan.function.digest)
+        for warning in plan.warnings:
+            logger.warning(warning)
         return DeployResult(
             install=install,
             stage=self.stage_name,
@@ -337,6 +340,8 @@ class Drover:
             requirements_file_count=plan.requirements.file_count,
             function_unzipped_size=plan.function.unzipped_size,
             requirements_unzipped_size=plan.requirements.unzipped_size,
+            function_entries=function_entries(plan),
+            warnings=list(plan.warnings),
         )
 
 

@@ -50,6 +50,8 @@ from drover.deploy import (
 )
 from drover.errors import DroverError, SettingsError, one_line
 from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
+from drover.lockfiles import confine_reads
+from drover.locks import included_files
 from drover.models import REGION_PATTERN, DeployResult, MultiResult, Stage, short_repr
 from drover.options import RunOptions, Timings
 from drover.progress import PlainProgress
@@ -324,6 +326,16 @@ def check_stage_paths(stages: Sequence[Stage], working_directory: Path, workspac
         for key, path in (("requirements", stage.requirements), ("install_source", stage.install_source)):
             if path is not None:
                 inside_workspace(f"stage key {key} {str(path)!r}:", path, workspace)
+
+
+def check_requirement_files(inputs: ActionInputs, stages: Sequence[Stage]) -> None:
+    """Every requirements file the run reads, and each file it includes (-r, -c), is read inside the workspace
+    (the reads are confined): one outside is refused before any AWS call, never opened, never echoed."""
+    given = [inputs.requirements, *(stage.requirements for stage in stages)]
+    for path in dict.fromkeys(path for path in given if path is not None):
+        full = path if path.is_absolute() else inputs.working_directory / path
+        if full.is_file():  # a missing file is the install's error, with its own message
+            included_files(full)
 
 
 def check_output_files(environ: Mapping[str, str]) -> None:
@@ -929,6 +941,11 @@ def run(environ: MutableMapping[str, str], debug: bool, service: list[Run] | Non
     """Read the inputs, prepare the run, obtain credentials, execute it, write the outputs.
 
     service (when given) receives the prepared run, whose progress() an interruption reports."""
+    with confine_reads(Path(environ.get("GITHUB_WORKSPACE") or Path.cwd())):
+        return _run(environ, debug, service)
+
+
+def _run(environ: MutableMapping[str, str], debug: bool, service: list[Run] | None) -> DeployResult | MultiResult:
     token_request = take_id_token_request(environ)
     tuning = retry_tuning(environ)
     inputs = parse_inputs()
@@ -937,6 +954,7 @@ def run(environ: MutableMapping[str, str], debug: bool, service: list[Run] | Non
     if service is not None:
         service.append(prepared)
     check_stage_paths(prepared.stages, inputs.working_directory, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
+    check_requirement_files(inputs, prepared.stages)
     stage = prepared.stages[0]
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
     several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""

@@ -31,11 +31,13 @@ missed one. uv also accepts plain linux_* wheels for a manylinux target, which
 
 from __future__ import annotations
 
+import csv
 import email.parser
 import functools
 import hashlib
 import importlib.metadata
 import importlib.util
+import io
 import json
 import logging
 import os
@@ -52,6 +54,8 @@ from pathlib import Path
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import Tag, compatible_tags, cpython_tags
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from drover.errors import InstallError
 from drover.io import format_file_size
@@ -63,6 +67,7 @@ from drover.locks import (
     marker_environment,
     pinned_packages,
     poetry_lock_requirements,
+    project_references,
     pylock_requirements,
     read_requirement_lines,
     read_requirements,
@@ -169,6 +174,13 @@ class TargetPlatform:
 
     def allows(self, platform_tag: str) -> bool:
         return platform_tag == "any" or platform_tag in self.pip_platforms()
+
+    def wheel_tags(self) -> list[Tag]:
+        """Every wheel tag Lambda's interpreter accepts, most preferred first (as pip orders them)."""
+        version = tuple(int(part) for part in self.python_version.split("."))
+        interpreter = f"cp{version[0]}{version[1]}"
+        tags = list(cpython_tags(version, platforms=self.pip_platforms()))
+        return tags + list(compatible_tags(version, interpreter, self.pip_platforms()))
 
 
 def target_platform(runtime: str, architecture: str) -> TargetPlatform:
@@ -409,7 +421,10 @@ def install_key(
     digest.update(json.dumps(settings, sort_keys=True).encode())
     for path in [*_config_files(env), *inputs.files]:
         digest.update(f"\0file\0{path}\0{_file_digest(path)}".encode())
-    for path in sorted(set(inputs.references)):
+    references = set(inputs.references)
+    if request.source is not None:
+        references.update(project_references(request.source))
+    for path in sorted(references):
         digest.update(f"\0reference\0{path}\0{_reference_digest(path, skip)}".encode())
     if request.source is not None:
         source = request.source.resolve()
@@ -433,7 +448,9 @@ def locked_set(request: InstallRequest, platform: TargetPlatform, env: Mapping[s
         with tempfile.TemporaryDirectory(prefix=".drover-key-") as scratch:
             # read from a clean copy, as the install does: uv then sees no workspace around the user's tree
             project = _clean_copy(request.source, Path(scratch) / "project", [request.target])
-            requirements.add(_locked_requirements(project, lock, platform, Path(scratch), env, verbose=False))
+            requirements.add(
+                _locked_requirements(request.source, project, lock, platform, Path(scratch), env, verbose=False)
+            )
     if request.requirements is not None:
         inputs = _read_inputs(request, platform)
         if not inputs.hashed and not PYLOCK_NAME.match(request.requirements.name):
@@ -587,19 +604,17 @@ def missing_wheel(output: str) -> MissingWheel | None:
     return None
 
 
-def _wheel_tags(wheel_name: str) -> tuple[str, str, str]:
-    """(python, abi, platform) tags of a wheel file name."""
-    parts = wheel_name.removesuffix(".whl").split("-")
-    return parts[-3], parts[-2], parts[-1]
-
-
 def is_pure_wheel(wheel_name: str) -> bool:
-    _, abi, platform = _wheel_tags(wheel_name)
-    return abi == "none" and platform == "any"
+    """Whether a wheel file name's tags say pure Python (abi none, platform any); False for a malformed name."""
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel_name)
+    except InvalidWheelFilename:
+        return False
+    return all(tag.abi == "none" and tag.platform == "any" for tag in tags)
 
 
 def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
+    return str(canonicalize_name(name))
 
 
 def _build_pure_wheel(
@@ -670,7 +685,7 @@ def _read_inputs(request: InstallRequest, platform: TargetPlatform) -> Requireme
     requirements = request.requirements.resolve()
     if PYLOCK_NAME.match(requirements.name):
         result = RequirementSet(files=[requirements])
-        lines = pylock_requirements(requirements, _environment(platform))
+        lines = pylock_requirements(requirements, _environment(platform), platform.wheel_tags())
         result.add(
             read_requirement_lines(lines, _environment(platform), base=requirements.parent, origin=str(requirements))
         )
@@ -702,15 +717,25 @@ def _project_lock(project: Path) -> str | None:
 
 
 def _locked_requirements(
-    project: Path, lock: str, platform: TargetPlatform, scratch: Path, env: Mapping[str, str], *, verbose: bool
+    source: Path,
+    project: Path,
+    lock: str,
+    platform: TargetPlatform,
+    scratch: Path,
+    env: Mapping[str, str],
+    *,
+    verbose: bool,
 ) -> RequirementSet:
+    """The project's lock read for the target: locks are read from the user's tree (errors name its files), uv
+    exports from the clean copy (project)."""
+    source = source.resolve()
     if lock == "uv.lock":
         lines = _export_uv_lock(project, scratch / "uv-export.txt", env, verbose=verbose)
     elif lock == "poetry.lock":
-        lines = poetry_lock_requirements(project)
+        lines = poetry_lock_requirements(source)
     else:
-        lines = pylock_requirements(project / lock, _environment(platform))
-    return read_requirement_lines(lines, _environment(platform), base=project, origin=lock)
+        lines = pylock_requirements(source / lock, _environment(platform), platform.wheel_tags())
+    return read_requirement_lines(lines, _environment(platform), base=source, origin=str(source / lock))
 
 
 def _clean_copy(source: Path, destination: Path, skip: Sequence[Path]) -> Path:
@@ -752,10 +777,14 @@ def _copy_local_projects(requirements: RequirementSet, scratch: Path, skip: Sequ
     """Local project directories named by requirement lines are built from clean copies too."""
     for index, directory in enumerate(dict.fromkeys(requirements.directories)):
         copy = _clean_copy(directory, scratch / "local" / f"{index}-{directory.name}", skip)
-        requirements.lines = [
-            str(copy) + line[len(str(directory)) :] if line.split(" ")[0] == str(directory) else line
-            for line in requirements.lines
-        ]
+        requirements.lines = [_point_at(line, directory, copy) for line in requirements.lines]
+
+
+def _point_at(line: str, directory: Path, copy: Path) -> str:
+    """A requirement line naming directory (by path, or as a `name @ file:` URL) made to name its copy."""
+    if line.split(" ")[0] == str(directory):
+        return str(copy) + line[len(str(directory)) :]
+    return line.replace(f"@ {directory.as_uri()}", f"@ {copy.as_uri()}", 1)
 
 
 def _plan(
@@ -771,12 +800,14 @@ def _plan(
     skip = [request.target]
     project = _clean_copy(request.source, scratch / "project", skip) if request.source is not None else None
     lock = _project_lock(project) if project is not None else None
-    if project is not None and lock is not None:
-        locked = _locked_requirements(project, lock, platform, scratch, env, verbose=request.verbose)
+    if request.source is not None and project is not None and lock is not None:
+        locked = _locked_requirements(request.source, project, lock, platform, scratch, env, verbose=request.verbose)
         plan.requirements.add(locked)
         plan.locked_count += locked.kept
         plan.no_deps = True  # the lock is the whole closure
         locks.append(lock)
+        if locked.hashed and request.requirements is not None:
+            check_all_hashed(inputs, request.requirements, lock)
     plan.requirements.add(inputs)
     if inputs.hashed and request.requirements is not None:
         plan.locked_count += inputs.kept
@@ -788,6 +819,19 @@ def _plan(
         plan.project_wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
     plan.lock = " + ".join(locks) or None
     return plan
+
+
+def check_all_hashed(inputs: RequirementSet, requirements: Path, lock: str) -> None:
+    """A hash-pinned lock puts the installer in hash-checking mode for every line: extra requirements need hashes."""
+    unhashed = [line for line in inputs.lines if not line.startswith("-") and "--hash" not in line]
+    if not unhashed:
+        return
+    shown = ", ".join(unhashed[:3]) + (f" and {len(unhashed) - 3} more" if len(unhashed) > 3 else "")
+    raise InstallError(
+        f"{requirements} has requirements without hashes ({shown}), but {lock} pins every package by hash and an "
+        "install checks hashes for all or none — add hashes to it (uv pip compile --generate-hashes, or pip-compile "
+        "--generate-hashes), or move these requirements into the project's dependencies and lock again"
+    )
 
 
 def _install_command(
@@ -881,15 +925,18 @@ def _record_path(row_path: str) -> str:
 
 
 def _read_record(dist_info: Path) -> list[list[str]]:
+    """RECORD's rows (path, hash, size), read as the CSV file it is (a path holding a comma is quoted)."""
     record = dist_info / "RECORD"
     if not record.is_file():
         return []
-    rows = []
-    for line in record.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            path, _, rest = line.partition(",")
-            rows.append([path, rest])
-    return rows
+    with record.open(encoding="utf-8", newline="") as stream:
+        return [row for row in csv.reader(stream) if row and row[0].strip()]
+
+
+def _csv_text(rows: Sequence[Sequence[str]]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    return buffer.getvalue()
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -908,15 +955,14 @@ def normalize_metadata(root: Path) -> None:
             if (dist_info / name).exists():
                 (dist_info / name).unlink()
                 removed.add(f"{dist_info.name}/{name}")
-        rows = [[_record_path(path), rest] for path, rest in _read_record(dist_info)]
+        rows = [[_record_path(row[0]), *row[1:]] for row in _read_record(dist_info)]
         if rows:
-            kept = [f"{path},{rest}" for path, rest in rows if path not in removed]
-            _write_file(dist_info / "RECORD", "\n".join(kept) + "\n")
+            _write_file(dist_info / "RECORD", _csv_text([row for row in rows if row[0] not in removed]))
 
 
 def _remove_distribution(root: Path, dist_info: Path) -> int:
     """Delete one installed distribution (its RECORD files and dist-info); return the bytes freed."""
-    paths = {Path(os.path.normpath(root / _record_path(path))) for path, _ in _read_record(dist_info)}
+    paths = {Path(os.path.normpath(root / _record_path(row[0]))) for row in _read_record(dist_info)}
     paths.update(path for path in dist_info.rglob("*") if path.is_file() or path.is_symlink())
     freed = 0
     parents: set[Path] = set()
@@ -1065,11 +1111,11 @@ def check_not_empty(root: Path, plan: _Plan, platform: TargetPlatform) -> None:
 
 def project_files(root: Path, wheel: Path) -> list[str]:
     """The installed files of the project's own distribution (code, scripts and .dist-info), relative POSIX."""
-    name = _canonical(wheel.name.split("-")[0])
+    name = _canonical(parse_wheel_filename(wheel.name)[0])
     dist_info = next((path for path in _dist_infos(root) if _dist_name(path) == name), None)
     if dist_info is None:
         return []
-    names = {Path(os.path.normpath(root / _record_path(path))) for path, _ in _read_record(dist_info)}
+    names = {Path(os.path.normpath(root / _record_path(row[0]))) for row in _read_record(dist_info)}
     names.update(path for path in dist_info.rglob("*") if path.is_file())
     return sorted(path.relative_to(root).as_posix() for path in names if path.is_relative_to(root) and path.is_file())
 

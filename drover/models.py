@@ -403,6 +403,7 @@ class DeployResult(BaseModel):
     requirements_file_count: int
     function_unzipped_size: int
     requirements_unzipped_size: int
+    function_entries: list[str] = Field(default_factory=list)  # the function archive's top level ("app/", "x.py")
     function_archive: str | None = None
     requirements_archive: str | None = None
     function_size: int | None = None

@@ -97,6 +97,7 @@ class Partition:
 class PackagePlan:
     function: Partition
     requirements: Partition
+    warnings: tuple[str, ...] = ()  # what the layout found suspicious (a function pattern matching no file)
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class PackageLayout:
 
     function: tuple[PackageFile, ...]
     requirements: tuple[PackageFile, ...]
+    warnings: tuple[str, ...] = ()
 
     @property
     def unzipped_size(self) -> int:
@@ -129,26 +131,71 @@ def plan_package(stage: Stage, install_path: Path, working_directory: Path, work
 def layout_package(
     stage: Stage, install_path: Path, working_directory: Path, skip: Sequence[Path] = ()
 ) -> PackageLayout:
-    """Partition the install path (minus any skip directories) and the extra paths into the two archives."""
-    function_files, requirement_files = partition_files(stage, install_path, skip)
+    """Partition the install path (minus any skip directories) and the extra paths into the two archives.
+
+    A function_file_patterns entry that matches no file is a warning naming it; a function archive without a
+    Python file (the handler went to the layer, or nowhere) is an error."""
+    function_files, requirement_files, unmatched = partition_files(stage, install_path, skip)
     function_files += extra_path_files(stage, working_directory)
     _reject_duplicate_names(function_files)
+    if not any(_is_python(package_file.archive_name) for package_file in function_files):
+        raise PackagingError(_no_python_file(stage, install_path, function_files, unmatched))
+    warnings = tuple(
+        f"function_file_patterns: {pattern.pattern!r} matches no file in {install_path} — fix the pattern or remove it"
+        for pattern in unmatched
+    )
+    return PackageLayout(
+        tuple(sorted(function_files, key=_name)), tuple(sorted(requirement_files, key=_name)), warnings
+    )
+
+
+PYTHON_SUFFIXES = (".py", ".pyc")
+
+
+def _is_python(archive_name: str) -> bool:
+    return archive_name.endswith(PYTHON_SUFFIXES)
+
+
+def _no_python_file(
+    stage: Stage, install_path: Path, function_files: Sequence[PackageFile], unmatched: Sequence[Pattern[str]]
+) -> str:
     if not function_files:
         patterns = ", ".join(repr(pattern.pattern) for pattern in stage.function_file_patterns) or "none"
         extra = (
             "function_extra_paths hold no files" if stage.function_extra_paths else "no function_extra_paths were given"
         )
-        raise PackagingError(
+        return (
             f"{install_path}: no file matches function_file_patterns ({patterns}) and {extra} — the function "
             "archive would be empty; fix the patterns"
         )
-    return PackageLayout(tuple(sorted(function_files, key=_name)), tuple(sorted(requirement_files, key=_name)))
+    held = sorted(_name(package_file) for package_file in function_files)
+    shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+    missed = (
+        f"; function_file_patterns {', '.join(repr(pattern.pattern) for pattern in unmatched)} match no file"
+        if unmatched
+        else ""
+    )
+    return (
+        f"{install_path}: the function archive would hold no Python file (only {shown}){missed} — fix "
+        "function_file_patterns so the handler's module is in the function archive"
+    )
+
+
+def function_entries(plan: PackagePlan) -> list[str]:
+    """The function archive's top-level entries: a file's name, or a directory's followed by "/"."""
+    entries = set()
+    for hashed in plan.function.files:
+        first, slash, _ = hashed.file.archive_name.partition("/")
+        entries.add(first + slash)
+    return sorted(entries)
 
 
 def hash_layout(layout: PackageLayout, workers: int | None = None) -> PackagePlan:
     hashed = hash_files([*layout.function, *layout.requirements], workers)
     count = len(layout.function)
-    return PackagePlan(Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:])))
+    return PackagePlan(
+        Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:])), layout.warnings
+    )
 
 
 class PendingPlan:
@@ -196,6 +243,8 @@ class PendingPlan:
             return None
         function_count, seconds = detail.split(b" ")
         self.seconds = float(seconds)
+        warnings_line, _, body = body.partition(b"\n")
+        warnings = tuple(str(warning) for warning in json.loads(warnings_line))
         fields = body.decode("utf-8", "surrogateescape").split("\0")
         hashed = [
             HashedFile(
@@ -213,7 +262,7 @@ class PendingPlan:
         ]
         count = int(function_count)
         return PackagePlan(
-            Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:]))
+            Partition("function", tuple(hashed[:count])), Partition("requirements", tuple(hashed[count:])), warnings
         )
 
 
@@ -247,7 +296,8 @@ def _plan_in_child(make_layout: Callable[[], PackageLayout], workers: int | None
         start = time.perf_counter()
         layout = make_layout()
         plan = hash_layout(layout, workers)
-        payload = f"ok {len(layout.function)} {time.perf_counter() - start:.3f}\n".encode() + _encode(plan)
+        header = f"ok {len(layout.function)} {time.perf_counter() - start:.3f}\n{json.dumps(plan.warnings)}\n"
+        payload = header.encode() + _encode(plan)
         code = 0
     except PackagingError as error:
         payload = b"error\n" + str(error).encode("utf-8", "surrogateescape")
@@ -290,18 +340,20 @@ def unzipped_limit_problem(layout: PackageLayout, limit: int = UNZIPPED_LIMIT) -
 
 def partition_files(
     stage: Stage, install_path: Path, skip: Sequence[Path] = ()
-) -> tuple[list[PackageFile], list[PackageFile]]:
+) -> tuple[list[PackageFile], list[PackageFile], list[Pattern[str]]]:
+    """(function files, requirement files, the function_file_patterns that matched no file)."""
     _check_install_path(install_path)
     function_files: list[PackageFile] = []
     requirement_files: list[PackageFile] = []
     patterns = stage.function_file_patterns
+    unmatched = list(patterns)
     installed = False  # drover.install wrote its marker: an install that brought nothing is not a mistake
     project_files = installed_project_files(install_path)
     for relative_name, source, info in walk_files(install_path, stage.package_exclude_patterns, skip):
         if relative_name == INSTALL_MARKER:
             installed = True
             continue
-        if relative_name in project_files or any(user_match(pattern, relative_name) for pattern in patterns):
+        if _matches_function_patterns(relative_name, patterns, unmatched) or relative_name in project_files:
             function_files.append(PackageFile.seen(relative_name, source, info))
         else:
             requirement_files.append(PackageFile.seen(LAYER_PREFIX + relative_name, source, info))
@@ -310,7 +362,19 @@ def partition_files(
             f"install path {install_path} holds no files to package — pip install --target {install_path} your "
             "package first, or give the right --install-path"
         )
-    return function_files, requirement_files
+    return function_files, requirement_files, unmatched
+
+
+def _matches_function_patterns(name: str, patterns: Sequence[Pattern[str]], unmatched: list[Pattern[str]]) -> bool:
+    """Whether a pattern matches the name; every still-unmatched pattern that matches it is struck off unmatched.
+
+    A name no pattern matches was tried against every pattern already, so the extra matching is only for
+    function files, while some pattern has matched nothing yet."""
+    first = next((pattern for pattern in patterns if user_match(pattern, name)), None)
+    if first is None:
+        return False
+    unmatched[:] = [pattern for pattern in unmatched if pattern is not first and not user_match(pattern, name)]
+    return True
 
 
 def installed_project_files(install_path: Path) -> frozenset[str]:

@@ -296,7 +296,9 @@ class Pipeline:
                 os.replace(archive.path, final)
                 archives.append((replace(archive, path=final), kind))
         partitions = {kind: Partition(kind, archive.files) for archive, kind in archives}
-        plan = PackagePlan(partitions["function"], partitions.get("requirements", Partition("requirements", ())))
+        plan = PackagePlan(
+            partitions["function"], partitions.get("requirements", Partition("requirements", ())), layout.warnings
+        )
         return plan, archives, problem
 
     # -- deploy / dry run ------------------------------------------------------------------------------------
@@ -497,7 +499,7 @@ class Pipeline:
                 plan = pending.result()
             run.drover.timings["package"] = max(run.drover.timings.get("package", 0.0), pending.seconds)
             if run.kept_layer is not None:
-                plan = PackagePlan(plan.function, Partition("requirements", ()))
+                plan = PackagePlan(plan.function, Partition("requirements", ()), plan.warnings)
             return plan
         layout = run.drover.checked_layout(
             run.install_dir, self._skip(), dependencies_in_layer=run.kept_layer is not None
@@ -512,6 +514,7 @@ class Pipeline:
         return PackagePlan(
             Partition("function", tuple(hashed[file] for file in layout.function)),
             Partition("requirements", tuple(hashed[file] for file in layout.requirements)),
+            layout.warnings,
         )
 
     def _skip(self) -> list[Path]:

@@ -19,7 +19,12 @@ def render_text(result: DeployResult) -> str:
     ):
         if size is not None:
             where = f" at {path}" if path else ""
-            lines.append(f"{kind.capitalize()} archive: {format_file_size(size)}, {count} files{where}")
+            top = (
+                f" (top level: {_entries(result.function_entries)})"
+                if kind == "function" and result.function_entries
+                else ""
+            )
+            lines.append(f"{kind.capitalize()} archive: {format_file_size(size)}, {count} files{top}{where}")
     for action in result.actions:
         lines.append(f"{_state(action)}: {action.action} {action.target} ({action.reason})")
     if result.version:
@@ -31,6 +36,15 @@ def render_text(result: DeployResult) -> str:
     if result.mode == "deploy" and not result.actions:
         lines.append(f"Function {result.function_name!r} is up to date; nothing to do")
     return "\n".join(lines)
+
+
+MAX_ENTRIES_SHOWN = 8
+
+
+def _entries(entries: list[str]) -> str:
+    """The function archive's top-level entries, the first few of them."""
+    more = f", and {len(entries) - MAX_ENTRIES_SHOWN} more" if len(entries) > MAX_ENTRIES_SHOWN else ""
+    return ", ".join(entries[:MAX_ENTRIES_SHOWN]) + more
 
 
 def markdown_cell(value: object) -> str:
@@ -53,7 +67,8 @@ def _archive_cell(size: int | None, files: int, unzipped: int) -> str:
 def _function_cell(result: DeployResult) -> str:
     if result.promoted_from:
         return f"copied from stage {result.promoted_from} (nothing built)"
-    return _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size)
+    cell = _archive_cell(result.function_size, result.function_file_count, result.function_unzipped_size)
+    return f"{cell}; top level: {_entries(result.function_entries)}" if result.function_entries else cell
 
 
 def _requirements_cell(result: DeployResult) -> str:

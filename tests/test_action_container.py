@@ -450,6 +450,7 @@ def test_requirements_install_into_a_fresh_directory_under_runner_temp(
     write_wheel(wheelhouse, "tinydep", "1.0", {"tinydep/__init__.py": "VALUE = 42\n"})
     service = runner.workspace / "service"
     write_project(service)
+    (service / "config" / "handler.py").write_text("def handler(event, context):\n    return 42\n")  # the code
     (service / "requirements.txt").write_text("tinydep==1.0\n", encoding="utf-8")
     (tmp_path / "uv.toml").write_text(f'no-index = true\nfind-links = ["{wheelhouse}"]\n', encoding="utf-8")
     infra.function("fn")
@@ -470,7 +471,7 @@ def test_requirements_install_into_a_fresh_directory_under_runner_temp(
     assert install_path.name.startswith("drover-install-")
     assert (install_path / "tinydep" / "__init__.py").read_text() == "VALUE = 42\n"
     result = json.loads(run.outputs["result-json"])
-    assert result["requirements_file_count"] >= 1 and result["function_file_count"] == 1  # config/settings.json
+    assert result["requirements_file_count"] >= 1 and result["function_file_count"] == 2  # config/: handler, settings
     assert "install" in result["timings"]
     assert run.outputs["requirements-updated"] == "true"
 

@@ -121,13 +121,21 @@ def test_platform_tags_installer_and_layout_version_are_in_the_key(
         pytest.param("purelib==1.0", id="pinned-without-hash"),
         pytest.param("purelib==1.* --hash=sha256:" + "0" * 64, id="a-wildcard"),
         pytest.param("--pre", id="an-option-that-changes-what-installs"),
-        pytest.param("{wheelhouse}/purelib-1.0-py3-none-any.whl --hash=sha256:{digest}", id="a-local-wheel"),
+        pytest.param("--find-links {wheelhouse}", id="find-links"),
     ],
 )
 def test_without_an_exact_lock_there_is_no_key(offline: Path, tmp_path: Path, line: str) -> None:
     digest = _sha256(offline / "purelib-1.0-py3-none-any.whl")
     text = line.format(wheelhouse=offline, digest=digest)
     assert key_for(tmp_path, pinned(offline, "extra", "1.0"), text) is None
+
+
+def test_a_local_wheel_is_pinned_by_its_bytes(offline: Path, tmp_path: Path) -> None:
+    """issue 23 item 2 (was: no key): the wheel's own sha256 is in the key, whatever its --hash says."""
+    wheel = offline / "purelib-1.0-py3-none-any.whl"
+    by_path = key_for(tmp_path, pinned(offline, "extra", "1.0"), f"{wheel} --hash=sha256:{_sha256(wheel)}")
+    assert by_path is not None
+    assert key_for(tmp_path, pinned(offline, "extra", "1.0"), pinned(offline, "purelib", "1.0")) == by_path
 
 
 def test_index_options_do_not_spoil_an_exact_lock(offline: Path, tmp_path: Path) -> None:
@@ -160,6 +168,31 @@ def test_a_pylock_toml_has_a_key(offline: Path, tmp_path: Path) -> None:
     assert dependency_key(request_for(tmp_path / "install", requirements=lock)) == key_for(
         tmp_path, pinned(offline, "purelib", "1.0")
     )
+
+
+def test_a_pylock_with_a_local_wheel_has_a_key_over_the_wheels_bytes(offline: Path, tmp_path: Path) -> None:
+    """issue 23 item 2: a local wheel rebuilt under the same name (and locked again) changes the key."""
+    from tests.wheels import write_wheel
+
+    (tmp_path / "wheels").mkdir()
+    lock = tmp_path / "pylock.toml"
+
+    def build_and_lock(built_for: str) -> None:
+        files = {"localpkg/__init__.py": f"BUILT_FOR = {built_for!r}\n".encode()}
+        wheel = write_wheel(tmp_path / "wheels", "localpkg", "1.0", "py3-none-any", files)
+        lock.write_text(
+            f'lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\nname = "localpkg"\nversion = "1.0"\n'
+            f'wheels = [{{ name = "{wheel.name}", path = "wheels/{wheel.name}", '
+            f'hashes = {{ sha256 = "{_sha256(wheel)}" }} }}]\n',
+            encoding="utf-8",
+        )
+
+    build_and_lock("first")
+    request = request_for(tmp_path / "install", requirements=lock)
+    first = dependency_key(request)
+    assert first is not None
+    build_and_lock("rebuilt")
+    assert dependency_key(request) not in (None, first)
 
 
 def test_the_layer_description_records_digest_and_key_and_both_forms_parse() -> None:

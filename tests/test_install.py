@@ -812,7 +812,8 @@ def test_a_pylock_toml_installs_its_packages_by_hash(offline: Path, tmp_path: Pa
         f'wheels = [{{ name = "{wheel.name}", url = "https://files.example.org/{wheel.name}", '
         f'hashes = {{ sha256 = "{_sha256(wheel)}" }} }}]\n\n'
         '[[packages]]\nname = "extra"\nversion = "1.0"\nmarker = \'python_version < "3.10"\'\n'
-        'wheels = [{ name = "extra-1.0-py3-none-any.whl", hashes = { sha256 = "00" } }]\n',
+        'wheels = [{ name = "extra-1.0-py3-none-any.whl", url = "https://files.example.org/extra-1.0-py3-none-any.whl", '
+        'hashes = { sha256 = "00" } }]\n',
         encoding="utf-8",
     )
     result = install(request_for(tmp_path / "install", requirements=tmp_path / "pylock.toml"), installer=installer)
@@ -1078,3 +1079,93 @@ def test_an_older_poetry_lock_follows_extras_and_edge_markers(offline: Path, tmp
     (project / "pyproject.toml").write_text(pyproject.read_text().replace(', extras = ["fast"]', ""))
     install(request_for(tmp_path / "other", source=project), installer="uv")  # purelib only via 3.13's marker
     assert distributions(tmp_path / "other") == {"app-0.1", "extrareq-1.0", "hostmarker-1.0"}
+
+
+# --- the key covers the bytes of what requirements and locks reference (issue 23, item 2) --------------------
+
+
+def _local_wheel(tmp_path: Path, built_for: str) -> Path:
+    (tmp_path / "wheels").mkdir(exist_ok=True)
+    return write_wheel(tmp_path / "wheels", "localpkg", "1.0", "py3-none-any", _module("localpkg", built_for))
+
+
+def _installed_localpkg(target: Path) -> str:
+    return (target / "localpkg" / "__init__.py").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize("form", ["name @ file URL", "file URL", "relative path"])
+def test_a_local_wheel_rebuilt_under_the_same_name_is_reinstalled(offline: Path, tmp_path: Path, form: str) -> None:
+    wheel = _local_wheel(tmp_path, "first")
+    line = {
+        "name @ file URL": f"localpkg @ {wheel.as_uri()}",
+        "file URL": wheel.as_uri(),
+        "relative path": "./wheels/localpkg-1.0-py3-none-any.whl",
+    }[form]
+    request = request_for(tmp_path / "install", requirements=requirements_file(tmp_path, line))
+    install(request, installer="uv")
+    _local_wheel(tmp_path, "rebuilt")
+
+    assert not install(request, installer="uv").skipped
+    assert _installed_localpkg(tmp_path / "install") == "BUILT_FOR = 'rebuilt'"
+
+
+def test_a_projects_path_dependency_rebuilt_under_the_same_name_is_reinstalled(offline: Path, tmp_path: Path) -> None:
+    wheel = _local_wheel(tmp_path, "first")
+    project = write_project(tmp_path / "project", dependencies=[f"localpkg @ {wheel.as_uri()}"])
+    request = request_for(tmp_path / "install", source=project)
+    install(request, installer="uv")
+    _local_wheel(tmp_path, "rebuilt")
+
+    assert not install(request, installer="uv").skipped
+    assert _installed_localpkg(tmp_path / "install") == "BUILT_FOR = 'rebuilt'"
+
+
+def test_a_poetry_lock_error_names_the_users_file_not_a_temporary_copy(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "project", dependencies=["purelib"])
+    (project / "poetry.lock").write_text(
+        '[[package]]\nname = "purelib"\nversion = "1.0"\ngroups = ["main"]\nfiles = []\n\n'
+        '[package.source]\ntype = "git"\nurl = "https://example.org/purelib.git"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(InstallError, match=rf"^{project.resolve()}/poetry\.lock: purelib comes from a git source"):
+        install(request_for(tmp_path / "install", source=project), installer="uv")
+
+
+def test_record_is_read_as_csv_so_a_file_name_with_a_comma_is_removed_with_its_package(tmp_path: Path) -> None:
+    """RECORD is CSV (PEP 376): a path holding a comma is quoted; splitting at the first comma missed it."""
+    from drover.install import exclude_runtime_packages, normalize_metadata
+
+    root = tmp_path / "install"
+    (root / "six").mkdir(parents=True)
+    (root / "six" / "a,b.py").write_text("X = 1\n")
+    (root / "six" / "__init__.py").write_text("")
+    info = root / "six-1.16.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\n")
+    (info / "REQUESTED").write_text("")
+    (info / "RECORD").write_text(
+        '"six/a,b.py",sha256=x,6\nsix/__init__.py,,\nsix-1.16.0.dist-info/REQUESTED,,\nsix-1.16.0.dist-info/RECORD,,\n'
+    )
+    normalize_metadata(root)
+    assert '"six/a,b.py",sha256=x,6' in (info / "RECORD").read_text().splitlines()
+
+    assert exclude_runtime_packages(root)[0] == ("six",)
+    assert sorted(path.name for path in root.rglob("*")) == []
+
+
+def test_a_hashed_lock_with_unhashed_extra_requirements_is_one_line_naming_the_file_and_the_fixes(
+    offline: Path, tmp_path: Path
+) -> None:
+    """issue 23 item 5: uv said only "In `--require-hashes` mode, all requirements must have a hash"."""
+    project = write_project(tmp_path / "app", dependencies=["purelib"])
+    write_poetry_lock(project, offline, [("purelib", "1.0", "main", "")], groups=True)
+    extra = requirements_file(tmp_path, "extra==1.0", name="extra.txt")
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", source=project, requirements=extra), installer="uv")
+
+    assert str(caught.value) == (
+        f"{extra} has requirements without hashes (extra==1.0), but poetry.lock pins every package by hash and an "
+        "install checks hashes for all or none — add hashes to it (uv pip compile --generate-hashes, or pip-compile "
+        "--generate-hashes), or move these requirements into the project's dependencies and lock again"
+    )

@@ -701,3 +701,60 @@ def test_a_pattern_that_looks_past_its_match_still_filters_file_by_file(tmp_path
     plan = plan_package(stage(package_exclude_patterns=[r".*\.pyc$"]), root, tmp_path)
 
     assert names(plan, "requirements") == ["python/lib/keep.txt"]
+
+
+# --- function_file_patterns that match nothing (issue 23, item 6) --------------------------------------------
+
+
+def test_a_pattern_that_matches_no_file_is_a_warning_naming_it_even_with_extra_paths(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"lib/util.py": b"u", "app/handler.py": b"h"})
+    make_tree(tmp_path / "cwd", {"src/extra.py": b"e"})
+    patterns = [r"^app/", r"^handler\.py$"]
+
+    plan = plan_package(stage(function_file_patterns=patterns, function_extra_paths=["src"]), root, tmp_path / "cwd")
+
+    assert names(plan, "function") == ["app/handler.py", "extra.py"]
+    assert plan.warnings == (
+        f"function_file_patterns: '^handler\\\\.py$' matches no file in {root} — fix the pattern or remove it",
+    )
+
+
+def test_a_pattern_matching_a_file_another_pattern_matched_first_is_no_warning(tmp_path, make_tree, stage):
+    root = make_tree(tmp_path / "install", {"app/handler.py": b"h"})
+
+    plan = plan_package(stage(function_file_patterns=[r"^app/", r".*handler"]), root, tmp_path)
+
+    assert plan.warnings == ()
+
+
+def test_a_function_archive_without_any_python_file_is_an_error_naming_the_patterns(tmp_path, make_tree, stage):
+    """A newcomer's first deploy: the handler pattern missed and the extra path holds only data; the handler
+    would have gone into the layer while the run said "Function archive: 113 B, 1 files"."""
+    root = make_tree(tmp_path / "install", {"lib/util.py": b"u", "handler.py": b"h"})
+    make_tree(tmp_path / "cwd", {"conf/settings.json": b"{}"})
+    settings = stage(function_file_patterns=[r"^src/handler\.py$"], function_extra_paths=["conf"])
+
+    with pytest.raises(PackagingError) as caught:
+        plan_package(settings, root, tmp_path / "cwd")
+
+    assert str(caught.value) == (
+        f"{root}: the function archive would hold no Python file (only settings.json); function_file_patterns "
+        "'^src/handler\\\\.py$' match no file — fix function_file_patterns so the handler's module is in the "
+        "function archive"
+    )
+
+
+def test_the_function_archive_top_level_entries_are_listed_in_the_summary(tmp_path, make_tree, stage):
+    from drover.core import Drover
+    from drover.models import Settings
+    from drover.options import RunOptions
+    from drover.report import render_text
+
+    root = make_tree(tmp_path / "install", {"app/a.py": b"a", "app/b/c.py": b"c", "app_main.py": b"m", "x/y.py": b"y"})
+    drover = Drover(Settings.model_validate({"stages": {"dev": stage().model_dump()}}), "dev", options=RunOptions())
+
+    _, result = drover.package(root)
+
+    assert result.function_entries == ["app/", "app_main.py"]
+    result.function_size = 100
+    assert "Function archive: 100.00 B, 3 files (top level: app/, app_main.py)" in render_text(result)

@@ -146,6 +146,20 @@ def app_extra_path(project: Path, infra: Infrastructure) -> None:
     (project / "app" / "__init__.py").write_text("# a second app/__init__.py\n")
 
 
+def pylock_without_name(project: Path, infra: Infrastructure) -> None:
+    (project / "pylock.toml").write_text('lock-version = "1.0"\ncreated-by = "x"\n\n[[packages]]\nversion = "1.0"\n')
+
+
+def pylock_wrong_local_hash(project: Path, infra: Infrastructure) -> None:
+    (project / "wheels").mkdir()
+    (project / "wheels" / "local-1.0-py3-none-any.whl").write_bytes(b"rebuilt since it was locked")
+    (project / "pylock.toml").write_text(
+        'lock-version = "1.0"\ncreated-by = "x"\n\n[[packages]]\nname = "local"\nversion = "1.0"\n'
+        'wheels = [{ name = "local-1.0-py3-none-any.whl", path = "wheels/local-1.0-py3-none-any.whl", '
+        f'hashes = {{ sha256 = "{"0" * 64}" }} }}]\n'
+    )
+
+
 def bucket_in_eu(project: Path, infra: Infrastructure) -> None:
     infra.bucket("eu-artifacts", region="eu-west-1")
 
@@ -435,11 +449,37 @@ CLI_CASES = [
         stage={"function_file_patterns": ["^application/"], "function_extra_paths": None},
         reads=True,
     ),
+    case(
+        "function-archive-no-python",
+        "the function archive would hold no Python file (only config.json)",
+        "function_file_patterns '^application/' match no file",
+        "fix function_file_patterns so the handler's module is in the function archive",
+        stage={"function_file_patterns": ["^application/"]},
+        reads=True,
+    ),
     # the install
     case(
         "requirements-missing",
         "requirements file nope.txt does not exist",
         args=("--requirements", "nope.txt"),
+        reads=True,
+    ),
+    case(
+        "pylock-package-without-name",
+        "pylock.toml: Missing required value in 'packages[0].name'",
+        "fix the lock or generate it again",
+        args=("--requirements", "pylock.toml"),
+        setup=pylock_without_name,
+        reads=True,
+    ),
+    case(
+        "pylock-local-wheel-hash-mismatch",
+        "pylock.toml: local:",
+        "local-1.0-py3-none-any.whl has sha256",
+        "but the lock says 0000",
+        "the file changed since it was locked: lock again, or restore the locked file",
+        args=("--requirements", "pylock.toml"),
+        setup=pylock_wrong_local_hash,
         reads=True,
     ),
     case(

@@ -373,6 +373,12 @@ ACTION_RULES = [
         id="action-requirements-outside",
     ),
     pytest.param(
+        {"requirements": "nested-outside.txt"},  # the file holds "-r linked/hostname" (linked -> /etc)
+        None,
+        ("::error::requirements file", "linked/hostname resolves to '/etc/hostname'", "outside the workspace"),
+        id="action-nested-requirements-outside",
+    ),
+    pytest.param(
         {},
         {"function_extra_paths": ["/etc"]},
         ("::error::function_extra_paths entry '/etc'", "outside the workspace"),
@@ -617,6 +623,7 @@ def test_action_rule_refuses_bad_input_before_any_call(
         settings = yaml.safe_dump({"stages": {"staging": stage}}, sort_keys=False)
     write_project(runner.workspace, *([settings] if settings else []))
     (runner.workspace / "linked").symlink_to("/etc", target_is_directory=True)
+    (runner.workspace / "nested-outside.txt").write_text("-r linked/hostname\n")
     with counting_server() as aws_endpoint:
         outcome = run_action(
             runner,

@@ -66,6 +66,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {text}\n")
 
 
+def _given(value: str) -> str:
+    """An option's value as given: an explicit empty string is an error, never "not given" (whose default
+    may be the stage's production function)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"the value is empty ({value!r}) — give a value, or leave the option out")
+    return value
+
+
+def _given_path(value: str) -> Path:
+    """A path option's value: '' would be Path('') == '.', the working directory, not "not given"."""
+    if not value:
+        raise argparse.ArgumentTypeError("the value is empty ('') — give a path, or leave the option out")
+    return Path(value)
+
+
 class _Once(argparse.Action):
     """An option that takes one value: given twice is an error, not a silent last-one-wins."""
 
@@ -91,26 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
         "stages",
         metavar="STAGE",
         nargs="+",
+        type=_given,
         help="stage name(s) in the settings file; several stages deploy in one run, sharing packaging and layers",
     )
     parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
-    parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
+    parser.add_argument("--settings-file", type=_given_path, default=Path("drover.yml"), help="default: drover.yml")
     parser.add_argument(
         "--install-path",
-        type=Path,
+        type=_given_path,
         default=Path(),
         help="package directory to deploy (e.g. from pip install --target); default: the working directory",
     )
     parser.add_argument(
         "--install-source",
-        type=Path,
+        type=_given_path,
         action=_Once,
         metavar="PATH",
         help="project directory to install into --install-path before packaging",
     )
     parser.add_argument(
         "--requirements",
-        type=Path,
+        type=_given_path,
         action=_Once,
         metavar="FILE",
         help="requirements file to install into --install-path before packaging",
@@ -139,13 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--package-only", action="store_true", help="build the archives; no AWS calls")
-    parser.add_argument("--archive-dir", type=Path, help="keep function.zip and requirements.zip here")
+    parser.add_argument("--archive-dir", type=_given_path, help="keep function.zip and requirements.zip here")
     parser.add_argument("--dry-run", action="store_true", help="read live state and report changes; write nothing")
     parser.add_argument("--publish", action="store_true", default=None, help="publish a version after the update")
-    parser.add_argument("--alias", help="point this alias at the published version (implies --publish)")
+    parser.add_argument("--alias", type=_given, help="point this alias at the published version (implies --publish)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout; text goes to stderr")
     parser.add_argument(
         "--promote-from",
+        type=_given,
         metavar="SOURCE_STAGE",
         help="make STAGE's function run exactly what SOURCE_STAGE's function runs (same code, same requirements)",
     )
@@ -154,8 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --promote-from: promote code drover did not deploy (no drover tags on the source function)",
     )
-    parser.add_argument("--function-name", help="deploy to this function instead of the stage's (one stage only)")
-    parser.add_argument("--region", help="deploy in this region instead of the stage's (one stage only)")
+    parser.add_argument(
+        "--function-name", type=_given, help="deploy to this function instead of the stage's (one stage only)"
+    )
+    parser.add_argument("--region", type=_given, help="deploy in this region instead of the stage's (one stage only)")
     return parser
 
 

@@ -290,6 +290,7 @@ def run(args: argparse.Namespace, service: Run | None = None) -> DeployResult | 
     for stage in service.prepare():
         if args.archive_dir is not None:  # before any work: the archives must never be read as input
             check_archive_dir(args.archive_dir, args.install_path, stage.stage.extra_path_sources, Path.cwd())
+    service.check_paths()
     installing = any(drover.installs for drover in service.drovers)
     if not installing and not args.promote_from:
         _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)

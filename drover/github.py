@@ -66,28 +66,29 @@ from drover.service import Run, RunRequest
 
 logger = logging.getLogger("drover")
 
+NOT_GIVEN = "(not given)"  # action.yml's default of an input that has no value unless given
 # Every input with its default, exactly as in action.yml (tests/test_github.py keeps them equal).
 # Applied here too: a `uses: docker://ghcr.io/...` step gets no defaults from action.yml.
 INPUT_DEFAULTS: dict[str, str] = {
     "stage": "",
     "settings-file": "drover.yml",
     "working-directory": ".",
-    "install-path": "",
-    "install-source": "",
-    "requirements": "",
+    "install-path": NOT_GIVEN,
+    "install-source": NOT_GIVEN,
+    "requirements": NOT_GIVEN,
     "verify-dependencies": "false",
-    "role-to-assume": "",
-    "aws-region": "",
+    "role-to-assume": NOT_GIVEN,
+    "aws-region": NOT_GIVEN,
     "audience": "sts.amazonaws.com",
     "role-session-name": "drover-action",
     "role-duration-seconds": "3600",
     "dry-run": "false",
-    "publish": "",
-    "alias": "",
-    "promote-from": "",
+    "publish": NOT_GIVEN,
+    "alias": NOT_GIVEN,
+    "promote-from": NOT_GIVEN,
     "allow-untracked-source": "false",
-    "function-name": "",
-    "region": "",
+    "function-name": NOT_GIVEN,
+    "region": NOT_GIVEN,
 }
 OUTPUT_NAMES = (
     "function-arn",
@@ -109,6 +110,7 @@ MIN_ROLE_DURATION, MAX_ROLE_DURATION = 900, 43200
 SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)
 TRUE_VALUES = frozenset({"true", "True", "TRUE"})
+FALSE_VALUES = frozenset({"false", "False", "FALSE"})
 # An OIDC audience is a URI or a name: printable ASCII without spaces (so never a line break that could
 # start a workflow command in the log), at most 256 characters.
 AUDIENCE_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
@@ -193,20 +195,31 @@ def parse_stages(value: str) -> tuple[str, ...]:
 
 
 def get_input(name: str) -> str:
-    """The input's value (trimmed), or its default when unset or empty."""
-    return str(core.get_input(name)) or INPUT_DEFAULTS[name]
+    """The input's value (trimmed), its default when not given, or "" when not given and it has no default.
+
+    Not given: its INPUT_ variable is absent (a `uses: docker://` step) or holds action.yml's default (the
+    runner fills it in). An input action.yml gives no value by default has NOT_GIVEN as its default, so an
+    explicit '' (or an expression that evaluates to '') is told apart from it: given but empty is an error,
+    never the stage's own value (an empty function-name would deploy the stage's production function).
+    """
+    raw = os.environ.get("INPUT_" + name.replace(" ", "_").upper())
+    value = (INPUT_DEFAULTS[name] if raw is None else raw).strip()
+    if not value:
+        raise ActionInputError(
+            f"input '{name}' is empty — give a value, or leave it out of the step's `with:` (an expression that "
+            "evaluates to '' counts as given)"
+        )
+    return "" if value == NOT_GIVEN and INPUT_DEFAULTS[name] == NOT_GIVEN else value
 
 
 def get_flag(name: str) -> bool | None:
-    """A YAML 1.2 core-schema boolean input (true/True/TRUE/false/...); None when unset without default."""
-    raw = str(core.get_input(name))
-    if not raw:
-        default = INPUT_DEFAULTS[name]
-        return default in TRUE_VALUES if default else None
-    try:
-        return bool(core.get_boolean_input(name))
-    except TypeError:
-        raise ActionInputError(f"input '{name}' is {raw!r}: use true or false") from None
+    """A YAML 1.2 core-schema boolean input (true/True/TRUE/false/...); None when not given and without default."""
+    value = get_input(name)
+    if not value:
+        return None
+    if value in TRUE_VALUES or value in FALSE_VALUES:
+        return value in TRUE_VALUES
+    raise ActionInputError(f"input '{name}' is {value!r}: use true or false")
 
 
 def parse_inputs() -> ActionInputs:
@@ -860,6 +873,9 @@ def prepare(inputs: ActionInputs, debug: bool, environ: Mapping[str, str] | None
         drover.stage.requirements or drover.stage.install_source for drover in service.drovers
     ):
         check_install_inputs(inputs)  # a promotion installs and builds nothing; stages may name their own inputs
+    workspace = Path((environ or {}).get("GITHUB_WORKSPACE") or Path.cwd())
+    check_stage_paths(service.stages, inputs.working_directory, workspace)
+    service.check_paths()  # with every other input check: before the OIDC token and STS requests
     if inputs.install_path is None:
         service.request = replace(service.request, install_path=fresh_install_path(environ or {}))
     return service
@@ -910,7 +926,6 @@ def run(environ: MutableMapping[str, str], debug: bool, service: list[Run] | Non
     prepared = prepare(inputs, debug, environ)
     if service is not None:
         service.append(prepared)
-    check_stage_paths(prepared.stages, inputs.working_directory, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
     stage = prepared.stages[0]
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
     several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""

@@ -650,6 +650,22 @@ def _name(package_file: PackageFile) -> str:
     return package_file.archive_name
 
 
+def check_install_path(install_path: Path) -> None:
+    """The install path of a run that installs nothing: an existing directory that holds something."""
+    _check_install_path(install_path)
+    with os.scandir(install_path) as entries:
+        if next(entries, None) is None:
+            raise PackagingError(
+                f"install path {install_path} holds no files to package — pip install --target {install_path} your "
+                "package first, or give the right --install-path"
+            )
+
+
+def extra_source(extra_path: Path, working_directory: Path) -> Path:
+    """An extra path's source: it exists, inside the working directory unless given absolute."""
+    return _extra_source(extra_path, working_directory)
+
+
 def _check_install_path(install_path: Path) -> None:
     if not install_path.exists():
         raise PackagingError(f"install path {install_path} does not exist — pip install --target it first")

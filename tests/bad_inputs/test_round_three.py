@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 import yaml
 
-from drover import cli
+from drover import cli, github
 from tests.bad_inputs.inprocess import Completed, run_in_process
 from tests.bad_inputs.test_bad_inputs import BASE_STAGE, Project, assert_table_lists, row_endings
-from tests.github_fakes import CountingServer
+from tests.github_fakes import CountingServer, counting_server, oidc_server
+from tests.test_action_container import Runner, write_project
 
 MAX_LINE = 1000
 Setup = Callable[[Path], None]
@@ -162,6 +163,97 @@ def test_round3_cli_refuses_bad_input_before_any_write(case: Case, project: Proj
     assert archive_dir_state(project.root) == archives_before
 
 
+# -- the Action: every pure check before the OIDC token and STS --------------------------------------------
+
+ROLE = "arn:aws:iam::123456789012:role/deploy"
+ACTION_EMPTY = "is empty — give a value, or leave it out of the step's `with:`"
+
+
+def action_case(case_id: str, inputs: Mapping[str, str], *expect: str, stage: Mapping[str, Any] | None = None) -> Any:
+    return pytest.param(inputs, stage or {}, expect, id=case_id)
+
+
+ACTION_CASES = [
+    # rule 3: given but empty (an explicit '' or an expression that evaluates to '') is an error
+    *(
+        action_case(f"action-empty-{name}", {name: ""}, f"::error::input '{name}' {ACTION_EMPTY}")
+        for name in ("function-name", "region", "alias", "publish", "promote-from", "role-to-assume", "aws-region")
+    ),
+    *(
+        action_case(f"action-empty-{name}", {name: " "}, f"::error::input '{name}' {ACTION_EMPTY}")
+        for name in ("settings-file", "working-directory", "install-path", "dry-run", "audience")
+    ),
+    # rule 6: paths the run reads, checked before the OIDC token
+    action_case(
+        "action-extra-path-missing-before-oidc",
+        {},
+        "::error::function_extra_paths: 'nope' does not exist",
+        "create it or fix function_extra_paths",
+        stage={"function_extra_paths": ["nope"]},
+    ),
+    action_case(
+        "action-install-path-empty-before-oidc",
+        {"install-path": "empty"},
+        "::error::install path empty holds no files to package",
+        "pip install --target empty",
+    ),
+    action_case(
+        "action-stage-requirements-missing-before-oidc",
+        {"install-path": "build"},
+        "::error::requirements file nope.txt does not exist (stage staging)",
+        "create it or fix the path",
+        stage={"requirements": "nope.txt"},
+    ),
+]
+
+
+def run_action(runner: Runner, inputs: Mapping[str, str], extra: Mapping[str, str]) -> Completed:
+    environment = runner.environment({"stage": "staging", **inputs}, dict(extra))
+    return run_in_process(github.main, cwd=runner.workspace, env=environment)
+
+
+@pytest.mark.parametrize(("inputs", "stage", "expect"), ACTION_CASES)
+def test_round3_action_refuses_bad_input_before_the_oidc_token(
+    tmp_path: Path, inputs: dict[str, str], stage: dict[str, Any], expect: tuple[str, ...]
+) -> None:
+    runner = Runner(tmp_path)
+    settings = {"stages": {"staging": {**BASE_STAGE, "function_extra_paths": ["config"], **stage}}}
+    write_project(runner.workspace, yaml.safe_dump(settings, sort_keys=False))
+    (runner.workspace / "empty").mkdir()
+    with oidc_server() as oidc, counting_server() as aws:
+        extra = {
+            "ACTIONS_ID_TOKEN_REQUEST_URL": oidc.url,
+            "ACTIONS_ID_TOKEN_REQUEST_TOKEN": oidc.request_token,
+            "AWS_ENDPOINT_URL": aws.endpoint,
+            "DROVER_OIDC_ATTEMPTS": "1",
+            "DROVER_STS_ATTEMPTS": "1",
+        }
+        outcome = run_action(runner, {"install-path": "install", "role-to-assume": ROLE, **inputs}, extra)
+        assert oidc.requests == [] and aws.requests == [], "a pure input check came after a network call"
+    assert outcome.returncode == 2, outcome.stdout + outcome.stderr
+    assert "Traceback" not in outcome.stdout + outcome.stderr
+    (line,) = outcome.stderr.splitlines()
+    for fragment in expect:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    assert runner.output_file.read_text() == "" and runner.summary_file.read_text() == ""
+
+
+def test_an_input_left_at_action_yml_default_is_not_given(tmp_path: Path) -> None:
+    """The runner passes action.yml's default for an input left out of `with:`: NOT_GIVEN means the stage's."""
+    runner = Runner(tmp_path)
+    write_project(runner.workspace)
+    environment = runner.environment({"stage": "staging", "function-name": github.NOT_GIVEN, "region": ""}, {})
+    environment.pop("INPUT_REGION")  # a `uses: docker://` step: an input left out is absent
+    saved = dict(os.environ)
+    os.environ.update(environment)
+    try:
+        assert github.get_input("function-name") == "" and github.get_input("region") == ""
+        assert github.get_input("settings-file") == "drover.yml" and github.get_flag("publish") is None
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 # -- the table -----------------------------------------------------------------------------------
 
 
@@ -169,6 +261,8 @@ def table_rows() -> Mapping[str, str]:
     rows: dict[str, tuple[str, tuple[str, ...]]] = {}
     for param in CLI_CASES:
         rows[f"test_round3_cli_refuses_bad_input_before_any_write[{param.id}]"] = ("none", param.values[0].expect)
+    for param in ACTION_CASES:
+        rows[f"test_round3_action_refuses_bad_input_before_the_oidc_token[{param.id}]"] = ("none", param.values[2])
     return row_endings(rows)
 
 

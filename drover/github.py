@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.client
 import json
 import logging
@@ -39,7 +40,7 @@ from actions_toolkit import core
 from actions_toolkit.command import Command
 from actions_toolkit.file_command import prepare_key_value_message
 
-from drover import __version__
+from drover import __version__, streams
 from drover.deploy import (
     STS_ATTEMPTS,
     STS_TRUST_CODES,
@@ -636,11 +637,11 @@ def obtain_credentials(
             f"role-to-assume is set, but the job cannot request an OIDC token ({ID_TOKEN_URL_VARIABLE} and "
             f"{ID_TOKEN_TOKEN_VARIABLE} are missing) — add `permissions: id-token: write` to the job"
         )
-    core.set_secret(request.token)
+    _toolkit(core.set_secret, request.token)
     token = fetch_id_token(
         request, inputs.audience, timeout=tuning.oidc_timeout, backoff=tuning.oidc, deadline=tuning.oidc_deadline
     )
-    core.set_secret(token)
+    _toolkit(core.set_secret, token)
     logger.info("Got an OIDC token for audience %s (%s)", inputs.audience, describe_claims(token_claims(token)))
     try:
         credentials = assume_role_with_web_identity(
@@ -657,7 +658,7 @@ def obtain_credentials(
         raise CredentialsError(f"could not assume {inputs.role_to_assume}: {error}") from error
     for secret in (credentials.access_key_id, credentials.secret_access_key, credentials.session_token):
         if secret:
-            core.set_secret(secret)
+            _toolkit(core.set_secret, secret)
     expires = f", expires {credentials.expiration.isoformat(timespec='seconds')}" if credentials.expiration else ""
     logger.info(
         "Assumed %s as session %s (STS in %s%s)", inputs.role_to_assume, inputs.role_session_name, region_name, expires
@@ -671,13 +672,13 @@ def obtain_credentials(
 @contextmanager
 def timed_group(title: str) -> Iterator[None]:
     """A folded ::group:: block that ends with how long it took, also when it fails."""
-    core.start_group(title)
+    _toolkit(core.start_group, title)
     start = time.perf_counter()
     try:
         yield
     finally:
-        core.info(f"{title}: {time.perf_counter() - start:.2f} s")
-        core.end_group()
+        _toolkit(core.info, f"{title}: {time.perf_counter() - start:.2f} s")
+        _toolkit(lambda _: core.end_group(), "")
 
 
 class GroupedTimings(Timings):
@@ -750,8 +751,7 @@ def write_outputs(outputs: Mapping[str, str], output_file: str | None) -> None:
         with open(output_file, "a", encoding="utf-8", newline="") as stream:
             stream.write(text)
     else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        streams.write(sys.stdout, text)
 
 
 def write_summary(result: DeployResult, summary_file: str | None) -> None:
@@ -799,9 +799,15 @@ def report_error(message: str, error: BaseException, workspace: Path) -> None:
             properties["line"] = error.line
         if error.column is not None:
             properties["col"] = error.column
-    sys.stdout.flush()
-    sys.stderr.write(f"{Command('error', properties, message)}\n")
-    sys.stderr.flush()
+    streams.try_write(sys.stdout, "")  # what was logged comes first
+    streams.try_write(sys.stderr, f"{Command('error', properties, message)}\n")
+
+
+def _toolkit(command: Callable[[str], None], text: str) -> None:
+    """An actions-toolkit call (it writes to stdout); when stdout fails (closed, full, a broken pipe) the line is
+    dropped: the run goes on, and its error annotation goes to stderr."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError: sys.stdout is None
+        command(text)
 
 
 class WorkflowCommandHandler(logging.Handler):
@@ -811,15 +817,15 @@ class WorkflowCommandHandler(logging.Handler):
         try:
             message = self.format(record)
             if record.levelno >= logging.ERROR:
-                core.error(message)
+                _toolkit(core.error, message)
             elif record.levelno >= logging.WARNING:
-                core.warning(message)
+                _toolkit(core.warning, message)
             elif record.levelno >= logging.INFO:
-                core.info(log_safe(message))
+                _toolkit(core.info, log_safe(message))
             else:
-                core.debug(message)
-        except Exception:  # logging must never break the run
-            self.handleError(record)
+                _toolkit(core.debug, message)
+        except Exception:  # logging must never break the run (nor report on a stream that just failed)
+            pass
 
 
 def configure_logging(debug: bool) -> None:
@@ -832,7 +838,7 @@ def configure_logging(debug: bool) -> None:
 
 def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "", suffix: str = "") -> int:
     if debug:
-        traceback.print_exception(error, file=sys.stderr)
+        streams.try_write(sys.stderr, "".join(traceback.format_exception(error)))
     message = shorten(prefix + one_line(error)) + suffix
     report_error(message, error, workspace)
     return code
@@ -882,11 +888,11 @@ def prepare(inputs: ActionInputs, debug: bool, environ: Mapping[str, str] | None
 
 
 def progress_line(line: str) -> None:
-    core.info(log_safe(line))
+    _toolkit(core.info, log_safe(line))
 
 
 def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> None:
-    core.info(log_safe(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)))
+    _toolkit(core.info, log_safe(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)))
     try:
         if isinstance(result, MultiResult):
             write_outputs(multi_outputs_of(result), environ.get("GITHUB_OUTPUT"))
@@ -930,11 +936,12 @@ def run(environ: MutableMapping[str, str], debug: bool, service: list[Run] | Non
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
     several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""
     promoted = f", promoted from stage {inputs.promote_from!r}" if inputs.promote_from else ""
-    core.info(
+    _toolkit(
+        core.info,
         log_safe(
             f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
             f"{several}{promoted}{mode}"
-        )
+        ),
     )
     if inputs.role_to_assume:
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
@@ -983,5 +990,5 @@ def main() -> int:
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
         note = failure_note(progress())
         return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ", suffix=note)
-    sys.stdout.flush()
+    streams.try_write(sys.stdout, "")
     return 0

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from actions_toolkit import core
 from actions_toolkit.command import Command
@@ -332,6 +332,24 @@ def check_stage_paths(stages: Sequence[Stage], working_directory: Path, workspac
                 inside_workspace(f"stage key {key} {str(path)!r}:", path, workspace)
 
 
+FILE_COMMAND_FDS = (
+    "DROVER_FILE_COMMAND_FDS"  # set by entrypoint.py: {path: descriptor opened before the privilege drop}
+)
+
+
+def open_file_command(path: str) -> TextIO:
+    """A file-command file ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY) for appending: through the descriptor the
+    entrypoint opened as root when there is one (the dropped user may not open the path), else by its path."""
+    try:
+        descriptors = json.loads(os.environ.get(FILE_COMMAND_FDS) or "{}")
+    except ValueError:
+        descriptors = {}
+    descriptor = descriptors.get(path) if isinstance(descriptors, dict) else None
+    if isinstance(descriptor, int):
+        return os.fdopen(os.dup(descriptor), "a", encoding="utf-8", newline="")
+    return open(path, "a", encoding="utf-8", newline="")
+
+
 def check_output_files(environ: Mapping[str, str]) -> None:
     """$GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY must take our lines: found out before the deploy, not after."""
     for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
@@ -339,7 +357,7 @@ def check_output_files(environ: Mapping[str, str]) -> None:
         if not path:
             continue
         try:
-            with open(path, "a", encoding="utf-8"):
+            with open_file_command(path):
                 pass
         except OSError as error:
             raise ActionInputError(
@@ -748,7 +766,7 @@ def format_outputs(outputs: Mapping[str, str]) -> str:
 def write_outputs(outputs: Mapping[str, str], output_file: str | None) -> None:
     text = format_outputs(outputs)
     if output_file:
-        with open(output_file, "a", encoding="utf-8", newline="") as stream:
+        with open_file_command(output_file) as stream:
             stream.write(text)
     else:
         streams.write(sys.stdout, text)
@@ -764,7 +782,7 @@ def write_summary_text(text: str, summary_file: str | None) -> None:
     if len(text.encode("utf-8")) > SUMMARY_LIMIT:
         text = text.encode("utf-8")[: SUMMARY_LIMIT - 200].decode("utf-8", "ignore")
         text += "\n\n(summary truncated at GitHub's 1 MiB limit; result-json has everything)\n"
-    with open(summary_file, "a", encoding="utf-8") as stream:
+    with open_file_command(summary_file) as stream:
         stream.write(text)
 
 

@@ -90,6 +90,7 @@ def check_archive_dir(
             )
     if os.path.lexists(archive_dir) and not archive_dir.is_dir():
         raise PackagingError(f"--archive-dir {archive_dir} exists and is not a directory — remove it or pick another")
+    _check_archive_dir_parents(archive_dir)
     for name in ARCHIVE_NAMES.values():
         existing = archive_dir / name
         if os.path.lexists(existing) and (existing.is_symlink() or not existing.is_file()):
@@ -97,6 +98,18 @@ def check_archive_dir(
                 f"--archive-dir {archive_dir}: {name} exists and is not a regular file — remove it or pick another "
                 "--archive-dir"
             )
+
+
+def _check_archive_dir_parents(archive_dir: Path) -> None:
+    """The archive dir is made with its parents: the nearest one that exists must be a directory."""
+    for parent in archive_dir.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise PackagingError(
+                    f"--archive-dir {archive_dir}: {parent} is not a directory — pick an --archive-dir "
+                    "whose parents are directories (e.g. --archive-dir dist)"
+                )
+            return
 
 
 @contextmanager

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from drover import DISTRIBUTION, __version__
+from drover import DISTRIBUTION, __version__, streams
 from drover.errors import DroverError, one_line
 from drover.progress import NO_PROGRESS, PlainProgress, Progress, TerminalProgress
 
@@ -63,7 +61,23 @@ class _Parser(argparse.ArgumentParser):
         if self.json_requested:
             _error_line(text)
             self.exit(_json_error("UsageError", text, 2))
-        self.exit(2, f"{self.prog}: error: {text}\n")
+        streams.try_write(sys.stderr, f"{self.prog}: error: {text}\n")
+        self.exit(2)
+
+
+def _given(value: str) -> str:
+    """An option's value as given: an explicit empty string is an error, never "not given" (whose default
+    may be the stage's production function)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"the value is empty ({value!r}) — give a value, or leave the option out")
+    return value
+
+
+def _given_path(value: str) -> Path:
+    """A path option's value: '' would be Path('') == '.', the working directory, not "not given"."""
+    if not value:
+        raise argparse.ArgumentTypeError("the value is empty ('') — give a path, or leave the option out")
+    return Path(value)
 
 
 class _Once(argparse.Action):
@@ -91,26 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
         "stages",
         metavar="STAGE",
         nargs="+",
+        type=_given,
         help="stage name(s) in the settings file; several stages deploy in one run, sharing packaging and layers",
     )
     parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
-    parser.add_argument("--settings-file", type=Path, default=Path("drover.yml"), help="default: drover.yml")
+    parser.add_argument("--settings-file", type=_given_path, default=Path("drover.yml"), help="default: drover.yml")
     parser.add_argument(
         "--install-path",
-        type=Path,
+        type=_given_path,
         default=Path(),
         help="package directory to deploy (e.g. from pip install --target); default: the working directory",
     )
     parser.add_argument(
         "--install-source",
-        type=Path,
+        type=_given_path,
         action=_Once,
         metavar="PATH",
         help="project directory to install into --install-path before packaging",
     )
     parser.add_argument(
         "--requirements",
-        type=Path,
+        type=_given_path,
         action=_Once,
         metavar="FILE",
         help="requirements file to install into --install-path before packaging",
@@ -139,13 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="store_true", help="debug output and tracebacks")
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--package-only", action="store_true", help="build the archives; no AWS calls")
-    parser.add_argument("--archive-dir", type=Path, help="keep function.zip and requirements.zip here")
+    parser.add_argument("--archive-dir", type=_given_path, help="keep function.zip and requirements.zip here")
     parser.add_argument("--dry-run", action="store_true", help="read live state and report changes; write nothing")
     parser.add_argument("--publish", action="store_true", default=None, help="publish a version after the update")
-    parser.add_argument("--alias", help="point this alias at the published version (implies --publish)")
+    parser.add_argument("--alias", type=_given, help="point this alias at the published version (implies --publish)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout; text goes to stderr")
     parser.add_argument(
         "--promote-from",
+        type=_given,
         metavar="SOURCE_STAGE",
         help="make STAGE's function run exactly what SOURCE_STAGE's function runs (same code, same requirements)",
     )
@@ -164,8 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="a rollout goes on although its alarms are already in ALARM (to deploy a fix while the old version alarms)",
     )
-    parser.add_argument("--function-name", help="deploy to this function instead of the stage's (one stage only)")
-    parser.add_argument("--region", help="deploy in this region instead of the stage's (one stage only)")
+    parser.add_argument(
+        "--function-name", type=_given, help="deploy to this function instead of the stage's (one stage only)"
+    )
+    parser.add_argument("--region", type=_given, help="deploy in this region instead of the stage's (one stage only)")
     return parser
 
 
@@ -174,8 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert isinstance(parser, _Parser)
     parser.json_requested = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    human = sys.stderr if args.json else sys.stdout
-    _configure_logging(human, verbose=args.verbose, quiet=args.quiet)
+    _configure_logging("stderr" if args.json else "stdout", verbose=args.verbose, quiet=args.quiet)
     from drover.interrupt import exit_code, failure_note, handle_sigterm, interruption_message
 
     handle_sigterm()
@@ -190,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(error, error.exit_code, args.verbose, json_output=args.json, suffix=note)
     except KeyboardInterrupt as error:  # SIGINT, or SIGTERM (kill, docker stop, a CI job cancelled)
         message = interruption_message(error, service.progress() if service else [])
-        print(message, file=sys.stderr)
+        streams.try_write(sys.stderr, message + "\n")
         code = exit_code(error)
         return _json_error(type(error).__name__, message, code) if args.json else code
     except Exception as error:  # an unexpected bug still gets one line unless -v
@@ -201,16 +218,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _report(result: DeployResult | MultiResult, args: argparse.Namespace) -> int:
-    """Print the result; when stdout cannot take it (a full disk, a closed pipe), say so on stderr, exit 1."""
+    """Print the result; when stdout cannot take it (closed, a full disk, a broken pipe), say so on stderr, exit 1."""
     from drover.models import MultiResult
     from drover.report import render_multi_text, render_text, unwritten_report
 
+    text = None if args.quiet else render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)
     try:
         if args.json:
             _write(sys.stdout, json.dumps(result.model_dump(mode="json"), sort_keys=True))
-        if not args.quiet:
-            text = render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)
-            _write(sys.stdout if not args.json else sys.stderr, text)
+            if text is not None:
+                streams.try_write(sys.stderr, text + "\n")  # with --json the text is a log: the JSON is the report
+        elif text is not None:
+            _write(sys.stdout, text)
     except OSError as error:
         _silence_stdout()
         _error_line(unwritten_report(result, "report", error))
@@ -218,27 +237,16 @@ def _report(result: DeployResult | MultiResult, args: argparse.Namespace) -> int
     return result.exit_code if isinstance(result, MultiResult) else 0
 
 
-def _write(stream: TextIO, text: str) -> None:
-    stream.write(text + "\n")
-    stream.flush()
+def _write(stream: TextIO | None, text: str) -> None:
+    streams.write(stream, text + "\n")
 
 
 def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the interpreter's flush at exit cannot fail again with a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError):
-        pass
+    streams.silence_stdout()
 
 
 def _error_line(message: str) -> None:
-    try:
-        sys.stderr.write(f"drover: error: {message}\n")
-        sys.stderr.flush()
-    except OSError:
-        pass
+    streams.try_write(sys.stderr, f"drover: error: {message}\n")
 
 
 def request_of(args: argparse.Namespace) -> RunRequest:
@@ -283,6 +291,7 @@ def run(args: argparse.Namespace, service: Run | None = None) -> DeployResult | 
     for stage in service.prepare():
         if args.archive_dir is not None:  # before any work: the archives must never be read as input
             check_archive_dir(args.archive_dir, args.install_path, stage.stage.extra_path_sources, Path.cwd())
+    service.check_paths()
     installing = any(drover.installs for drover in service.drovers)
     if not installing and not args.promote_from and not args.rollback:
         _warn_if_packaging_the_settings_directory(args.install_path, args.settings_file)
@@ -294,7 +303,7 @@ def _progress(args: argparse.Namespace, interactive: bool) -> Progress:
     plain lines every few seconds in CI logs, nothing with --quiet."""
     if args.quiet:
         return NO_PROGRESS
-    if interactive and (args.interactive or sys.stderr.isatty()):
+    if interactive and sys.stderr is not None and (args.interactive or _is_terminal(sys.stderr)):
         bars = TerminalProgress(sys.stderr)
         for handler in logger.handlers:
             handler.addFilter(bars.clear_for_log)
@@ -302,9 +311,15 @@ def _progress(args: argparse.Namespace, interactive: bool) -> Progress:
     return PlainProgress(_progress_line)
 
 
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except ValueError:  # closed
+        return False
+
+
 def _progress_line(line: str) -> None:
-    with contextlib.suppress(OSError):
-        _write(sys.stderr, line)
+    streams.try_write(sys.stderr, line + "\n")
 
 
 def _warn_if_packaging_the_settings_directory(install_path: Path, settings_file: Path) -> None:
@@ -321,10 +336,10 @@ def _warn_if_packaging_the_settings_directory(install_path: Path, settings_file:
     )
 
 
-def _configure_logging(stream: TextIO, *, verbose: bool, quiet: bool) -> None:
-    handler = logging.StreamHandler(stream)
+def _configure_logging(stream: str, *, verbose: bool, quiet: bool) -> None:
+    handler = logging.StreamHandler(streams.SafeStream(stream))
     handler.setFormatter(logging.Formatter("%(message)s"))
-    warning_handler = logging.StreamHandler(sys.stderr)
+    warning_handler = logging.StreamHandler(streams.SafeStream("stderr"))
     warning_handler.setLevel(logging.WARNING)
     warning_handler.setFormatter(logging.Formatter("warning: %(message)s"))
     handler.addFilter(lambda record: record.levelno < logging.WARNING)
@@ -345,7 +360,7 @@ def _fail(
     if verbose:
         import traceback
 
-        traceback.print_exception(error, file=sys.stderr)
+        streams.try_write(sys.stderr, "".join(traceback.format_exception(error)))
     from drover.report import shorten
 
     text = shorten(prefix + one_line(error)) + suffix

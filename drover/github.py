@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import http.client
 import json
 import logging
@@ -33,13 +34,13 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequenc
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from actions_toolkit import core
 from actions_toolkit.command import Command
 from actions_toolkit.file_command import prepare_key_value_message
 
-from drover import __version__
+from drover import __version__, streams
 from drover.deploy import (
     STS_ATTEMPTS,
     STS_TRUST_CODES,
@@ -68,30 +69,31 @@ from drover.service import Run, RunRequest
 
 logger = logging.getLogger("drover")
 
+NOT_GIVEN = "(not given)"  # action.yml's default of an input that has no value unless given
 # Every input with its default, exactly as in action.yml (tests/test_github.py keeps them equal).
 # Applied here too: a `uses: docker://ghcr.io/...` step gets no defaults from action.yml.
 INPUT_DEFAULTS: dict[str, str] = {
     "stage": "",
     "settings-file": "drover.yml",
     "working-directory": ".",
-    "install-path": "",
-    "install-source": "",
-    "requirements": "",
+    "install-path": NOT_GIVEN,
+    "install-source": NOT_GIVEN,
+    "requirements": NOT_GIVEN,
     "verify-dependencies": "false",
-    "role-to-assume": "",
-    "aws-region": "",
+    "role-to-assume": NOT_GIVEN,
+    "aws-region": NOT_GIVEN,
     "audience": "sts.amazonaws.com",
     "role-session-name": "drover-action",
     "role-duration-seconds": "3600",
     "dry-run": "false",
-    "publish": "",
-    "alias": "",
-    "promote-from": "",
+    "publish": NOT_GIVEN,
+    "alias": NOT_GIVEN,
+    "promote-from": NOT_GIVEN,
     "allow-untracked-source": "false",
     "rollback": "false",
     "ignore-alarms-at-start": "false",
-    "function-name": "",
-    "region": "",
+    "function-name": NOT_GIVEN,
+    "region": NOT_GIVEN,
 }
 OUTPUT_NAMES = (
     "function-arn",
@@ -115,6 +117,7 @@ MIN_ROLE_DURATION, MAX_ROLE_DURATION = 900, 43200
 SESSION_NAME_PATTERN = re.compile(r"^[\w+=,.@-]{2,64}$", re.ASCII)
 ROLE_ARN_PATTERN = re.compile(r"^arn:aws[a-zA-Z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$", re.ASCII)
 TRUE_VALUES = frozenset({"true", "True", "TRUE"})
+FALSE_VALUES = frozenset({"false", "False", "FALSE"})
 # An OIDC audience is a URI or a name: printable ASCII without spaces (so never a line break that could
 # start a workflow command in the log), at most 256 characters.
 AUDIENCE_PATTERN = re.compile(r"[\x21-\x7e]{1,256}")
@@ -201,20 +204,31 @@ def parse_stages(value: str) -> tuple[str, ...]:
 
 
 def get_input(name: str) -> str:
-    """The input's value (trimmed), or its default when unset or empty."""
-    return str(core.get_input(name)) or INPUT_DEFAULTS[name]
+    """The input's value (trimmed), its default when not given, or "" when not given and it has no default.
+
+    Not given: its INPUT_ variable is absent (a `uses: docker://` step) or holds action.yml's default (the
+    runner fills it in). An input action.yml gives no value by default has NOT_GIVEN as its default, so an
+    explicit '' (or an expression that evaluates to '') is told apart from it: given but empty is an error,
+    never the stage's own value (an empty function-name would deploy the stage's production function).
+    """
+    raw = os.environ.get("INPUT_" + name.replace(" ", "_").upper())
+    value = (INPUT_DEFAULTS[name] if raw is None else raw).strip()
+    if not value:
+        raise ActionInputError(
+            f"input '{name}' is empty — give a value, or leave it out of the step's `with:` (an expression that "
+            "evaluates to '' counts as given)"
+        )
+    return "" if value == NOT_GIVEN and INPUT_DEFAULTS[name] == NOT_GIVEN else value
 
 
 def get_flag(name: str) -> bool | None:
-    """A YAML 1.2 core-schema boolean input (true/True/TRUE/false/...); None when unset without default."""
-    raw = str(core.get_input(name))
-    if not raw:
-        default = INPUT_DEFAULTS[name]
-        return default in TRUE_VALUES if default else None
-    try:
-        return bool(core.get_boolean_input(name))
-    except TypeError:
-        raise ActionInputError(f"input '{name}' is {raw!r}: use true or false") from None
+    """A YAML 1.2 core-schema boolean input (true/True/TRUE/false/...); None when not given and without default."""
+    value = get_input(name)
+    if not value:
+        return None
+    if value in TRUE_VALUES or value in FALSE_VALUES:
+        return value in TRUE_VALUES
+    raise ActionInputError(f"input '{name}' is {value!r}: use true or false")
 
 
 def parse_inputs() -> ActionInputs:
@@ -338,6 +352,24 @@ def check_requirement_files(inputs: ActionInputs, stages: Sequence[Stage]) -> No
             included_files(full)
 
 
+FILE_COMMAND_FDS = (
+    "DROVER_FILE_COMMAND_FDS"  # set by entrypoint.py: {path: descriptor opened before the privilege drop}
+)
+
+
+def open_file_command(path: str) -> TextIO:
+    """A file-command file ($GITHUB_OUTPUT, $GITHUB_STEP_SUMMARY) for appending: through the descriptor the
+    entrypoint opened as root when there is one (the dropped user may not open the path), else by its path."""
+    try:
+        descriptors = json.loads(os.environ.get(FILE_COMMAND_FDS) or "{}")
+    except ValueError:
+        descriptors = {}
+    descriptor = descriptors.get(path) if isinstance(descriptors, dict) else None
+    if isinstance(descriptor, int):
+        return os.fdopen(os.dup(descriptor), "a", encoding="utf-8", newline="")
+    return open(path, "a", encoding="utf-8", newline="")
+
+
 def check_output_files(environ: Mapping[str, str]) -> None:
     """$GITHUB_OUTPUT and $GITHUB_STEP_SUMMARY must take our lines: found out before the deploy, not after."""
     for name in ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"):
@@ -345,7 +377,7 @@ def check_output_files(environ: Mapping[str, str]) -> None:
         if not path:
             continue
         try:
-            with open(path, "a", encoding="utf-8"):
+            with open_file_command(path):
                 pass
         except OSError as error:
             raise ActionInputError(
@@ -643,7 +675,7 @@ def obtain_credentials(
             f"role-to-assume is set, but the job cannot request an OIDC token ({ID_TOKEN_URL_VARIABLE} and "
             f"{ID_TOKEN_TOKEN_VARIABLE} are missing) — add `permissions: id-token: write` to the job"
         )
-    core.set_secret(request.token)
+    _toolkit(core.set_secret, request.token)
     credentials = _assume_role(inputs, request, region_name, tuning)
     expires = f", expires {credentials.expiration.isoformat(timespec='seconds')}" if credentials.expiration else ""
     logger.info(
@@ -661,7 +693,7 @@ def _assume_role(
     token = fetch_id_token(
         request, inputs.audience, timeout=tuning.oidc_timeout, backoff=tuning.oidc, deadline=tuning.oidc_deadline
     )
-    core.set_secret(token)
+    _toolkit(core.set_secret, token)
     logger.info("Got an OIDC token for audience %s (%s)", inputs.audience, describe_claims(token_claims(token)))
     try:
         credentials = assume_role_with_web_identity(
@@ -678,7 +710,7 @@ def _assume_role(
         raise CredentialsError(f"could not assume {inputs.role_to_assume}: {error}") from error
     for secret in (credentials.access_key_id, credentials.secret_access_key, credentials.session_token):
         if secret:
-            core.set_secret(secret)
+            _toolkit(core.set_secret, secret)
     return credentials
 
 
@@ -688,13 +720,13 @@ def _assume_role(
 @contextmanager
 def timed_group(title: str) -> Iterator[None]:
     """A folded ::group:: block that ends with how long it took, also when it fails."""
-    core.start_group(title)
+    _toolkit(core.start_group, title)
     start = time.perf_counter()
     try:
         yield
     finally:
-        core.info(f"{title}: {time.perf_counter() - start:.2f} s")
-        core.end_group()
+        _toolkit(core.info, f"{title}: {time.perf_counter() - start:.2f} s")
+        _toolkit(lambda _: core.end_group(), "")
 
 
 class GroupedTimings(Timings):
@@ -766,11 +798,10 @@ def format_outputs(outputs: Mapping[str, str]) -> str:
 def write_outputs(outputs: Mapping[str, str], output_file: str | None) -> None:
     text = format_outputs(outputs)
     if output_file:
-        with open(output_file, "a", encoding="utf-8", newline="") as stream:
+        with open_file_command(output_file) as stream:
             stream.write(text)
     else:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        streams.write(sys.stdout, text)
 
 
 def write_summary(result: DeployResult, summary_file: str | None) -> None:
@@ -783,7 +814,7 @@ def write_summary_text(text: str, summary_file: str | None) -> None:
     if len(text.encode("utf-8")) > SUMMARY_LIMIT:
         text = text.encode("utf-8")[: SUMMARY_LIMIT - 200].decode("utf-8", "ignore")
         text += "\n\n(summary truncated at GitHub's 1 MiB limit; result-json has everything)\n"
-    with open(summary_file, "a", encoding="utf-8") as stream:
+    with open_file_command(summary_file) as stream:
         stream.write(text)
 
 
@@ -818,9 +849,15 @@ def report_error(message: str, error: BaseException, workspace: Path) -> None:
             properties["line"] = error.line
         if error.column is not None:
             properties["col"] = error.column
-    sys.stdout.flush()
-    sys.stderr.write(f"{Command('error', properties, message)}\n")
-    sys.stderr.flush()
+    streams.try_write(sys.stdout, "")  # what was logged comes first
+    streams.try_write(sys.stderr, f"{Command('error', properties, message)}\n")
+
+
+def _toolkit(command: Callable[[str], None], text: str) -> None:
+    """An actions-toolkit call (it writes to stdout); when stdout fails (closed, full, a broken pipe) the line is
+    dropped: the run goes on, and its error annotation goes to stderr."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # AttributeError: sys.stdout is None
+        command(text)
 
 
 class WorkflowCommandHandler(logging.Handler):
@@ -830,15 +867,15 @@ class WorkflowCommandHandler(logging.Handler):
         try:
             message = self.format(record)
             if record.levelno >= logging.ERROR:
-                core.error(message)
+                _toolkit(core.error, message)
             elif record.levelno >= logging.WARNING:
-                core.warning(message)
+                _toolkit(core.warning, message)
             elif record.levelno >= logging.INFO:
-                core.info(log_safe(message))
+                _toolkit(core.info, log_safe(message))
             else:
-                core.debug(message)
-        except Exception:  # logging must never break the run
-            self.handleError(record)
+                _toolkit(core.debug, message)
+        except Exception:  # logging must never break the run (nor report on a stream that just failed)
+            pass
 
 
 def configure_logging(debug: bool) -> None:
@@ -851,7 +888,7 @@ def configure_logging(debug: bool) -> None:
 
 def fail(error: BaseException, code: int, debug: bool, workspace: Path, prefix: str = "", suffix: str = "") -> int:
     if debug:
-        traceback.print_exception(error, file=sys.stderr)
+        streams.try_write(sys.stderr, "".join(traceback.format_exception(error)))
     message = shorten(prefix + one_line(error)) + suffix
     report_error(message, error, workspace)
     return code
@@ -896,17 +933,21 @@ def prepare(inputs: ActionInputs, debug: bool, environ: Mapping[str, str] | None
         and not any(drover.stage.requirements or drover.stage.install_source for drover in service.drovers)
     ):
         check_install_inputs(inputs)  # a promotion installs and builds nothing; stages may name their own inputs
+    workspace = Path((environ or {}).get("GITHUB_WORKSPACE") or Path.cwd())
+    check_stage_paths(service.stages, inputs.working_directory, workspace)
+    check_requirement_files(inputs, service.stages)
+    service.check_paths()  # with every other input check: before the OIDC token and STS requests
     if inputs.install_path is None:
         service.request = replace(service.request, install_path=fresh_install_path(environ or {}))
     return service
 
 
 def progress_line(line: str) -> None:
-    core.info(log_safe(line))
+    _toolkit(core.info, log_safe(line))
 
 
 def report(result: DeployResult | MultiResult, environ: Mapping[str, str]) -> None:
-    core.info(log_safe(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)))
+    _toolkit(core.info, log_safe(render_multi_text(result) if isinstance(result, MultiResult) else render_text(result)))
     try:
         if isinstance(result, MultiResult):
             write_outputs(multi_outputs_of(result), environ.get("GITHUB_OUTPUT"))
@@ -953,17 +994,16 @@ def _run(environ: MutableMapping[str, str], debug: bool, service: list[Run] | No
     prepared = prepare(inputs, debug, environ)
     if service is not None:
         service.append(prepared)
-    check_stage_paths(prepared.stages, inputs.working_directory, Path(environ.get("GITHUB_WORKSPACE") or Path.cwd()))
-    check_requirement_files(inputs, prepared.stages)
     stage = prepared.stages[0]
     mode = " (dry run: nothing will be changed)" if inputs.dry_run else ""
     several = f" and {len(inputs.stages) - 1} more stages" if len(inputs.stages) > 1 else ""
     promoted = f", promoted from stage {inputs.promote_from!r}" if inputs.promote_from else ""
-    core.info(
+    _toolkit(
+        core.info,
         log_safe(
             f"drover {__version__}: stage {inputs.stage!r}, function {stage.function_name} in {stage.region_name}"
             f"{several}{promoted}{mode}"
-        )
+        ),
     )
     if inputs.role_to_assume:
         with timed_group("AWS credentials: GitHub OIDC token → STS"):
@@ -1012,5 +1052,5 @@ def main() -> int:
     except Exception as error:  # an unexpected bug still gets one annotation, and a traceback in debug
         note = failure_note(progress())
         return fail(error, 1, debug, workspace, prefix=f"unexpected {type(error).__name__}: ", suffix=note)
-    sys.stdout.flush()
+    streams.try_write(sys.stdout, "")
     return 0

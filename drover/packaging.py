@@ -456,7 +456,7 @@ def walk_files(
             relative_name = prefix + entry.name
             excluded = any(user_match(pattern, relative_name) for pattern in exclude_patterns)
             if entry.is_symlink():
-                if excluded:
+                if excluded and _nothing_below_is_kept(entry, relative_name, pruning):
                     continue  # an excluded link is never followed, so it may dangle or point anywhere
                 info = _follow_link(entry.path, real_root)
             elif excluded and not entry.is_dir(follow_symlinks=False):
@@ -488,6 +488,14 @@ def walk_files(
                 raise PackagingError(
                     f"{entry.path}: not a regular file or directory (a socket, FIFO or device?) — remove it"
                 )
+
+
+def _nothing_below_is_kept(link: os.DirEntry[str], relative_name: str, pruning: Sequence[Pattern[str]]) -> bool:
+    """An excluded link to a file (or to nothing) holds no other path; one to a directory holds nothing to keep
+    only when a prefix-closed pattern matches its path + "/" (else files below it may still match no pattern)."""
+    if not os.path.isdir(link.path):
+        return True
+    return any(user_match(pattern, relative_name + "/") for pattern in pruning)
 
 
 def user_match(pattern: Pattern[str], name: str) -> bool:
@@ -615,17 +623,52 @@ def changed_while_packaging(path: str, what: str) -> PackagingError:
     return PackagingError(f"{path} changed while packaging ({what}) — rerun drover")
 
 
-_LOOKS_PAST_THE_MATCH = re.compile(r"\$|\\[ZbB]|\(\?[=!]")
-
-
 def prefix_closed(pattern: Pattern[str]) -> bool:
-    """Whether pattern.match(s) implies pattern.match(s + t) for every t.
+    """Whether pattern.match(s) implies pattern.match(s + t) for every t: then a directory whose path + "/"
+    matches can be skipped whole (e.g. the default .*__pycache__.*), as every file below matches too.
 
-    re.match anchors only at the start, so a match on a prefix stays a match on any extension unless
-    the pattern looks past the characters it consumed: an end anchor, a word boundary or a lookahead.
-    For such patterns a matching directory can be skipped whole (e.g. the default .*__pycache__.*).
+    re.match anchors only at the start and backtracks through every way to match, so a match on a prefix
+    stays a match on any extension unless the pattern looks past the characters it consumed (an end
+    anchor, a word boundary, a lookahead) or commits to a choice that later characters can undo (a
+    possessive repeat, an atomic group: `.*+(?<=/)` matches 'lib/' but no file below it). Decided on the
+    parsed pattern; a pattern that cannot be parsed here is not closed (filtered file by file).
     """
-    return _LOOKS_PAST_THE_MATCH.search(pattern.pattern) is None
+    if _sre_parser is None or _sre is None:
+        return False
+    try:
+        parsed = _sre_parser.parse(pattern.pattern, pattern.flags & ~re.UNICODE)
+    except Exception:
+        return False
+    return _never_looks_past(list(parsed))
+
+
+def _never_looks_past(items: list[tuple[Any, Any]]) -> bool:
+    """No end anchor, word boundary, lookahead, possessive repeat or atomic group anywhere in items."""
+    starts = {_sre.AT_BEGINNING, _sre.AT_BEGINNING_LINE, _sre.AT_BEGINNING_STRING}
+    committing = {getattr(_sre, "POSSESSIVE_REPEAT", None), getattr(_sre, "ATOMIC_GROUP", None)} - {None}
+    for op, value in items:
+        if op in committing or (op == _sre.AT and value not in starts):
+            return False
+        if op in {_sre.ASSERT, _sre.ASSERT_NOT} and value[0] >= 0:  # a lookahead (a lookbehind's is -1)
+            return False
+        if not all(_never_looks_past(child) for child in _children(op, value)):
+            return False
+    return True
+
+
+def _children(op: Any, value: Any) -> list[list[tuple[Any, Any]]]:
+    """The sub-patterns of one parsed item (a group's, a repeat's, each branch's, a look-around's)."""
+    if op in {_sre.MAX_REPEAT, _sre.MIN_REPEAT}:
+        return [list(value[2])]
+    if op == _sre.SUBPATTERN:
+        return [list(value[-1])]
+    if op == _sre.BRANCH:
+        return [list(branch) for branch in value[1]]
+    if op in {_sre.ASSERT, _sre.ASSERT_NOT}:
+        return [list(value[1])]
+    if op == _sre.GROUPREF_EXISTS:
+        return [list(branch) for branch in value[1:] if branch is not None]
+    return []
 
 
 def _identity(path: Path) -> tuple[int, int]:
@@ -669,6 +712,22 @@ def _is_executable(mode: int) -> bool:
 
 def _name(package_file: PackageFile) -> str:
     return package_file.archive_name
+
+
+def check_install_path(install_path: Path) -> None:
+    """The install path of a run that installs nothing: an existing directory that holds something."""
+    _check_install_path(install_path)
+    with os.scandir(install_path) as entries:
+        if next(entries, None) is None:
+            raise PackagingError(
+                f"install path {install_path} holds no files to package — pip install --target {install_path} your "
+                "package first, or give the right --install-path"
+            )
+
+
+def extra_source(extra_path: Path, working_directory: Path) -> Path:
+    """An extra path's source: it exists, inside the working directory unless given absolute."""
+    return _extra_source(extra_path, working_directory)
 
 
 def _check_install_path(install_path: Path) -> None:

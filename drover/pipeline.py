@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from drover.archive import ARCHIVE_NAMES, ArchiveInfo, archive_scratch, record_archive
-from drover.errors import DroverError, SettingsError, one_line
+from drover.errors import DroverError, InstallError, SettingsError, one_line
 from drover.models import DeployResult, MultiResult, RunTotals, StageFailure
 from drover.options import DEFAULT_ARCHITECTURE, NO_INSTALL, AttachedLayer, InstallOutcome, RunOptions
 from drover.packaging import HashedFile, PackageFile, PackageLayout, PackagePlan, Partition, PendingPlan, hash_files
@@ -410,7 +410,7 @@ class Pipeline:
         )
         with self._stage(first):
             try:
-                outcome = first.drover.install(directory, self._architecture(first), attached)
+                outcome = _install_with_permission(first.drover, directory, self._architecture(first), attached)
             except Exception as error:  # every stage that shares this install fails, before any write
                 for run in runs:
                     run.error = error
@@ -728,6 +728,21 @@ class Pipeline:
                 seconds=round(seconds, 3),
             ),
         )
+
+
+def _install_with_permission(
+    drover: StageWork, directory: Path, architecture: str, attached: Sequence[AttachedLayer]
+) -> InstallOutcome:
+    """The install, its permission failures an input problem (exit 2) that names the path and the fix."""
+    try:
+        return drover.install(directory, architecture, attached)
+    except PermissionError as error:
+        path = error.filename or directory
+        raise InstallError(
+            f"{path}: permission denied — the run cannot replace the install path {directory} (left by another "
+            f"user such as root, or read-only): remove it or make it and its directory writable by this user "
+            f"(e.g. sudo chown -R $(id -u) {directory}), or give another --install-path"
+        ) from None
 
 
 def _recorded_key(layer: LayerVersion, tags: Mapping[str, str]) -> str | None:

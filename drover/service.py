@@ -69,6 +69,25 @@ class Run:
         _check_distinct_functions(self.drovers)
         return self.drovers
 
+    def check_paths(self) -> None:
+        """Every path the run reads and no install makes exists: checked with the other input, before any
+        network call (the Action's OIDC token and STS exchange included). A promotion or rollback reads none."""
+        from drover.packaging import check_install_path, extra_source
+
+        if self.request.promote_from or self.request.rollback:
+            return
+        working_directory = self.request.options.working_directory
+        for drover in self.prepare():
+            for extra_path in drover.stage.extra_path_sources:
+                extra_source(extra_path, working_directory)
+            for what, path in zip(("install source", "requirements file"), drover.install_inputs, strict=True):
+                if path is not None and not path.exists():
+                    raise SettingsError(
+                        f"{what} {path} does not exist (stage {drover.stage_name}) — create it or fix the path"
+                    )
+            if not drover.installs:
+                check_install_path(self.request.install_path)
+
     def execute(self) -> DeployResult | MultiResult:
         """A promotion, or the pipeline over the stages: one stage's result (its failure raised), or every stage's."""
         from drover.pipeline import Pipeline

@@ -359,9 +359,9 @@ def test_the_cli_reports_the_key_in_json_and_no_dependency_key_installs(
     assert json.loads(audited.stdout)["install"]["verified"] is True
 
 
-@pytest.mark.parametrize(("value", "expected"), [("", False), ("true", True), ("false", False)])
+@pytest.mark.parametrize(("value", "expected"), [(None, False), ("true", True), ("false", False)])
 def test_the_action_input_verify_dependencies_reaches_the_run(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str, expected: bool
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, value: str | None, expected: bool
 ) -> None:
     from drover import github
 
@@ -371,7 +371,8 @@ def test_the_action_input_verify_dependencies_reaches_the_run(
         monkeypatch.delenv(name)
     monkeypatch.setenv("INPUT_STAGE", "dev")
     monkeypatch.setenv("INPUT_REQUIREMENTS", "requirements.txt")
-    monkeypatch.setenv("INPUT_VERIFY-DEPENDENCIES", value)
+    if value is not None:  # None: not given (given but empty is an error, tests/bad_inputs/test_round_three.py)
+        monkeypatch.setenv("INPUT_VERIFY-DEPENDENCIES", value)
     (tmp_path / "requirements.txt").write_text("purelib==1.0\n")
     (tmp_path / "drover.yml").write_text(
         "stages:\n  dev:\n    region_name: us-east-1\n    function_name: fn\n    compatible_runtime: python3.12\n"

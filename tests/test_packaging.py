@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -679,6 +680,9 @@ def test_the_install_marker_is_never_packaged(tmp_path, make_tree, stage):
         (r"a(?=b)", False),
         (r"a(?!b)", False),
         (r".*_test\.py\Z", False),
+        (r".*+(?<=/)", False),  # a possessive repeat commits: 'lib/' matches, 'lib/x.py' does not
+        (r"(?>lib|li)b/", False),  # an atomic group commits too
+        (r"(?<!x)lib/", True),
     ],
 )
 def test_prefix_closed_patterns_are_those_that_never_look_past_their_match(pattern, closed):
@@ -758,3 +762,89 @@ def test_the_function_archive_top_level_entries_are_listed_in_the_summary(tmp_pa
     assert result.function_entries == ["app/", "app_main.py"]
     result.function_size = 100
     assert "Function archive: 100.00 B, 3 files (top level: app/, app_main.py)" in render_text(result)
+
+
+# Pieces of random exclude patterns: plain text, repeats (greedy, lazy, possessive), atomic groups, look-behinds,
+# look-aheads, anchors and word boundaries: the constructs whose matches may or may not survive an extension.
+PATTERN_PIECES = (
+    "a",
+    "b",
+    "/",
+    ".",
+    "[ab]",
+    "[^/]",
+    ".*",
+    ".*?",
+    "a*",
+    "a?",
+    ".*+",
+    "[^/]++",
+    "a*+",
+    "(?>a|ab)",
+    "(?>.*)",
+    "(?<=/)",
+    "(?<!a)",
+    "(?=b)",
+    "(?!a)",
+    "$",
+    r"\Z",
+    r"\b",
+    r"\B",
+    "(a|b/)",
+    "(?:ab)*",
+)
+TREE_SEGMENTS = ("a", "b", "ab", "ba", "aa")
+
+
+def random_pattern(chooser: random.Random) -> str:
+    return "".join(chooser.choice(PATTERN_PIECES) for _ in range(chooser.randint(1, 4)))
+
+
+def random_tree(chooser: random.Random, root: Path) -> list[str]:
+    names = set()
+    for _ in range(chooser.randint(1, 8)):
+        parts = [chooser.choice(TREE_SEGMENTS) for _ in range(chooser.randint(1, 4))]
+        names.add("/".join(parts))
+    files = sorted(name for name in names if not any(other.startswith(name + "/") for other in names))
+    for name in files:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+    return files
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_pruning_never_excludes_a_file_the_pattern_does_not_match(tmp_path, seed):
+    """Random patterns on random trees: the walk (which prunes whole directories) keeps exactly the files that
+    re.match, applied to each file's relative path one by one, does not exclude (issue 24, item 8)."""
+    chooser = random.Random(seed)
+    for case in range(60):
+        root = tmp_path / f"tree{case}"
+        root.mkdir()
+        files = random_tree(chooser, root)
+        pattern = re.compile(random_pattern(chooser))
+
+        walked = sorted(name for name, _, _ in packaging.walk_files(root, [pattern]))
+
+        expected = [name for name in files if pattern.match(name) is None]
+        assert walked == expected, f"pattern {pattern.pattern!r} on {files}"
+
+
+def test_a_possessive_repeat_before_a_lookbehind_prunes_nothing(tmp_path, make_tree, stage):
+    """'.*+(?<=/)' matches 'lib/' (a directory's prefix) but no file path below it: nothing is excluded."""
+    root = make_tree(tmp_path / "install", {"app.py": b"a", "lib/x.py": b"x"})
+
+    plan = plan_package(stage(package_exclude_patterns=[r".*+(?<=/)"]), root, tmp_path)
+
+    assert names(plan, "requirements") == ["python/lib/x.py"]
+
+
+def test_an_excluded_link_to_a_directory_keeps_the_files_below_it_the_pattern_does_not_match(
+    tmp_path, make_tree, stage
+):
+    """'vendor$' excludes the link 'vendor' but not 'vendor/x.py': the file is packaged (through the link)."""
+    root = make_tree(tmp_path / "install", {"app.py": b"a", "real/x.py": b"x"})
+    (root / "vendor").symlink_to("real", target_is_directory=True)
+
+    plan = plan_package(stage(package_exclude_patterns=[r"vendor$"]), root, tmp_path)
+
+    assert names(plan, "requirements") == ["python/real/x.py", "python/vendor/x.py"]

@@ -580,7 +580,10 @@ ACTION_CASES = [
         id="action-install-path-missing",
     ),
     pytest.param(
-        {"install-path": ""}, None, ("::error::nothing to deploy", "'install-source'"), id="action-nothing-to-deploy"
+        {"install-path": github.NOT_GIVEN},
+        None,
+        ("::error::nothing to deploy", "'install-source'"),
+        id="action-nothing-to-deploy",
     ),
     pytest.param(
         {},

@@ -60,7 +60,7 @@ from drover.models import (
     Stage,
 )
 from drover.packaging import HashedFile, PackageFile, PackagePlan
-from drover.progress import NO_PROGRESS, Progress
+from drover.progress import NO_PROGRESS, Progress, tracked
 
 logger = logging.getLogger("drover")
 PENDING_LAYER = "(new requirements layer version)"
@@ -753,7 +753,11 @@ class ShiftTraffic(Step):
             deployment.version,
             self.rollout.interval_seconds,
         )
-        _watch(deployment, self.rollout, f"while {self.percent}% of {self.target} was on version {deployment.version}")
+        waiting = f"Rollout {self.target}: {self.percent}% on version {deployment.version}, watching"
+        with tracked(deployment.target.progress, waiting):  # a spinner and the time waited (CI: a line every 5 s)
+            _watch(
+                deployment, self.rollout, f"while {self.percent}% of {self.target} was on version {deployment.version}"
+            )
         alarms = f"; alarms {', '.join(self.rollout.alarms)} stayed out of ALARM" if self.rollout.alarms else ""
         return f"{self.percent}% on version {deployment.version} for {self.rollout.interval_seconds} s{alarms}"
 

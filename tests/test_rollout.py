@@ -15,7 +15,7 @@ from drover.errors import PreflightError, SettingsError, UpdateError
 from drover.interrupt import Terminated
 from drover.models import DeployResult
 from drover.settings import load_settings
-from tests.aws import Infrastructure, MotoServer
+from tests.aws import CallRecorder, Infrastructure, MotoServer
 from tests.deploy_support import Project
 
 ALARM = "fn-errors"
@@ -286,3 +286,77 @@ def test_a_rollout_longer_than_the_credentials_goes_on_with_refreshed_ones(
     assert result.rollout == "completed" and alias_state(infra) == ("2", {})
     assert len(refreshed) >= 2, refreshed  # 45 minutes of waits on 15-minute credentials
     assert ("1", {"2": 0.5}) in seen and ("1", {"2": 0.75}) in seen
+
+
+def test_stages_roll_out_concurrently_and_one_stages_rollback_leaves_the_other_alone(
+    tmp_path: Path, infra: Infrastructure, moto_invokes: None
+) -> None:
+    import yaml
+
+    from drover.models import MultiResult, StageFailure
+    from drover.options import RunOptions
+    from drover.service import Run, RunRequest
+    from tests.aws import recording_clients
+
+    cloudwatch = infra.client("cloudwatch")
+    stages: dict[str, Any] = {}
+    for name in ("a", "b"):
+        infra.function(f"fn-{name}")
+        cloudwatch.put_metric_alarm(
+            AlarmName=f"{name}-errors",
+            MetricName="Errors",
+            Namespace="AWS/Lambda",
+            Statistic="Sum",
+            Period=60,
+            EvaluationPeriods=1,
+            Threshold=1,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        cloudwatch.set_alarm_state(AlarmName=f"{name}-errors", StateValue="OK", StateReason="quiet")
+        stages[name] = {
+            "region_name": "us-east-1",
+            "function_name": f"fn-{name}",
+            "compatible_runtime": "python3.12",
+            "function_file_patterns": ["^app"],
+            "alias": "live",
+        }
+    install = tmp_path / "install"
+    (install / "app").mkdir(parents=True)
+    (install / "app" / "__init__.py").write_text("V = 1\n")
+    settings = tmp_path / "drover.yml"
+
+    def run() -> MultiResult:
+        settings.write_text(yaml.safe_dump({"stages": stages}))
+        clients = recording_clients(CallRecorder())
+
+        def sleep(seconds: float) -> None:  # b's alarm goes off during the first wait; a's stays quiet
+            cloudwatch.set_alarm_state(AlarmName="b-errors", StateValue="ALARM", StateReason="errors")
+
+        clients.sleep = sleep
+        options = RunOptions(working_directory=tmp_path, aws=clients)
+        result = Run(RunRequest(settings, ("a", "b"), install, options)).execute()
+        assert isinstance(result, MultiResult)
+        return result
+
+    run()  # version 1 behind each alias
+    (install / "app" / "__init__.py").write_text("V = 2\n")
+    for name in ("a", "b"):
+        stages[name]["rollout"] = {
+            "strategy": "canary",
+            "percent": 20,
+            "interval_seconds": 30,
+            "alarms": [f"{name}-errors"],
+        }
+
+    result = run()
+
+    completed, failed = result.results
+    assert isinstance(completed, DeployResult) and completed.rollout == "completed"
+    assert isinstance(failed, StageFailure) and "b-errors went into ALARM" in failed.error
+    assert "back on version 1" in failed.error
+    assert result.succeeded == ["a"] and result.failed == ["b"]
+    versions = {
+        name: infra.client("lambda").get_alias(FunctionName=f"fn-{name}", Name="live")["FunctionVersion"]
+        for name in ("a", "b")
+    }
+    assert versions == {"a": "2", "b": "1"}

@@ -53,6 +53,9 @@ def interruption_message(error: KeyboardInterrupt, progress: Sequence[DeployResu
     )
 
 
+READ_ONLY_STEPS = frozenset({"smoke-test", "check-alarms"})  # done steps that wrote nothing to AWS
+
+
 def written_steps(progress: Sequence[DeployResult | None]) -> list[str]:
     """Each step a deploy (or several) completed, as `kind target`: what exists in AWS now."""
     return [
@@ -60,7 +63,7 @@ def written_steps(progress: Sequence[DeployResult | None]) -> list[str]:
         for result in progress
         if result is not None and result.mode == "deploy"
         for action in result.actions
-        if action.done
+        if action.done and action.action not in READ_ONLY_STEPS
     ]
 
 

@@ -660,7 +660,7 @@ def _smoke_test(deployment: Deployment, smoke: SmokeTest) -> Step:
     target = deployment.version or "the new version"
     expect = f", expect {smoke.expect!r} in the answer" if smoke.expect else ""
     return SmokeTestStep(
-        f"{deployment.live.name}:{target}",
+        deployment.live.name,
         f"invoke version {target} (not the alias) with {smoke.payload}{expect}, before any traffic reaches it",
         smoke,
     )

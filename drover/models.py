@@ -372,6 +372,7 @@ class DeployAction(BaseModel):
     target: str
     reason: str
     done: bool
+    at: str | None = None  # when it was done (UTC, ISO 8601 to the second): a rollout's steps are minutes apart
 
 
 class InstallSummary(BaseModel):

@@ -118,8 +118,11 @@ def render_summary(result: DeployResult) -> str:
     lines += ["", "#### Changes", ""]
     if result.actions:
         lines += _table(
-            ("Change", "Target", "Why", "Status"),
-            [(action.action, action.target, action.reason, _state(action)) for action in result.actions],
+            ("Change", "Target", "Why", "Status", "At (UTC)"),
+            [
+                (action.action, action.target, action.reason, _state(action), (action.at or "").replace("+00:00", ""))
+                for action in result.actions
+            ],
         )
     else:
         lines.append("Nothing to change: the live function already runs this package.")

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from drover.archive import ArchiveInfo
@@ -377,7 +378,9 @@ def run_steps(deployment: Deployment, steps: Sequence[Step]) -> None:
 def _action(step: Step, outcome: str | None = None) -> DeployAction:
     """A planned step (would do, with its reason) or, given what it did, a done one."""
     kind, target, reason = step.describe()
-    return DeployAction(action=kind, target=target, reason=outcome or reason, done=outcome is not None)
+    done = outcome is not None
+    at = datetime.now(UTC).isoformat(timespec="seconds") if done else None
+    return DeployAction(action=kind, target=target, reason=outcome or reason, done=done, at=at)
 
 
 def finish(deployment: Deployment) -> None:
@@ -803,7 +806,8 @@ def roll_back(deployment: Deployment) -> str:
                 f"traffic to version {deployment.version} — run drover --rollback {deployment.stage_name}"
             )
     logger.error("Rollout stopped: %s", note)
-    deployment.result.actions.append(DeployAction(action="roll-back", target=alias, reason=note, done=True))
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    deployment.result.actions.append(DeployAction(action="roll-back", target=alias, reason=note, done=True, at=now))
     return note
 
 

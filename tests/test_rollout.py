@@ -360,3 +360,12 @@ def test_stages_roll_out_concurrently_and_one_stages_rollback_leaves_the_other_a
         for name in ("a", "b")
     }
     assert versions == {"a": "2", "b": "1"}
+
+
+def test_the_step_summary_gives_each_rollout_step_its_time(live: Project) -> None:
+    from drover.report import render_summary
+
+    summary = render_summary(live.deploy())
+    rows = [line for line in summary.splitlines() if line.startswith("| shift-traffic")]
+    assert rows and rows[0].rstrip(" |").rsplit("| ", 1)[-1].count(":") == 2  # HH:MM:SS of when it was done
+    assert "| At (UTC) |" in summary

@@ -15,6 +15,7 @@ import io
 import json
 import re
 import shutil
+import time
 import urllib.parse
 import urllib.request
 import zipfile
@@ -606,3 +607,49 @@ def test_a_stage_plans_the_same_actions_alone_and_in_a_multi_stage_run(pipeline:
     assert alone.code == 0 and together.code == 0, alone.stderr + together.stderr
     assert steps(alone.result), "the state has something to do"
     assert steps(together.entry("a")) == steps(alone.result)
+
+
+def test_a_shared_upload_settles_for_every_waiter_on_failure_and_a_later_stage_tries_again() -> None:
+    """Stages that need the same S3 object share one PUT; a failed PUT never leaves a waiter blocked."""
+    import threading
+
+    from drover.workflow import Uploads
+
+    uploads = Uploads()
+    where = ("us-east-1", "bucket", "digest.zip")
+    started, release = threading.Event(), threading.Event()
+    outcomes: list[str] = []
+
+    def failing() -> Any:
+        started.set()
+        release.wait(10)
+        raise RuntimeError("PutObject failed")
+
+    def first() -> None:
+        try:
+            uploads.put(where, failing)
+        except RuntimeError as error:
+            outcomes.append(f"first: {error}")
+
+    def waiter() -> None:
+        try:
+            uploads.put(where, lambda: (_ for _ in ()).throw(AssertionError("a waiter must not upload")))
+        except RuntimeError as error:
+            outcomes.append(f"waiter: {error}")
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert started.wait(10)
+    two = threading.Thread(target=waiter)
+    two.start()
+    pending = uploads._objects[where]
+    deadline = time.monotonic() + 10
+    while not pending._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]  # the waiter waits
+        time.sleep(0.005)
+    release.set()
+    one.join(10)
+    two.join(10)
+    assert sorted(outcomes) == ["first: PutObject failed", "waiter: PutObject failed"]
+    uploaded = uploads.put(where, lambda: ("object", True, None))  # type: ignore[arg-type,return-value]
+    assert uploaded == ("object", True, None)
+    assert uploads.put(where, lambda: ("other", True, None)) == ("object", False, None)  # type: ignore[arg-type,return-value]

@@ -644,7 +644,7 @@ def test_a_shared_upload_settles_for_every_waiter_on_failure_and_a_later_stage_t
     two.start()
     pending = uploads._objects[where]
     deadline = time.monotonic() + 10
-    while not pending._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]  # the waiter waits
+    while not pending._condition._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]  # it waits
         time.sleep(0.005)
     release.set()
     one.join(10)

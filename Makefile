@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # make local: the loopback port of the local AWS API (0: any free port)
 LOCAL_AWS_PORT ?= 5055
 
-.PHONY: help venv test test-fast test-container container-tools lint demo local local-down bench bench-multi clean
+.PHONY: help venv test test-fast test-container container-tools lint demo local local-down bench bench-record bench-multi bench-multi-record clean
 
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
@@ -19,8 +19,10 @@ help:
 	@echo "make test-fast - the test suite without the slow tests"
 	@echo "make test-container - build the Action image (podman) and run it as the GitHub runner does"
 	@echo "make lint   - ruff + mypy"
-	@echo "make bench  - performance benchmark against drover 0.7.1"
+	@echo "make bench  - performance benchmark against drover 0.7.1 (raw results: .cache/bench/results/)"
+	@echo "make bench-record - the same, updating the committed bench/results.json"
 	@echo "make bench-multi - ten functions sharing one requirements set: one run vs ten drover 0.7.1 runs"
+	@echo "make bench-multi-record - the same, updating the committed bench/multi_results.json"
 
 venv: $(STAMP)
 
@@ -62,11 +64,19 @@ local: $(STAMP)
 local-down:
 	@$(BIN)/python examples/local_aws.py down
 
+# The bench targets write raw results to .cache/bench/results/ (ignored); the -record ones update the
+# committed bench/*.json that the docs quote.
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
+bench-record: $(STAMP)
+	$(BIN)/python bench/run.py --record
+
 bench-multi: $(STAMP)
 	$(BIN)/python bench/multi_bench.py
+
+bench-multi-record: $(STAMP)
+	$(BIN)/python bench/multi_bench.py --record
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

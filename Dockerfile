@@ -35,10 +35,10 @@ RUN uv sync --frozen --no-dev --no-editable --no-install-project --python python
 COPY README.md ./
 COPY drover ./drover
 RUN uv sync --frozen --no-dev --no-editable --python python3
-# botocore ships the API model of every AWS service (28 MB); drover calls lambda, s3 and sts, and botocore's
-# credential providers may call sso, sso-oidc and signin. tests/test_action_container.py checks this list
-# against the services the code names.
-ARG BOTOCORE_SERVICES="lambda s3 sts sso sso-oidc signin"
+# botocore ships the API model of every AWS service (28 MB); drover calls lambda, s3, sts and cloudwatch (a
+# rollout's alarms), and botocore's credential providers may call sso, sso-oidc and signin.
+# tests/test_action_container.py checks this list against the services the code names.
+ARG BOTOCORE_SERVICES="lambda s3 sts cloudwatch sso sso-oidc signin"
 RUN set -eu; \
     for path in /opt/venv/lib/python3*/site-packages/botocore/data/*/; do \
         name="$(basename "$path")"; \

@@ -14,6 +14,7 @@ LOCAL_AWS_PORT ?= 5055
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
 	@echo "make local  - start a local AWS API (moto, 127.0.0.1:$(LOCAL_AWS_PORT)) with the example's function; prints exports"
+	@echo "make local FUNCTION=name [RUNTIME=python3.12 ARCH=arm64] - also your own function, and how to deploy to it"
 	@echo "make local-down - stop it"
 	@echo "make test   - run the test suite, then the container tests (when podman or docker works here)"
 	@echo "make test-fast - the test suite without the slow tests"
@@ -60,9 +61,13 @@ lint: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-# stdout holds only the export lines: eval "$$(make -s local)"
+# stdout holds only the export lines: eval "$$(make -s local)". FUNCTION=name also creates your own
+# function (RUNTIME, ARCH) with its role, and prints the drover.yml that deploys to it.
+RUNTIME ?= python3.12
+ARCH ?= x86_64
 local: $(STAMP)
-	@$(BIN)/python examples/local_aws.py up --port $(LOCAL_AWS_PORT)
+	@$(BIN)/python examples/local_aws.py up --port $(LOCAL_AWS_PORT) \
+		$(if $(FUNCTION),--function $(FUNCTION) --runtime $(RUNTIME) --arch $(ARCH))
 
 local-down:
 	@$(BIN)/python examples/local_aws.py down

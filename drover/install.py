@@ -53,7 +53,7 @@ from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
 
-from drover.errors import InstallError
+from drover.errors import InstallError, did_you_mean
 from drover.io import format_file_size
 from drover.locks import (
     PYLOCK_NAME,
@@ -1077,17 +1077,25 @@ def project_files(root: Path, wheel: Path) -> list[str]:
 # --- the target directory ------------------------------------------------------------------------
 
 
+def _suggestion(path: Path) -> str:
+    """' — did you mean requirements.txt?' when a file of a close name is beside the missing one."""
+    closest = did_you_mean(path)
+    return f" — {closest.strip()}" if closest else ""
+
+
 def check_request(request: InstallRequest) -> None:
     if request.source is None and request.requirements is None:
         raise InstallError("nothing to install: give an install source (project directory) or a requirements file")
     if request.source is not None and not request.source.is_dir():
-        raise InstallError(f"install source {request.source} is not a directory")
+        raise InstallError(f"install source {request.source} is not a directory{_suggestion(request.source)}")
     if request.source is not None and not any(
         (request.source / name).is_file() for name in ("pyproject.toml", "setup.py", "setup.cfg")
     ):
         raise InstallError(f"install source {request.source} has no pyproject.toml, setup.py or setup.cfg")
     if request.requirements is not None and not request.requirements.is_file():
-        raise InstallError(f"requirements file {request.requirements} does not exist")
+        raise InstallError(
+            f"requirements file {request.requirements} does not exist{_suggestion(request.requirements)}"
+        )
     if request.target.exists() and not request.target.is_dir():
         raise InstallError(f"install path {request.target} exists and is not a directory")
     target = request.target.resolve()

@@ -82,6 +82,7 @@ class StageWork(Protocol):
     @property
     def install_inputs(self) -> tuple[Path | None, Path | None]: ...
     def track(self, result: DeployResult) -> None: ...
+    def located(self, error: BaseException) -> BaseException: ...
     def clients_for(self, region_name: str) -> AwsClients: ...
     def install(
         self, install_path: Path, architecture: str, attached: Sequence[AttachedLayer] = ()
@@ -239,7 +240,7 @@ class Pipeline:
             self._deploy()
         for run in self.runs:
             if run.error is not None and self.several:
-                run.failure = _failure(run.name, run.drover, run.error, run.result)
+                run.failure = _failure(run.name, run.drover, run.drover.located(run.error), run.result)
                 logger.error("stage %s failed: %s", run.name, run.failure.error)
 
     # -- package only: no AWS call at all --------------------------------------------------------------------

@@ -153,7 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--package-only", action="store_true", help="build the archives; no AWS calls")
     parser.add_argument("--archive-dir", type=Path, help="keep function.zip and requirements.zip here")
-    parser.add_argument("--dry-run", action="store_true", help="read live state and report changes; write nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read live state and report changes; write nothing: the install path is never replaced (an install "
+        "goes to a scratch directory beside it); ends with 'no changes' when nothing would be written",
+    )
     parser.add_argument("--publish", action="store_true", default=None, help="publish a version after the update")
     parser.add_argument("--alias", help="point this alias at the published version (implies --publish)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout; text goes to stderr")

@@ -1153,6 +1153,18 @@ def _skipped(marker: dict[str, Any], installer: Installer, key: str, started: fl
     )
 
 
+def holds_this_install(request: InstallRequest, installer: str = "auto") -> bool:
+    """Whether request.target already holds this very install (its marker matches): install() would keep it."""
+    marker = read_marker(request.target)
+    if marker is None:
+        return False
+    platform = target_platform(request.runtime, request.architecture)
+    check_request(request)
+    chosen = find_installer(installer)
+    key = install_key(request, platform, chosen, installer_env(), _read_inputs(request, platform))
+    return _marker_matches(marker, key, request.target)
+
+
 def install(
     request: InstallRequest,
     *,

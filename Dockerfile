@@ -45,6 +45,9 @@ RUN set -eu; \
         case " $BOTOCORE_SERVICES " in *" $name "*) ;; *) rm -r "$path" ;; esac; \
     done; \
     rm -r /opt/venv/lib/python3*/site-packages/boto3/data  # boto3's resource models: drover uses clients only
+# pip only runs as the fallback installer (uv installs): its bytecode (6.5 MB) is left out, so the app layer stays
+# under 80 MB; when pip does run, Python compiles it in memory (PYTHONDONTWRITEBYTECODE)
+RUN find /opt/venv/lib/python3*/site-packages/pip -name __pycache__ -type d -prune -exec rm -r {} +
 
 FROM base
 LABEL org.opencontainers.image.title="drover-action" \

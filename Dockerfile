@@ -35,16 +35,19 @@ RUN uv sync --frozen --no-dev --no-editable --no-install-project --python python
 COPY README.md ./
 COPY drover ./drover
 RUN uv sync --frozen --no-dev --no-editable --python python3
-# botocore ships the API model of every AWS service (28 MB); drover calls lambda, s3 and sts, and botocore's
-# credential providers may call sso, sso-oidc and signin. tests/test_action_container.py checks this list
-# against the services the code names.
-ARG BOTOCORE_SERVICES="lambda s3 sts sso sso-oidc signin"
+# botocore ships the API model of every AWS service (28 MB); drover calls lambda, s3, sts and cloudwatch (a
+# rollout's alarms), and botocore's credential providers may call sso, sso-oidc and signin.
+# tests/test_action_container.py checks this list against the services the code names.
+ARG BOTOCORE_SERVICES="lambda s3 sts cloudwatch sso sso-oidc signin"
 RUN set -eu; \
     for path in /opt/venv/lib/python3*/site-packages/botocore/data/*/; do \
         name="$(basename "$path")"; \
         case " $BOTOCORE_SERVICES " in *" $name "*) ;; *) rm -r "$path" ;; esac; \
     done; \
     rm -r /opt/venv/lib/python3*/site-packages/boto3/data  # boto3's resource models: drover uses clients only
+# pip only runs as the fallback installer (uv installs): its bytecode (6.5 MB) is left out, so the app layer stays
+# under 80 MB; when pip does run, Python compiles it in memory (PYTHONDONTWRITEBYTECODE)
+RUN find /opt/venv/lib/python3*/site-packages/pip -name __pycache__ -type d -prune -exec rm -r {} +
 
 FROM base
 LABEL org.opencontainers.image.title="drover-action" \

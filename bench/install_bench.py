@@ -5,7 +5,9 @@ and unpacked again. pip's machine configuration (pip.conf find-links, extra inde
 off so both installers resolve against the same index. The two installs are also compared
 file by file (names), which checks the "same files either way" promise on a real workload.
 
-Usage: python bench/install_bench.py [--packages SPEC ...] [--repeat N] [--output FILE]
+Usage: python bench/install_bench.py [--packages SPEC ...] [--repeat N] [--output FILE | --record]
+Results: .cache/bench/results/install_results.json (ignored by git); --record: the committed
+bench/install_results.json.
 Target (issue 5): uv >= 10x faster than cold pip; the unchanged skip about instant.
 """
 
@@ -23,6 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import output  # bench/output.py: where results go
 
 from drover.install import INSTALL_MARKER, InstallRequest, InstallResult, find_installer, install
 
@@ -130,12 +135,14 @@ def main() -> None:
     parser.add_argument("--runtime", default="python3.12")
     parser.add_argument("--architecture", default="x86_64", choices=["x86_64", "arm64"])
     parser.add_argument("--repeat", type=int, default=1, help="cold rounds; the median is reported")
-    parser.add_argument("--output", type=Path, default=Path(__file__).resolve().parent / "install_results.json")
+    parser.add_argument("--output", type=Path, help="write the results here instead")
+    output.add_record_flag(parser, "install_results.json")
     args = parser.parse_args()
     results = measure(args)
     print_table(results)
-    args.output.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {args.output}")
+    written = args.output or output.results_path("install_results.json", args.record)
+    written.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {written}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,8 @@ Three measurements on the standard workload (bench/run.py builds it, and drover 
 - drover-action, one run of one stage.
 Ratios: 0.7.1's ten runs / our ten-stage run (target >= 10), our ten-stage run / our one-stage run
 (target <= 2). Every deploy is a first deploy to functions created just before it. Results go to
-bench/multi_results.json; nothing here is a pass/fail test.
+.cache/bench/results/multi_results.json (ignored by git), or with `--record` (make bench-multi-record)
+to the committed bench/multi_results.json; nothing here is a pass/fail test.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import output  # bench/output.py: where results go
 import run as base  # bench/run.py: the workload, the baseline venv, a local moto
 
-RESULTS = base.ROOT / "bench" / "multi_results.json"
 FUNCTIONS = 10
 PATTERN = "^bench_fn.*"
 
@@ -98,13 +99,15 @@ def measure(baseline: Path, workload: Path, scratch: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, help="write the results here instead")
+    output.add_record_flag(parser, "multi_results.json")
     args = parser.parse_args()
+    written = args.output or output.results_path("multi_results.json", args.record)
     workload = base.ensure_workload()
     baseline = base.ensure_baseline()
     with tempfile.TemporaryDirectory(prefix="drover-multi-bench-") as directory:
         results = {"machine": base.machine_facts(baseline), **measure(baseline, workload, Path(directory))}
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    written.write_text(json.dumps(results, indent=2) + "\n")
     print(
         f"{FUNCTIONS} functions, one requirements set, first deploys:\n"
         f"  drover 0.7.1, {FUNCTIONS} sequential runs: {results['baseline_sequential_seconds']:.1f} s\n"
@@ -113,7 +116,7 @@ def main() -> int:
         f"  drover-action, one single-stage run: {results['ours_single_stage_seconds']:.1f} s "
         f"(ten stages / one = {results['ten_vs_single']:.2f}; target <= 2)\n"
         f"  drover-action, {FUNCTIONS}-stage no-op rerun: {results['ours_ten_stage_noop_rerun_seconds']:.1f} s\n"
-        f"written to {args.output}"
+        f"written to {written}"
     )
     return 0
 

@@ -2,7 +2,8 @@
 
 Every number is a ratio of two measurements taken in the same run, alternating baseline and ours, so
 machine noise cancels out; nothing here is a pass/fail test. Results: a printed table and
-bench/results.json.
+.cache/bench/results/results.json (ignored by git); `--record` (make bench-record) writes the committed
+bench/results.json instead.
 
 The baseline (drover==0.7.1, which needs pydantic 1.x) lives in its own venv under .cache/bench. Its
 packaging cannot run without AWS through its CLI, so the cold-package measure drives its package step
@@ -30,12 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import output  # bench/output.py: where results go
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 CACHE = ROOT / ".cache" / "bench"
 WORKLOAD = CACHE / "workload"
 BASELINE_VENV = CACHE / "drover-0.7.1"
-RESULTS = ROOT / "bench" / "results.json"
 REGION = "us-east-1"
 BUCKET = "drover-bench"
 
@@ -700,6 +702,7 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", choices=MEASURES, help="run only these measures (repeatable); table rows need theirs"
     )
+    output.add_record_flag(parser, "results.json")
     args = parser.parse_args()
     chosen = set(args.only or MEASURES) - ({"install"} if args.skip_install else set())
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -736,9 +739,10 @@ def main() -> int:
                 results[name] = measure()
                 results[name]["load_average_after"] = list(os.getloadavg())
     results["table"] = table(results)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    written = output.results_path("results.json", args.record)
+    written.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(results["table"])
-    print(f"\nwritten: {RESULTS.relative_to(ROOT)}")
+    print(f"\nwritten: {written.relative_to(ROOT)}")
     return 0
 
 

@@ -94,6 +94,16 @@ class _Once(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+class _Given(argparse.Action):
+    """Stores the value and records that it was given (an error about the file must not say "pass --settings-file")."""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: str | None = None
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        setattr(namespace, f"{self.dest}_given", True)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="drover",
@@ -109,7 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="stage name(s) in the settings file; several stages deploy in one run, sharing packaging and layers",
     )
     parser.add_argument("--version", "-V", action="version", version=f"%(prog)s {__version__} ({DISTRIBUTION})")
-    parser.add_argument("--settings-file", type=_given_path, default=Path("drover.yml"), help="default: drover.yml")
+    parser.add_argument(
+        "--settings-file", type=_given_path, default=Path("drover.yml"), action=_Given, help="default: drover.yml"
+    )
+    parser.set_defaults(settings_file_given=False)
     parser.add_argument(
         "--install-path",
         type=_given_path,
@@ -155,7 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("--quiet", action="store_true", help="only warnings and errors")
     parser.add_argument("--package-only", action="store_true", help="build the archives; no AWS calls")
     parser.add_argument("--archive-dir", type=_given_path, help="keep function.zip and requirements.zip here")
-    parser.add_argument("--dry-run", action="store_true", help="read live state and report changes; write nothing")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="read live state and report changes; write nothing: the install path is never replaced (an install "
+        "goes to a scratch directory beside it); ends with 'no changes' when nothing would be written",
+    )
     parser.add_argument("--publish", action="store_true", default=None, help="publish a version after the update")
     parser.add_argument("--alias", type=_given, help="point this alias at the published version (implies --publish)")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout; text goes to stderr")
@@ -253,6 +271,7 @@ def request_of(args: argparse.Namespace) -> RunRequest:
     """The run the arguments ask for; the archive dir is checked before any work (it must never be read as input)."""
     from drover.options import RunOptions
     from drover.service import RunRequest
+    from drover.settings import DEFAULT_SETTINGS_HINT, GIVEN_SETTINGS_HINT
 
     interactive = sys.stdin.isatty() if args.interactive is None else args.interactive
     options = RunOptions(
@@ -272,6 +291,7 @@ def request_of(args: argparse.Namespace) -> RunRequest:
     )
     return RunRequest(
         settings_file=args.settings_file,
+        settings_file_hint=GIVEN_SETTINGS_HINT if args.settings_file_given else DEFAULT_SETTINGS_HINT,
         stages=tuple(args.stages),
         install_path=args.install_path,
         options=options,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from drover.archive import ArchiveInfo, write_zip
-from drover.errors import PackagingError, SettingsError
+from drover.errors import FunctionNotFound, PackagingError, SettingsError
 from drover.io import format_file_size
 from drover.models import ALIAS_PATTERN, DeployResult, InstallSummary, Settings, Stage
 from drover.options import DEFAULT_ARCHITECTURE, NO_INSTALL, AttachedLayer, InstallOutcome, RunOptions, Timings
@@ -28,7 +28,7 @@ from drover.packaging import (
     unzipped_limit_problem,
 )
 from drover.progress import Progress, tracked
-from drover.settings import select_stage
+from drover.settings import select_stage, setting_location
 
 if TYPE_CHECKING:
     from drover.deploy import AwsClients, LambdaTarget, LayerVersion, LiveFunction
@@ -50,6 +50,7 @@ class Drover:
         *,
         options: RunOptions | None = None,
         timings: Timings | None = None,
+        settings_file: Path | None = None,
     ) -> None:
         self.stage_name = stage
         self.options = options or RunOptions()
@@ -57,6 +58,21 @@ class Drover:
         self.interactive = interactive
         self.timings = timings if timings is not None else Timings()  # the Action's also opens log groups
         self.progress: DeployResult | None = None  # the deploy's result while it runs: what an interruption reports
+        self.settings_file = settings_file  # where the stage was read, for errors that point at its lines
+
+    def located(self, error: BaseException) -> BaseException:
+        """A function-not-found error naming where function_name and region_name were set; others unchanged."""
+        if not isinstance(error, FunctionNotFound):
+            return error
+        origins = {key: self._origin(key) for key in OVERRIDE_NAMES}
+        return error.located({key: origin for key, origin in origins.items() if origin})
+
+    def _origin(self, key: str) -> str | None:
+        """'--function-name (function-name)' when the option set it, else 'drover.yml:LINE:COLUMN' (None: unknown)."""
+        overridden = self.options.function_name if key == "function_name" else self.options.region_name
+        if overridden:
+            return OVERRIDE_NAMES[key]
+        return setting_location(self.settings_file, self.stage_name, key) if self.settings_file else None
 
     def track(self, result: DeployResult) -> None:
         """From here on an interruption reports what this result records as done."""

@@ -9,6 +9,7 @@ Clients are typed with the boto3 stubs, so a misspelt parameter fails `mypy --st
 
 from __future__ import annotations
 
+import difflib
 import io
 import logging
 import re
@@ -30,7 +31,7 @@ from botocore.retries.standard import RetryContext, StandardRetryConditions
 from botocore.utils import parse_timestamp
 
 from drover.archive import ArchiveInfo
-from drover.errors import PreflightError, UpdateError
+from drover.errors import DroverError, FunctionNotFound, PreflightError, UpdateError
 from drover.models import LAYER_VERSION_ARN_PATTERN, Architecture, S3BucketFileVersion, S3BucketPath, Stage
 from drover.progress import NO_PROGRESS, Progress, tracked
 
@@ -123,6 +124,21 @@ class MissingCredentials(PreflightError):
     """No credentials: a configuration problem found at the first (read) call, before any write."""
 
     code = "NoCredentials"
+
+
+class UnknownProfile(PreflightError):
+    """The AWS profile asked for is in no config file: a configuration problem, before any call."""
+
+
+def unknown_profile(error: botocore.exceptions.ProfileNotFound) -> UnknownProfile:
+    """The profile asked for, the files read and the profiles they hold (a fresh session reads the same files)."""
+    session = botocore.session.Session()
+    files = dict.fromkeys(str(session.get_config_variable(name)) for name in ("config_file", "credentials_file"))
+    known = ", ".join(sorted(session.available_profiles)) or "none"
+    return UnknownProfile(
+        f"AWS profile {error.kwargs.get('profile', '')!r} (AWS_PROFILE) is not in {' or '.join(files)} — "
+        f"profiles there: {known}; set AWS_PROFILE to one of them, or unset it"
+    )
 
 
 class CodeMismatchError(UpdateError):
@@ -287,6 +303,9 @@ class AwsClients:
         return self._client("cloudwatch")  # type: ignore[no-any-return]
 
     def _client(self, service: str) -> Any:
+        return aws_call(f"creating the {service} client", lambda: self._create_client(service), service=service)
+
+    def _create_client(self, service: str) -> Any:
         if self.session is not None:
             return self.session.client(service, region_name=self.region_name, config=RETRY_CONFIG)  # type: ignore[call-overload]
         assert self.core is not None
@@ -381,6 +400,8 @@ def aws_call(
     except botocore.exceptions.NoCredentialsError:
         raise MissingCredentials(NO_CREDENTIALS) from None
     except botocore.exceptions.BotoCoreError as failure:
+        if isinstance(failure, botocore.exceptions.ProfileNotFound):
+            raise unknown_profile(failure) from None
         raise error(f"{_operation_name(failure, operation)} failed: {failure}") from failure
 
 
@@ -456,11 +477,18 @@ class LambdaTarget:
             return self._get_function()
         except AwsError as error:
             if error.code == "ResourceNotFoundException":
-                raise UpdateError(
-                    f"function {self.stage.function_name} not found in region {self.stage.region_name} — "
-                    "create it with your infrastructure tool first (drover updates functions, it does not create them)"
-                ) from None
+                closest = self.closest_function_names()
+                raise FunctionNotFound(self.stage.function_name, self.stage.region_name, closest) from None
             raise
+
+    def closest_function_names(self) -> list[str]:
+        """Names of the region's functions close to the stage's: one ListFunctions page (only for that error)."""
+        try:
+            page = self.clients.call("ListFunctions", lambda: self._lambda.list_functions())
+        except DroverError:  # no permission to list: the error goes without suggestions
+            return []
+        names = [function["FunctionName"] for function in page.get("Functions", [])]
+        return difflib.get_close_matches(self.stage.function_identity[2], names, n=3, cutoff=0.6)
 
     def wait_until_updated(self, operation: str | None = None) -> LiveFunction:
         """Poll until LastUpdateStatus is no longer InProgress; Failed is an UpdateError quoting Lambda.

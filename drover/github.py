@@ -917,6 +917,7 @@ def prepare(inputs: ActionInputs, debug: bool, environ: Mapping[str, str] | None
     )
     request = RunRequest(
         settings_file=inputs.settings_file,
+        settings_file_hint="set the settings-file input",
         stages=inputs.stages,
         install_path=inputs.install_path or Path(),  # none given: a fresh directory, once the inputs are checked
         options=options,

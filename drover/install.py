@@ -57,7 +57,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.tags import Tag, compatible_tags, cpython_tags
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
-from drover.errors import InstallError
+from drover.errors import InstallError, did_you_mean
 from drover.io import format_file_size
 from drover.locks import (
     PYLOCK_NAME,
@@ -1123,17 +1123,25 @@ def project_files(root: Path, wheel: Path) -> list[str]:
 # --- the target directory ------------------------------------------------------------------------
 
 
+def _suggestion(path: Path) -> str:
+    """' — did you mean requirements.txt?' when a file of a close name is beside the missing one."""
+    closest = did_you_mean(path)
+    return f" — {closest.strip()}" if closest else ""
+
+
 def check_request(request: InstallRequest) -> None:
     if request.source is None and request.requirements is None:
         raise InstallError("nothing to install: give an install source (project directory) or a requirements file")
     if request.source is not None and not request.source.is_dir():
-        raise InstallError(f"install source {request.source} is not a directory")
+        raise InstallError(f"install source {request.source} is not a directory{_suggestion(request.source)}")
     if request.source is not None and not any(
         (request.source / name).is_file() for name in ("pyproject.toml", "setup.py", "setup.cfg")
     ):
         raise InstallError(f"install source {request.source} has no pyproject.toml, setup.py or setup.cfg")
     if request.requirements is not None and not request.requirements.is_file():
-        raise InstallError(f"requirements file {request.requirements} does not exist")
+        raise InstallError(
+            f"requirements file {request.requirements} does not exist{_suggestion(request.requirements)}"
+        )
     if request.target.exists() and not request.target.is_dir():
         raise InstallError(f"install path {request.target} exists and is not a directory")
     target = request.target.resolve()
@@ -1189,6 +1197,18 @@ def _skipped(marker: dict[str, Any], installer: Installer, key: str, started: fl
         excluded_bytes=int(marker.get("excluded_bytes", 0)),
         seconds=time.perf_counter() - started,
     )
+
+
+def holds_this_install(request: InstallRequest, installer: str = "auto") -> bool:
+    """Whether request.target already holds this very install (its marker matches): install() would keep it."""
+    marker = read_marker(request.target)
+    if marker is None:
+        return False
+    platform = target_platform(request.runtime, request.architecture)
+    check_request(request)
+    chosen = find_installer(installer)
+    key = install_key(request, platform, chosen, installer_env(), _read_inputs(request, platform))
+    return _marker_matches(marker, key, request.target)
 
 
 def install(

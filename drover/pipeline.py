@@ -20,6 +20,7 @@ its failure; a run of several lists every stage, failed or not.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import hashlib
 import logging
@@ -82,6 +83,7 @@ class StageWork(Protocol):
     @property
     def install_inputs(self) -> tuple[Path | None, Path | None]: ...
     def track(self, result: DeployResult) -> None: ...
+    def located(self, error: BaseException) -> BaseException: ...
     def clients_for(self, region_name: str) -> AwsClients: ...
     def install(
         self, install_path: Path, architecture: str, attached: Sequence[AttachedLayer] = ()
@@ -214,6 +216,7 @@ class Pipeline:
         # stages packaged and uploaded concurrently would interleave their bars: progress for one stage only
         self.concurrent_progress = NO_PROGRESS if self.several else options.progress
         self.layers_published = 0
+        self._scratch = contextlib.ExitStack()
         if self.several and not any(isinstance(existing, StagePrefix) for existing in logger.filters):
             logger.addFilter(StagePrefix())
 
@@ -237,13 +240,14 @@ class Pipeline:
         return [run.drover.progress for run in self.runs]
 
     def execute(self) -> None:
-        if self.options.package_only:
-            self._package_only()
-        else:
-            self._deploy()
+        with self._scratch:  # a dry run's installs, removed when the run ends
+            if self.options.package_only:
+                self._package_only()
+            else:
+                self._deploy()
         for run in self.runs:
             if run.error is not None and self.several:
-                run.failure = _failure(run.name, run.drover, run.error, run.result)
+                run.failure = _failure(run.name, run.drover, run.drover.located(run.error), run.result)
                 logger.error("stage %s failed: %s", run.name, run.failure.error)
 
     # -- package only: no AWS call at all --------------------------------------------------------------------
@@ -410,6 +414,7 @@ class Pipeline:
         )
         with self._stage(first):
             try:
+                directory = self._install_target(first, directory)
                 outcome = _install_with_permission(first.drover, directory, self._architecture(first), attached)
             except Exception as error:  # every stage that shares this install fails, before any write
                 for run in runs:
@@ -418,6 +423,19 @@ class Pipeline:
         for index, run in enumerate(runs):
             run.install_dir, run.outcome, run.install_index = directory, outcome, index
             run.kept_layer = outcome.kept_layer(index)
+
+    def _install_target(self, run: StageRun, directory: Path) -> Path:
+        """A dry run never replaces an install path: it reads it as it is when it holds this very install, else
+        installs into a scratch sibling that the run removes."""
+        from drover.install import holds_this_install
+
+        if not self.options.dry_run:
+            return directory
+        if holds_this_install(run.drover.install_request(directory, self._architecture(run))):
+            return directory
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.TemporaryDirectory(prefix=f".{directory.name}.dry-run-", dir=directory.parent)
+        return Path(self._scratch.enter_context(scratch))
 
     def _keep_recorded_layer(self, run: StageRun) -> None:
         """An install path that a key-matched run filled holds only the project: keep the layer it recorded."""

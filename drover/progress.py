@@ -15,6 +15,8 @@ Both take `advance` calls from worker threads.
 from __future__ import annotations
 
 import contextlib
+import io
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +32,7 @@ HEARTBEAT_SECONDS = 1.0
 SPINNER_SECONDS = 0.2
 SPINNER_DELAY = 1.0
 SPINNER = "|/-\\"
+FALLBACK_COLUMNS = 80  # the bar width when the terminal reports no size
 
 
 class Progress(Protocol):
@@ -235,8 +238,9 @@ class TerminalProgress:
     def _open_bar(self, task: _Task) -> tqdm[Any]:
         from tqdm import tqdm  # only now: runs that show no bar never import it
 
+        width = self._width()
         if task.total is None:
-            return tqdm(desc=self._spinner_text(task), file=self._stream, bar_format="{desc}")
+            return tqdm(desc=self._spinner_text(task), file=self._stream, bar_format="{desc}", **width)
         return tqdm(
             desc=task.name,
             total=task.total,
@@ -245,9 +249,18 @@ class TerminalProgress:
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
-            dynamic_ncols=True,
             mininterval=SPINNER_SECONDS,
+            **width,
         )
+
+    def _width(self) -> dict[str, Any]:
+        """Follow the terminal's width, or FALLBACK_COLUMNS when it reports none (0x0: `script`, `expect`,
+        `docker run -t` before a resize), where tqdm would draw empty lines."""
+        try:
+            columns = os.get_terminal_size(self._stream.fileno()).columns
+        except (OSError, ValueError, io.UnsupportedOperation):
+            columns = None
+        return {"ncols": FALLBACK_COLUMNS} if columns == 0 else {"dynamic_ncols": True}
 
     def _refresh(self) -> None:
         with self._lock:

@@ -11,6 +11,9 @@ from drover.models import DeployAction, DeployResult, MultiResult, StageFailure
 MAX_ERROR_LINE = 2000  # characters: an error never echoes a megabyte value whole
 
 
+NO_CHANGES = "no changes"  # a dry run's last line when nothing would be written
+
+
 def render_text(result: DeployResult) -> str:
     lines = []
     for kind, size, count, path in (
@@ -35,6 +38,8 @@ def render_text(result: DeployResult) -> str:
         lines.append(f"Function {result.function_name!r} ARN: {result.function_arn}")
     if result.mode == "deploy" and not result.actions:
         lines.append(f"Function {result.function_name!r} is up to date; nothing to do")
+    if result.mode == "dry-run" and not result.actions:
+        lines.append(NO_CHANGES)
     return "\n".join(lines)
 
 
@@ -152,14 +157,15 @@ def render_multi_text(result: MultiResult) -> str:
         f"{totals.changed} changed, {totals.layer_versions_published} requirements layer versions published, "
         f"{format_file_size(totals.bytes_uploaded)} uploaded"
     )
+    would = [entry.stage for entry in result.results if isinstance(entry, DeployResult) and entry.actions]
     if result.mode == "dry-run":
-        would = [entry.stage for entry in result.results if isinstance(entry, DeployResult) and entry.actions]
         outcome = f"nothing written; {len(would)} would change ({', '.join(would) or 'none'})"
     line = (
         f"{totals.stages} stages: {totals.succeeded} succeeded ({', '.join(result.succeeded) or 'none'}), "
         f"{totals.failed} failed ({', '.join(result.failed) or 'none'}); {outcome} in {totals.seconds:.1f} s"
     )
-    return "\n\n".join([*blocks, line])
+    nothing = result.mode == "dry-run" and not totals.failed and not would
+    return "\n\n".join([*blocks, line]) + (f"\n{NO_CHANGES}" if nothing else "")
 
 
 def _outcome(result: DeployResult) -> str:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drover.core import Drover
-from drover.errors import SettingsError
+from drover.errors import FunctionNotFound, SettingsError
 from drover.models import DeployResult, MultiResult, Settings, Stage
 from drover.options import RunOptions, Timings
-from drover.settings import load_settings, select_stage
+from drover.settings import DEFAULT_SETTINGS_HINT, load_settings, select_stage
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class RunRequest:
     rollback: bool = False  # put the alias back on the version it served before the last drover rollout
     interactive: bool = False
     timings: Callable[[], Timings] = Timings  # a run of one stage's timings (the Action's open log groups)
+    settings_file_hint: str = DEFAULT_SETTINGS_HINT  # how to name another settings file, for a missing one
 
 
 class Run:
@@ -51,7 +52,7 @@ class Run:
         if self.drovers:
             return self.drovers
         request = self.request
-        settings = self.settings = load_settings(request.settings_file)
+        settings = self.settings = load_settings(request.settings_file, request.settings_file_hint)
         for name in (*request.stages, *([request.promote_from] if request.promote_from else [])):
             select_stage(settings, name, request.settings_file)  # an unknown stage names the settings file
         _check_request(request)
@@ -63,6 +64,7 @@ class Run:
                 request.interactive,
                 options=request.options,
                 timings=Timings() if several else request.timings(),
+                settings_file=request.settings_file,
             )
             for name in request.stages
         ]
@@ -90,9 +92,15 @@ class Run:
 
     def execute(self) -> DeployResult | MultiResult:
         """A promotion, or the pipeline over the stages: one stage's result (its failure raised), or every stage's."""
+        drovers = self.prepare()
+        try:
+            return self._execute(drovers)
+        except FunctionNotFound as error:  # one stage: point at its drover.yml lines
+            raise drovers[0].located(error) from None
+
+    def _execute(self, drovers: list[Drover]) -> DeployResult | MultiResult:
         from drover.pipeline import Pipeline
 
-        drovers = self.prepare()
         request = self.request
         if request.rollback:
             return drovers[0].roll_back()

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from drover.errors import SettingsError
+from drover.errors import SettingsError, did_you_mean
 from drover.models import S3BucketPath, Settings, Stage, short_repr
 
 MAX_SETTINGS_BYTES = 1 << 20  # a drover.yml of 1,000 stages is ~200 KB
@@ -22,14 +22,29 @@ Location = tuple[int, int]
 NodePath = tuple[str | int, ...]
 
 
-def load_settings(settings_file: Path) -> Settings:
-    document = _read_document(settings_file)
+# how to name another settings file, for an error about this one: the CLI's default, and the file it was given
+DEFAULT_SETTINGS_HINT = "pass --settings-file FILE"
+GIVEN_SETTINGS_HINT = "correct the path given to --settings-file"
+
+
+def load_settings(settings_file: Path, other_file_hint: str = DEFAULT_SETTINGS_HINT) -> Settings:
+    """other_file_hint: how this run names another settings file (an option, an Action input), for a missing one."""
+    document = _read_document(settings_file, other_file_hint)
     return _validate(settings_file, document)
 
 
 def load_stage(settings_file: Path, stage_name: str) -> Stage:
     """Load the settings file and return one stage, naming the stages that exist when it is unknown."""
     return select_stage(load_settings(settings_file), stage_name, settings_file)
+
+
+def setting_location(settings_file: Path, stage_name: str, key: str) -> str:
+    """'drover.yml:5:5', where a stage's key is set (read again: only an error asks), else the file's name."""
+    try:
+        location = _read_document(settings_file, DEFAULT_SETTINGS_HINT).location(("stages", stage_name, key))
+    except SettingsError:
+        location = None
+    return f"{settings_file}:{location[0]}:{location[1]}" if location else str(settings_file)
 
 
 def select_stage(settings: Settings, stage_name: str, settings_file: Path | None = None) -> Stage:
@@ -77,8 +92,8 @@ def _child(node: yaml.Node, part: str | int) -> tuple[yaml.Node | None, yaml.Nod
     return None, None
 
 
-def _read_document(settings_file: Path) -> _Document:
-    text = _read_text(settings_file)
+def _read_document(settings_file: Path, other_file_hint: str) -> _Document:
+    text = _read_text(settings_file, other_file_hint)
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -110,16 +125,18 @@ def _read_document(settings_file: Path) -> _Document:
     return _Document(data, root)
 
 
-def _read_text(settings_file: Path) -> str:
+def _read_text(settings_file: Path, other_file_hint: str) -> str:
     """The file's text, read without blocking and at most MAX_SETTINGS_BYTES (+1 to tell it is larger)."""
     try:
         descriptor = os.open(settings_file, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as error:
-        raise _open_error(settings_file, error) from None
+        raise _open_error(settings_file, error, other_file_hint) from None
     try:
         info = os.fstat(descriptor)
         if stat.S_ISDIR(info.st_mode):
-            raise _open_error(settings_file, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)))
+            raise _open_error(
+                settings_file, IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR)), other_file_hint
+            )
         if not stat.S_ISREG(info.st_mode):
             raise SettingsError(
                 f"{settings_file}: not a regular file (a FIFO, device or socket) — point --settings-file at the "
@@ -128,7 +145,7 @@ def _read_text(settings_file: Path) -> str:
             )
         data = _read_at_most(descriptor, MAX_SETTINGS_BYTES + 1)
     except OSError as error:
-        raise _open_error(settings_file, error) from None
+        raise _open_error(settings_file, error, other_file_hint) from None
     finally:
         os.close(descriptor)
     if len(data) > MAX_SETTINGS_BYTES:
@@ -155,9 +172,9 @@ def _read_at_most(descriptor: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _open_error(settings_file: Path, error: OSError) -> SettingsError:
+def _open_error(settings_file: Path, error: OSError, other_file_hint: str) -> SettingsError:
     if isinstance(error, FileNotFoundError):
-        message = "settings file not found — create it or pass --settings-file"
+        message = f"settings file not found — {did_you_mean(settings_file)}create it or {other_file_hint}"
     elif isinstance(error, IsADirectoryError):
         message = "is a directory, not a settings file — point --settings-file at the YAML file"
     else:

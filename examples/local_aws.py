@@ -1,10 +1,12 @@
 """A local AWS API to try drover on: a moto server on 127.0.0.1 with the example's role, bucket and function.
 
     python examples/local_aws.py up [--port 5055]   # start it in the background, create the example, print exports
+    python examples/local_aws.py up --function NAME [--runtime python3.12] [--arch arm64]
+                                                    # ... and your own function NAME with its role NAME-role
     python examples/local_aws.py env                # print the export lines of the running server again
     python examples/local_aws.py down               # stop it, by the PID in its pid file
 
-`make local` and `make local-down` run these; `eval "$(make -s local)"` sets the variables in your shell.
+`make local [FUNCTION=NAME RUNTIME=python3.12 ARCH=arm64]` and `make local-down` run these; `eval "$(make -s local)"` sets the variables in your shell.
 The port defaults to $LOCAL_AWS_PORT or 5055 (0 picks a free one); the pid file, the endpoint and the
 server's log live in $LOCAL_AWS_STATE_DIR (default: .cache/local-aws in the repository).
 examples/demo.py runs the same server and example infrastructure in-process. Needs boto3 and
@@ -18,6 +20,7 @@ import io
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -25,6 +28,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +49,21 @@ TRUST_POLICY = json.dumps(
 CLEARED = ("AWS_PROFILE", "AWS_SESSION_TOKEN")
 
 
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function the playground creates: the example's, or the user's (make local FUNCTION=...)."""
+
+    name: str
+    runtime: str = "python3.12"
+    architecture: str = "x86_64"
+    handler: str = "lambda_function.handler"
+    variables: dict[str, str] = field(default_factory=dict)
+
+    def description(self) -> str:
+        """'python3.12, arm64, ' for the user's function; nothing for the example's (the defaults)."""
+        return "" if self.variables else f"{self.runtime}, {self.architecture}, "
+
+
 def local_environment(endpoint: str) -> dict[str, str]:
     """The variables that point boto3 (and so drover) at the local endpoint, with its dummy keys."""
     return {
@@ -60,40 +79,89 @@ def export_lines(endpoint: str) -> str:
     return f"export {variables}\nunset {' '.join(CLEARED)}\n"
 
 
+def _clients(endpoint: str) -> tuple[Any, Any, Any]:
+    import boto3
+
+    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
+    return tuple(session.client(name, endpoint_url=endpoint) for name in ("iam", "s3", "lambda"))  # type: ignore[return-value]
+
+
+def _ensure_role(iam: Any, name: str, created: list[str]) -> str:
+    """The role's ARN; created (and noted in `created`) when missing."""
+    try:
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
+    except iam.exceptions.NoSuchEntityException:
+        created.append(f"role {name}")
+        return str(iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_POLICY)["Role"]["Arn"])
+
+
+def _ensure_function(lambda_: Any, function: FunctionSpec, role: str, created: list[str]) -> None:
+    """The function with placeholder code, as infrastructure code creates it before drover deploys to it."""
+    try:
+        lambda_.get_function(FunctionName=function.name)
+        return
+    except lambda_.exceptions.ResourceNotFoundException:
+        pass
+    placeholder = io.BytesIO()
+    with zipfile.ZipFile(placeholder, "w") as archive:
+        archive.writestr("placeholder.py", "def handler(event, context):\n    return None\n")
+    lambda_.create_function(
+        FunctionName=function.name,
+        Runtime=function.runtime,
+        Architectures=[function.architecture],
+        Role=role,
+        Handler=function.handler,
+        Code={"ZipFile": placeholder.getvalue()},
+        **({"Environment": {"Variables": function.variables}} if function.variables else {}),
+    )
+    created.append(f"function {function.name} ({function.description()}placeholder code)")
+
+
 def create_example_infrastructure(endpoint: str) -> list[str]:
     """What a user's Terraform/CDK would do: a role, the bucket and the function with placeholder code.
 
     Idempotent: what exists already is left as it is. Returns what was created.
     """
-    import boto3
-
-    session = boto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION)
-    iam, s3, lambda_ = (session.client(name, endpoint_url=endpoint) for name in ("iam", "s3", "lambda"))
-    created = []
-    try:
-        role = iam.get_role(RoleName=ROLE)["Role"]["Arn"]
-    except iam.exceptions.NoSuchEntityException:
-        role = iam.create_role(RoleName=ROLE, AssumeRolePolicyDocument=TRUST_POLICY)["Role"]["Arn"]
-        created.append(f"role {ROLE}")
+    iam, s3, lambda_ = _clients(endpoint)
+    created: list[str] = []
+    role = _ensure_role(iam, ROLE, created)
     if BUCKET not in {bucket["Name"] for bucket in s3.list_buckets()["Buckets"]}:
         s3.create_bucket(Bucket=BUCKET)
         created.append(f"bucket {BUCKET}")
-    try:
-        lambda_.get_function(FunctionName=FUNCTION)
-    except lambda_.exceptions.ResourceNotFoundException:
-        placeholder = io.BytesIO()
-        with zipfile.ZipFile(placeholder, "w") as archive:
-            archive.writestr("placeholder.py", "def handler(event, context):\n    return None\n")
-        lambda_.create_function(
-            FunctionName=FUNCTION,
-            Runtime="python3.12",
-            Role=role,
-            Handler="basic_lambda.handler",
-            Code={"ZipFile": placeholder.getvalue()},
-            Environment={"Variables": {"OWNED_BY": "infrastructure"}},
-        )
-        created.append(f"function {FUNCTION} (placeholder code)")
+    example = FunctionSpec(FUNCTION, handler="basic_lambda.handler", variables={"OWNED_BY": "infrastructure"})
+    _ensure_function(lambda_, example, role, created)
     return created
+
+
+def create_user_function(endpoint: str, function: FunctionSpec) -> list[str]:
+    """`make local FUNCTION=name`: that function and its role (NAME-role), for the user's own project."""
+    iam, _, lambda_ = _clients(endpoint)
+    created: list[str] = []
+    role = _ensure_role(iam, f"{function.name}-role", created)
+    _ensure_function(lambda_, function, role, created)
+    return created
+
+
+def deploy_instructions(function: FunctionSpec) -> str:
+    """How to deploy a project to the user's function: a drover.yml to copy, then the command."""
+    package = re.sub(r"\W", "_", function.name)
+    return (
+        f"to deploy your project to {function.name}: with the exports below in your shell, this drover.yml\n"
+        f"  stages:\n"
+        f"    local:\n"
+        f"      region_name: {REGION}\n"
+        f"      function_name: {function.name}\n"
+        f"      compatible_runtime: {function.runtime}\n"
+        f"      architecture: {function.architecture}\n"
+        f"      function_extra_paths:  # your code: the directory {package}/ beside drover.yml, kept by name\n"
+        f"        - {{path: {package}, archive_path: {package}}}\n"
+        f"      upload_bucket:  # the playground's bucket (promotion needs one)\n"
+        f"        region_name: {REGION}\n"
+        f"        bucket_name: {BUCKET}\n"
+        f"then: drover --install-path build/lambda --requirements requirements.txt local\n"
+        f"(your dependencies go into a layer; a project with pyproject.toml: leave out function_extra_paths and\n"
+        f"use --install-source . instead of --requirements; README 'Project shapes' shows each layout)"
+    )
 
 
 def start_in_process() -> tuple[Any, str]:
@@ -158,7 +226,7 @@ def serve(port: int, state: State) -> int:
     return 0
 
 
-def up(port: int, state: State) -> int:
+def up(port: int, state: State, function: FunctionSpec | None = None) -> int:
     state.directory.mkdir(parents=True, exist_ok=True)
     endpoint = state.endpoint() if state.pid() else None
     if endpoint is None:
@@ -171,6 +239,10 @@ def up(port: int, state: State) -> int:
         say(f"local AWS API already running at {endpoint} (PID {state.pid()})")
     created = create_example_infrastructure(endpoint)
     say(f"created {', '.join(created)}" if created else "the example's role, bucket and function exist")
+    if function is not None:
+        created = create_user_function(endpoint, function)
+        say(f"created {', '.join(created)}" if created else f"{function.name} and its role exist")
+        say(deploy_instructions(function))
     say('set these in your shell (or run: eval "$(make -s local)"):')
     sys.stdout.write(export_lines(endpoint))
     return 0
@@ -250,11 +322,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir", type=Path, default=Path(os.environ.get("LOCAL_AWS_STATE_DIR") or DEFAULT_STATE_DIR)
     )
+    parser.add_argument("--function", help="up: also create this function and its role NAME-role")
+    parser.add_argument("--runtime", default="python3.12", help="--function's runtime (default python3.12)")
+    parser.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="--function's architecture")
     args = parser.parse_args(argv)
     state = State(args.state_dir.resolve())
     if args.command == "serve":
         return serve(args.port, state)
-    return {"up": lambda: up(args.port, state), "down": lambda: down(state), "env": lambda: env(state)}[args.command]()
+    function = FunctionSpec(args.function, args.runtime, args.arch) if args.function else None
+    return {"up": lambda: up(args.port, state, function), "down": lambda: down(state), "env": lambda: env(state)}[
+        args.command
+    ]()
 
 
 if __name__ == "__main__":

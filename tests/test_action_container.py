@@ -640,7 +640,7 @@ def test_container_deploys_with_oidc_then_a_second_run_changes_nothing(
     ("case", "code", "error"),
     [
         ("unknown stage", 2, "::error file=drover.yml::drover.yml: unknown stage 'prod' — stages defined: staging"),
-        ("no such function", 1, "::error::function fn not found in region us-east-1 — create it with your"),
+        ("no such function", 1, "::error::function fn not found in region us-east-1 (function_name at drover.yml:"),
     ],
 )
 def test_container_failure_is_one_error_line_and_the_exit_code(

@@ -366,3 +366,8 @@ def test_quiet_json_still_prints_the_json_object(generated):
 
     assert parse_json_stdout(result)["stage"] == "dev"
     assert result.stderr == ""
+
+
+def test_help_says_a_dry_run_never_replaces_the_install_path():
+    text = " ".join(build_parser().format_help().split())
+    assert "the install path is never replaced" in text and "'no changes'" in text

@@ -270,7 +270,9 @@ def test_missing_function_is_a_clear_error(tmp_path: Path, infra: Infrastructure
     project = Project(tmp_path, stage={"function_name": "absent"})
     project.write("app/__init__.py", "x = 1\n")
 
-    with pytest.raises(UpdateError, match="function absent not found in region us-east-1 — create it"):
+    with pytest.raises(
+        UpdateError, match="function absent not found in region us-east-1 — fix the name or the region, or create it"
+    ):
         project.deploy()
     assert project.writes == []
 

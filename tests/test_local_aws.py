@@ -5,7 +5,9 @@ Each server here takes a free port (--port 0) and keeps its pid file in the test
 
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -115,3 +117,50 @@ def test_the_demo_deploys_twice_and_the_second_run_changes_nothing() -> None:
     assert len(changes) == 2
     assert changes[0] != "--> changed: " and "nothing" not in changes[0]
     assert changes[1].startswith("--> changed: nothing")
+
+
+def deploy_settings(stderr: str) -> str:
+    """The drover.yml that `make local FUNCTION=...` prints (the indented lines after 'this drover.yml')."""
+    lines = stderr.split("this drover.yml", 1)[1].splitlines()[1:]
+    return "\n".join(line[2:] for line in itertools.takewhile(lambda line: line.startswith("  "), lines)) + "\n"
+
+
+@pytest.mark.slow
+def test_make_local_function_creates_it_with_its_role_and_the_printed_settings_deploy_to_it(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    environment = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MAKE"))}
+    environment.update(LOCAL_AWS_STATE_DIR=str(state), LOCAL_AWS_PORT="0")
+    make = [shutil.which("make") or "make", "-s", "--no-print-directory", "local"]
+    arguments = ["FUNCTION=my-fn", "RUNTIME=python3.12", "ARCH=arm64"]
+    up = subprocess.run([*make, *arguments], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        variables = exports(up.stdout)
+        assert "role my-fn-role, function my-fn (python3.12, arm64, placeholder code)" in up.stderr
+        assert "function basic-lambda" in up.stderr  # the example's, besides
+        client = boto3.Session(
+            region_name="us-east-1", aws_access_key_id="local", aws_secret_access_key="local"
+        ).client("lambda", endpoint_url=variables["AWS_ENDPOINT_URL"])
+        function = client.get_function(FunctionName="my-fn")["Configuration"]
+        assert (function["Runtime"], function["Architectures"]) == ("python3.12", ["arm64"])
+        assert function["Role"].endswith(":role/my-fn-role")
+        project = tmp_path / "project"
+        (project / "my_fn").mkdir(parents=True)
+        (project / "my_fn" / "__init__.py").write_text("def handler(event, context):\n    return 'ok'\n")
+        (project / "requirements.txt").write_text("# no dependencies\n")
+        (project / "drover.yml").write_text(deploy_settings(up.stderr))
+        command = up.stderr.split("then: ", 1)[1].splitlines()[0].split()
+        assert command[0] == "drover"
+        deploy = subprocess.run(
+            [str(Path(sys.executable).parent / "drover"), *command[1:]],
+            cwd=project,
+            env={**environment, **variables},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+        code = client.get_function(FunctionName="my-fn")["Configuration"]["CodeSha256"]
+        assert code != function["CodeSha256"]  # drover replaced the placeholder
+    finally:
+        local_aws("down", state)

@@ -653,3 +653,42 @@ def test_a_shared_upload_settles_for_every_waiter_on_failure_and_a_later_stage_t
     uploaded = uploads.put(where, lambda: ("object", True, None))  # type: ignore[arg-type,return-value]
     assert uploaded == ("object", True, None)
     assert uploads.put(where, lambda: ("other", True, None)) == ("object", False, None)  # type: ignore[arg-type,return-value]
+
+
+# -- 10. a dry run never replaces the install path, and says when nothing would change -------------------------
+
+
+def test_a_dry_run_installs_beside_the_install_path_and_leaves_it_as_it_was(pipeline: Pipeline, offline: Path) -> None:
+    """`--dry-run --requirements` on an install path holding another install: the report is the one a deploy
+    would act on, the install path keeps every byte it had, and no scratch directory is left behind."""
+    pipeline.functions("fn-a")
+    pipeline.settings({"a": code_stage("fn-a")})
+    pipeline.write("src/app.py", HANDLER.format(value=1))
+    pipeline.write("requirements.txt", pinned(offline, "purelib", "1.0") + "\n")
+    pipeline.write("build/leftover.py", "from an earlier install\n")
+    before = files_of(pipeline.root)
+
+    dry = pipeline.drover("--json", "--dry-run", "--install-path", "build", "--requirements", "requirements.txt", "a")
+
+    assert dry.code == 0, dry.stderr
+    assert dry.result["requirements_file_count"] > 0 and "publish-layer" in dict(steps(dry.result))
+    assert files_of(pipeline.root) == before
+    assert [path.name for path in pipeline.root.iterdir() if "dry-run" in path.name] == []
+
+
+def test_a_dry_run_with_nothing_to_do_ends_with_no_changes(pipeline: Pipeline, offline: Path) -> None:
+    pipeline.functions("fn-a", "fn-b")
+    pipeline.settings({"a": code_stage("fn-a"), "b": code_stage("fn-b")})
+    pipeline.write("src/app.py", HANDLER.format(value=1))
+    pipeline.write("requirements.txt", pinned(offline, "purelib", "1.0") + "\n")
+    command = ("--install-path", "build", "--requirements", "requirements.txt")
+    assert pipeline.drover(*command, "a", "b").code == 0
+
+    one, several = pipeline.drover("--dry-run", *command, "a"), pipeline.drover("--dry-run", *command, "a", "b")
+    pipeline.write("src/app.py", HANDLER.format(value=2))
+    changed = pipeline.drover("--dry-run", *command, "a")
+
+    assert (one.code, several.code, changed.code) == (0, 0, 0), one.stderr + several.stderr + changed.stderr
+    assert one.stdout.splitlines()[-1] == "no changes"
+    assert several.stdout.splitlines()[-1] == "no changes"
+    assert "no changes" not in changed.stdout

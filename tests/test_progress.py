@@ -444,3 +444,24 @@ def test_a_log_that_cannot_take_a_progress_line_does_not_stop_the_work() -> None
     clock.now += 6
     progress.advance(MIB)
     progress.finish()
+
+
+def test_a_terminal_that_reports_no_size_gets_bars_80_columns_wide() -> None:
+    """`script`, `expect`, `docker run -t` before a resize: the terminal says 0x0; bars fall back to 80 columns."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    attributes = termios.tcgetattr(slave)
+    attributes[1] &= ~termios.OPOST
+    termios.tcsetattr(slave, termios.TCSANOW, attributes)
+    with open(slave, "w", encoding="utf-8", closefd=True) as stream:
+        progress = TerminalProgress(stream)
+        with tracked(progress, "Packaging requirements.zip", 2 * MIB, files=4):
+            for _ in range(4):
+                progress.advance(MIB // 2, files=1)
+    os.set_blocking(master, False)
+    output = os.read(master, 65536).decode()
+    os.close(master)
+
+    final = output.rstrip("\n").rsplit("\r", 1)[-1]
+    assert final.startswith("Packaging requirements.zip: 100%|"), repr(output)
+    assert len(final) == 80, repr(final)

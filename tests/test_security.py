@@ -95,7 +95,8 @@ def test_no_secret_in_a_debug_run_that_fails_after_the_credentials(
     assert run.returncode == 1, run.stdout + run.stderr
     assert "Traceback (most recent call last)" in run.stderr
     assert run.error_lines == [
-        "::error::function fn not found in region us-east-1 — create it with your infrastructure tool first "
+        "::error::function fn not found in region us-east-1 (function_name at drover.yml:4:5, region_name at "
+        "drover.yml:3:5) — fix the name or the region, or create it with your infrastructure tool first "
         "(drover updates functions, it does not create them)"
     ]
     secrets = secrets_of(oidc, issued)

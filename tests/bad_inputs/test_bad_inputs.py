@@ -172,6 +172,20 @@ def wheel_only_for_arm(project: Path, infra: Infrastructure) -> dict[str, str]:
     return offline_environment(wheelhouse, project.parent)
 
 
+def requirements_beside(project: Path, infra: Infrastructure) -> None:
+    (project / "requirements.txt").write_text("# nothing to install\n")
+
+
+def settings_yaml_not_yml(project: Path, infra: Infrastructure) -> None:
+    (project / "drover.yml").rename(project / "drover.yaml")
+
+
+def aws_profiles(project: Path, infra: Infrastructure) -> dict[str, str]:
+    config = project.parent / "aws-config"
+    config.write_text("[default]\nregion = us-east-1\n\n[profile dev]\nregion = us-east-1\n")
+    return {"AWS_CONFIG_FILE": str(config), "AWS_SHARED_CREDENTIALS_FILE": str(config), "AWS_PROFILE": "nope"}
+
+
 # -- the cases -----------------------------------------------------------------------------------
 
 CLI_CASES = [
@@ -179,8 +193,15 @@ CLI_CASES = [
     case(
         "settings-missing",
         "nope.yml: settings file not found",
-        "create it or pass --settings-file",
+        "create it or correct the path given to --settings-file",
         args=("--settings-file", "nope.yml"),
+    ),
+    case(
+        "settings-default-missing-close-name",
+        "drover.yml: settings file not found",
+        "did you mean drover.yaml?",
+        "pass --settings-file FILE",
+        setup=settings_yaml_not_yml,
     ),
     case(
         "settings-unreadable",
@@ -481,6 +502,20 @@ CLI_CASES = [
         args=("--requirements", "pylock.toml"),
         setup=pylock_wrong_local_hash,
         reads=True,
+    ),
+    case(
+        "requirements-misspelt",
+        "requirements file requirement.txt does not exist",
+        "did you mean requirements.txt?",
+        args=("--requirements", "requirement.txt"),
+        setup=requirements_beside,
+        reads=True,
+    ),
+    case(
+        "aws-profile-unknown",
+        "AWS profile 'nope' (AWS_PROFILE) is not in",
+        "profiles there: default, dev",
+        setup=aws_profiles,
     ),
     case(
         "requirements-no-wheel-for-platform",

@@ -105,15 +105,29 @@ def engine_name() -> str:
     return os.environ.get("DROVER_CONTAINER_ENGINE") or "podman"
 
 
+ENABLE_HINT = "`make ci-deps` installs podman, runc, mmdebstrap and uidmap from the Debian packages (root, apt-get)"
+
+
 def podman_binary() -> str:
     """podman, or the engine DROVER_CONTAINER_ENGINE names (docker accepts every command used here)."""
     found = shutil.which(engine_name())
     if found is None:
-        raise ContainerUnavailable(
-            f"{engine_name()} is not installed and could not be installed here (`make container-tools` installs "
-            "podman, runc, mmdebstrap and uidmap from the Debian packages when run as root with apt-get)"
-        )
+        raise ContainerUnavailable(f"{engine_name()} is not installed here ({ENABLE_HINT})")
     return found
+
+
+def engine_problem(engine: str) -> str | None:
+    """Why `engine info` does not work here (not installed, no daemon...), or None when it does."""
+    found = shutil.which(engine)
+    if found is None:
+        return f"{engine} is not installed"
+    environment = podman_environment() if engine == "podman" else dict(os.environ)
+    try:
+        completed = subprocess.run([found, "info"], env=environment, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return f"`{engine} info` did not answer in 60 s"
+    last_line = (completed.stderr.strip().splitlines() or ["no message"])[-1]
+    return None if completed.returncode == 0 else f"`{engine} info` failed: {last_line}"
 
 
 def podman(*args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:

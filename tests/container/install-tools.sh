@@ -11,10 +11,10 @@ if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
 if [ "$(id -u)" != 0 ] || ! command -v apt-get > /dev/null; then
-    echo "container-tools: ${missing[*]} missing and this is not root with apt-get;" \
+    echo "ci-deps: ${missing[*]} missing and this is not root with apt-get;" \
         "the container tests will skip (install podman to run them)" >&2
     exit 0
 fi
-echo "container-tools: installing podman runc mmdebstrap uidmap (missing: ${missing[*]})" >&2
+echo "ci-deps: installing podman runc mmdebstrap uidmap (missing: ${missing[*]})" >&2
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends podman runc mmdebstrap uidmap > /dev/null

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from drover.core import Drover
-from drover.errors import FunctionNotFound, SettingsError
+from drover.errors import FunctionNotFound, SettingsError, did_you_mean
 from drover.models import DeployResult, MultiResult, Settings, Stage
 from drover.options import RunOptions, Timings
 from drover.settings import DEFAULT_SETTINGS_HINT, load_settings, select_stage
@@ -85,7 +85,8 @@ class Run:
             for what, path in zip(("install source", "requirements file"), drover.install_inputs, strict=True):
                 if path is not None and not path.exists():
                     raise SettingsError(
-                        f"{what} {path} does not exist (stage {drover.stage_name}) — create it or fix the path"
+                        f"{what} {path} does not exist (stage {drover.stage_name}) — {did_you_mean(path)}"
+                        "create it or fix the path"
                     )
             if not drover.installs:
                 check_install_path(self.request.install_path)

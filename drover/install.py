@@ -757,34 +757,94 @@ def backend_reason(output: str) -> str | None:
     return f"{matches[-1]['kind']}: {matches[-1]['message']}" if matches else None
 
 
-def _build_project(source: Path, installer: Installer, out_dir: Path, env: Mapping[str, str], *, verbose: bool) -> Path:
+def _build_wheel(source: Path, installer: Installer, out_dir: Path, env: Mapping[str, str], *, verbose: bool) -> Path:
+    """Build one wheel of a (clean copy of a) project; the failure is the backend's own reason in one line."""
     run = _run(installer.build_command(source, out_dir), env, verbose=verbose)
     wheels = sorted(out_dir.glob("*.whl"))
     if run.returncode != 0 or not wheels:
         summary = failure_reason(run.output)
         reason = backend_reason(run.output)
         detail = f"{reason} ({summary})" if reason and reason not in summary else summary
-        raise InstallError(f"building the project failed: {detail} — run with -v for the build output")
-    if not is_pure_wheel(wheels[0].name):
-        raise InstallError(
-            f"the project builds {wheels[0].name}, a platform-specific wheel; drover installs the "
-            f"project as pure Python, so build compiled code for Lambda's platform as a separate dependency"
-        )
+        raise InstallError(f"{detail} — run with -v for the build output")
     return wheels[0]
 
 
-def _copy_local_projects(requirements: RequirementSet, scratch: Path, skip: Sequence[Path]) -> None:
-    """Local project directories named by requirement lines are built from clean copies too."""
-    for index, directory in enumerate(dict.fromkeys(requirements.directories)):
+def _build_project(source: Path, installer: Installer, out_dir: Path, env: Mapping[str, str], *, verbose: bool) -> Path:
+    try:
+        wheel = _build_wheel(source, installer, out_dir, env, verbose=verbose)
+    except InstallError as error:
+        raise InstallError(f"building the project failed: {error}") from None
+    if not is_pure_wheel(wheel.name):
+        raise InstallError(
+            f"the project builds {wheel.name}, a platform-specific wheel; drover installs the "
+            f"project as pure Python, so build compiled code for Lambda's platform as a separate dependency"
+        )
+    return wheel
+
+
+def runs_on(wheel_name: str, platform: TargetPlatform) -> bool:
+    """Whether a wheel file name's tags include one Lambda's interpreter accepts (pure wheels always do)."""
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel_name)
+    except InvalidWheelFilename:
+        return False
+    return is_pure_wheel(wheel_name) or not tags.isdisjoint(platform.wheel_tags())
+
+
+def _build_local_projects(
+    plan: _Plan,
+    installer: Installer,
+    platform: TargetPlatform,
+    scratch: Path,
+    env: Mapping[str, str],
+    skip: Sequence[Path],
+    *,
+    verbose: bool,
+) -> None:
+    """Local project directories named by requirement lines are built (from clean copies) into wheels, and the lines
+    name those wheels: uv installs wheels only, and pip then installs exactly what uv would."""
+    for index, (directory, where) in enumerate(plan.requirements.directories.items()):
         copy = _clean_copy(directory, scratch / "local" / f"{index}-{directory.name}", skip)
-        requirements.lines = [_point_at(line, directory, copy) for line in requirements.lines]
+        wheel = _build_local_project(
+            copy, directory, where, installer, platform, scratch / "local-built" / str(index), env, verbose=verbose
+        )
+        hash_option = f" --hash=sha256:{_file_digest(wheel)}" if plan.require_hashes else ""
+        plan.requirements.lines = [_point_at(line, directory, wheel, hash_option) for line in plan.requirements.lines]
 
 
-def _point_at(line: str, directory: Path, copy: Path) -> str:
-    """A requirement line naming directory (by path, or as a `name @ file:` URL) made to name its copy."""
+def _build_local_project(
+    copy: Path,
+    directory: Path,
+    where: str,
+    installer: Installer,
+    platform: TargetPlatform,
+    out_dir: Path,
+    env: Mapping[str, str],
+    *,
+    verbose: bool,
+) -> Path:
+    try:
+        wheel = _build_wheel(copy, installer, out_dir, env, verbose=verbose)
+    except InstallError as error:
+        raise InstallError(f"{where}: building {directory} failed: {error}") from None
+    if not runs_on(wheel.name, platform):
+        raise InstallError(
+            f"{where}: {directory} builds {wheel.name}, native code for this machine that does not run on "
+            f"{platform.label} — build its wheel for Lambda's platform and name the wheel instead"
+        )
+    logger.info("Built %s from %s", wheel.name, directory)
+    return wheel
+
+
+def _point_at(line: str, directory: Path, wheel: Path, hash_option: str) -> str:
+    """A requirement line naming directory (by path, or as a `name @ file:` URL) made to name its built wheel."""
     if line.split(" ")[0] == str(directory):
-        return str(copy) + line[len(str(directory)) :]
-    return line.replace(f"@ {directory.as_uri()}", f"@ {copy.as_uri()}", 1)
+        line = str(wheel) + line[len(str(directory)) :]
+    elif f"@ {directory.as_uri()}" in line:
+        line = line.replace(f"@ {directory.as_uri()}", f"@ {wheel.as_uri()}", 1)
+    else:
+        return line
+    return line if "--hash" in line else line + hash_option
 
 
 def _plan(
@@ -814,7 +874,7 @@ def _plan(
         locks.append(
             f"{request.requirements.name}" + ("" if PYLOCK_NAME.match(request.requirements.name) else " (hashes)")
         )
-    _copy_local_projects(plan.requirements, scratch, skip)
+    _build_local_projects(plan, installer, platform, scratch, env, skip, verbose=request.verbose)
     if project is not None:
         plan.project_wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
     plan.lock = " + ".join(locks) or None

@@ -84,7 +84,8 @@ class RequirementSet:
     kept: int = 0  # requirements whose markers hold on the target
     files: list[Path] = field(default_factory=list)  # every requirements file read
     references: list[Path] = field(default_factory=list)  # local wheels, directories, find-links
-    directories: list[Path] = field(default_factory=list)  # local projects, built from a clean copy
+    # local projects (built from a clean copy into a wheel), with where each was first named ("file:line")
+    directories: dict[Path, str] = field(default_factory=dict)
     hashed: bool = False
     extras: dict[str, set[str]] = field(default_factory=dict)  # extras asked for, by canonical name
 
@@ -95,7 +96,8 @@ class RequirementSet:
         self.kept += other.kept
         self.files += other.files
         self.references += other.references
-        self.directories += other.directories
+        for directory, where in other.directories.items():
+            self.directories.setdefault(directory, where)
         self.hashed = self.hashed or other.hashed
         for name, extras in other.extras.items():
             self.extras.setdefault(name, set()).update(extras)
@@ -239,7 +241,7 @@ def _read_requirement(
             raise InstallError(f"{where}: {requirement_text} does not exist (looked for {local})")
         result.references.append(local)
         if local.is_dir():
-            result.directories.append(local)
+            result.directories.setdefault(local, where)
         result.lines.append(f"{local}{options}")
         return
     try:
@@ -261,7 +263,7 @@ def _local_url_requirement(requirement: Requirement, where: str, base: Path, res
         raise InstallError(f"{where}: {requirement.url} does not exist (looked for {local})")
     result.references.append(local)
     if local.is_dir():
-        result.directories.append(local)
+        result.directories.setdefault(local, where)
     extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
     return f"{requirement.name}{extras} @ {local.as_uri()}"
 

@@ -1169,3 +1169,56 @@ def test_a_hashed_lock_with_unhashed_extra_requirements_is_one_line_naming_the_f
         "install checks hashes for all or none — add hashes to it (uv pip compile --generate-hashes, or pip-compile "
         "--generate-hashes), or move these requirements into the project's dependencies and lock again"
     )
+
+
+# --- local project directories named by requirement lines (issue 23, round two b) ----------------------------
+
+
+def _setuptools_like_project(root: Path, name: str, *, tag: str | None = None) -> Path:
+    """A project built the way setuptools builds (into build/ and an egg-info in its own directory)."""
+    for relative, text in project_files(name, "0.3", dependencies=["purelib"], tag=tag).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text, encoding="utf-8")
+    (root / "setuptools_like.py").write_text(SETUPTOOLS_LIKE_BACKEND.replace('"app', f'"{name}'))
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('build-backend = "backend"', 'build-backend = "setuptools_like"')
+    )
+    return root
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize("line", ["./mylib/", "../shared/src/ecom/", "mylib @ file:./mylib"])
+def test_a_local_project_directory_requirement_is_built_to_a_wheel_and_installed(
+    offline: Path, tmp_path: Path, installer: str, line: str
+) -> None:
+    """aws-serverless-ecommerce-platform: uv refused every local directory ("Building source distributions is
+    disabled"), since drover gives it --only-binary :all:."""
+    service = tmp_path / "service"
+    service.mkdir()
+    name = "ecom" if "ecom" in line else "mylib"
+    directory = tmp_path / "shared" / "src" / "ecom" if name == "ecom" else service / "mylib"
+    _setuptools_like_project(directory, name)
+    before = tree_digest(directory)
+    requirements = requirements_file(service, line.replace("file:./mylib", (service / "mylib").as_uri()))
+    target = tmp_path / "install"
+
+    result = install(request_for(target, requirements=requirements), installer=installer)
+
+    assert not result.skipped
+    assert distributions(target) == {f"{name}-0.3", "purelib-2.0"}
+    assert wheel_tag(target, f"{name}-0.3") == "py3-none-any"
+    assert tree_digest(directory) == before  # built from a clean copy: no build/ or egg-info in the user's tree
+    assert install(request_for(target, requirements=requirements), installer=installer).skipped
+
+
+def test_a_local_project_directory_that_builds_platform_code_is_refused_by_name(offline: Path, tmp_path: Path) -> None:
+    directory = _setuptools_like_project(tmp_path / "native", "native", tag="cp312-cp312-manylinux_2_17_aarch64")
+    requirements = requirements_file(tmp_path, "./native")
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", requirements=requirements), installer="uv")
+
+    assert caught.value.exit_code == 2
+    assert str(caught.value).startswith(f"{requirements}:1: {directory.resolve()} builds native-0.3-cp312-cp312-")
+    assert "\n" not in str(caught.value)

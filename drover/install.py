@@ -327,13 +327,14 @@ def _git_files(source: Path) -> list[str] | None:
 
 
 def _walked_files(source: Path) -> list[str]:
+    """Every file under source, and every link to a directory (never followed: it is checked like a file)."""
     names = []
     for directory, dir_names, file_names in os.walk(source):
         here = Path(directory)
-        dir_names[:] = sorted(
-            name for name in dir_names if not _is_junk(f"{name}/x") and not (here / name / "pyvenv.cfg").exists()
-        )
-        names += [(here / name).relative_to(source).as_posix() for name in file_names]
+        kept = [name for name in dir_names if not _is_junk(f"{name}/x") and not (here / name / "pyvenv.cfg").exists()]
+        dir_names[:] = sorted(name for name in kept if not (here / name).is_symlink())
+        links = [name for name in kept if (here / name).is_symlink()]
+        names += [(here / name).relative_to(source).as_posix() for name in [*file_names, *links]]
     return sorted(names)
 
 
@@ -348,7 +349,8 @@ def _is_junk(relative_name: str) -> bool:
 
 def build_inputs(source: Path, skip: Sequence[Path] = ()) -> list[str]:
     """The project's build inputs (relative POSIX names): what git keeps, or every file, minus junk such
-    as caches, build output, virtual environments and test or coverage reports."""
+    as caches, build output, virtual environments and test or coverage reports. Links are followed only inside
+    the project: one that resolves outside it is refused, a dangling one (or a loop) is no input."""
     source = source.resolve()
     skipped = [path.resolve() for path in skip]
     names = _git_files(source)
@@ -359,9 +361,24 @@ def build_inputs(source: Path, skip: Sequence[Path] = ()) -> list[str]:
         path = source / name
         if _is_junk(name) or any(path.is_relative_to(other) for other in skipped):
             continue
+        if not os.path.exists(path):  # a dangling link, or a loop
+            continue
+        if path.is_dir() and _is_junk(f"{name}/x"):
+            continue
+        check_inside(source, name)
         if path.is_file():
             kept.append(name)
     return kept
+
+
+def check_inside(source: Path, name: str) -> None:
+    """A build input must resolve inside the project: a link out of it would copy (and deploy) another tree's files."""
+    real = Path(os.path.realpath(source / name))
+    if not real.is_relative_to(source):
+        raise InstallError(
+            f"{source / name} is a link to {real}, outside the project {source} — drover builds from a copy of the "
+            "project's own files: copy what it needs into the project, or name that directory as a requirement"
+        )
 
 
 def _file_digest(path: Path) -> str:

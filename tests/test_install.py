@@ -12,6 +12,8 @@ import io
 import json
 import logging
 import os
+import random
+import subprocess
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -1222,3 +1224,82 @@ def test_a_local_project_directory_that_builds_platform_code_is_refused_by_name(
     assert caught.value.exit_code == 2
     assert str(caught.value).startswith(f"{requirements}:1: {directory.resolve()} builds native-0.3-cp312-cp312-")
     assert "\n" not in str(caught.value)
+
+
+# --- the project copy never follows links out of the project (issue 24.2) ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkGraph:
+    """A project and a directory beside it, with random links inside the project: what each link resolves to."""
+
+    project: Path
+    outside_links: frozenset[str]  # links (relative to the project) that resolve to an existing path outside it
+    inside_file_links: dict[str, bytes]  # links that resolve to a file inside the project: the content they copy
+
+
+def _random_link_graph(root: Path, chooser: random.Random) -> LinkGraph:
+    project, outside = root / "project", root / "outside"
+    write_project(project)
+    (project / "app" / "data").mkdir()
+    (project / "app" / "data" / "table.txt").write_text("inside table\n")
+    (outside / "secrets").mkdir(parents=True)
+    (outside / "secrets" / "key.txt").write_text("OUTSIDE key\n")
+    (outside / "notes.txt").write_text("OUTSIDE notes\n")
+    links = [f"app/link{index}" if chooser.random() < 0.5 else f"link{index}" for index in range(chooser.randint(1, 6))]
+    targets = [
+        project / "app" / "__init__.py",
+        project / "app" / "data",
+        project / "app" / "data" / "table.txt",
+        outside / "notes.txt",
+        outside / "secrets",
+        outside / "secrets" / "key.txt",
+        project / "missing.txt",
+        root / "gone",
+        *(project / other for other in links),  # chains, and loops when a link is its own target's target
+    ]
+    for link in links:
+        target = chooser.choice(targets)
+        text = os.path.relpath(target, (project / link).parent) if chooser.random() < 0.5 else str(target)
+        (project / link).symlink_to(text)
+    outside_links, inside_files = set(), {}
+    for link in links:
+        path = project / link
+        if not path.exists():
+            continue  # dangling, or a loop
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(project):
+            outside_links.add(link)
+        elif real.is_file():
+            inside_files[link] = real.read_bytes()
+    return LinkGraph(project, frozenset(outside_links), inside_files)
+
+
+@pytest.mark.parametrize("tracked", ["git", "walk"])
+@pytest.mark.parametrize("seed", range(30))
+def test_the_project_copy_never_follows_a_link_out_of_the_project(tmp_path: Path, seed: int, tracked: str) -> None:
+    """Random links (inside, outside, dangling, chains and loops): a link resolving outside the project is refused
+    by name; otherwise the copy holds the project's files, a link to a file inside copies that file, and nothing
+    of the outside directory reaches it."""
+    from drover.install import _clean_copy
+
+    graph = _random_link_graph(tmp_path, random.Random(seed))
+    if tracked == "git":
+        subprocess.run(["git", "init", "-q", str(graph.project)], check=True)
+    copy = tmp_path / "copy"
+
+    if graph.outside_links:
+        with pytest.raises(InstallError) as caught:
+            _clean_copy(graph.project, copy, [])
+        message = str(caught.value)
+        assert caught.value.exit_code == 2 and "\n" not in message
+        named = message.removeprefix(f"{graph.project.resolve()}/").split(" ", 1)[0]
+        assert named in graph.outside_links, message
+        return
+    _clean_copy(graph.project, copy, [])
+    copied = {path.relative_to(copy).as_posix(): path for path in copy.rglob("*") if path.is_file()}
+    assert not any(path.is_symlink() for path in copy.rglob("*"))
+    assert not any(b"OUTSIDE" in path.read_bytes() for path in copied.values())
+    assert {"pyproject.toml", "backend.py", "app/__init__.py", "app/data/table.txt"} <= set(copied)
+    for link, content in graph.inside_file_links.items():
+        assert copied[link].read_bytes() == content

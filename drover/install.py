@@ -126,6 +126,12 @@ class InstallRequest:
     exclude_runtime_packages: bool = False
     verbose: bool = False
     package_exclude_patterns: tuple[str, ...] = ()  # they decide which installed files reach the layer
+    skip: tuple[Path, ...] = ()  # the run's outputs (archive dir, other installs): never read as the project's inputs
+
+    @property
+    def outputs(self) -> list[Path]:
+        """Directories no walk of a project or local requirement reads: the target and the run's other outputs."""
+        return [self.target, *self.skip]
 
 
 @dataclass(frozen=True)
@@ -326,16 +332,45 @@ def _git_files(source: Path) -> list[str] | None:
     return sorted({name for name in completed.stdout.decode("utf-8", "replace").split("\0") if name})
 
 
-def _walked_files(source: Path) -> list[str]:
-    """Every file under source, and every link to a directory (never followed: it is checked like a file)."""
+def _walked_files(source: Path, skipped: Identities) -> list[str]:
+    """Every file under source, and every link to a directory (never followed: it is checked like a file); the
+    skipped directories (by device and inode) are not entered."""
     names = []
     for directory, dir_names, file_names in os.walk(source):
         here = Path(directory)
         kept = [name for name in dir_names if not _is_junk(f"{name}/x") and not (here / name / "pyvenv.cfg").exists()]
-        dir_names[:] = sorted(name for name in kept if not (here / name).is_symlink())
         links = [name for name in kept if (here / name).is_symlink()]
+        dir_names[:] = sorted(name for name in kept if name not in links and _identity(here / name) not in skipped)
         names += [(here / name).relative_to(source).as_posix() for name in [*file_names, *links]]
     return sorted(names)
+
+
+Identities = frozenset[tuple[int, int]]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _identities(directories: Sequence[Path]) -> Identities:
+    """(device, inode) of each existing directory: skipped wherever a walk meets it, by whatever name or link."""
+    return frozenset(found for path in directories if path.is_dir() and (found := _identity(path)) is not None)
+
+
+def _in_skipped(source: Path, name: str, skipped: Identities, seen: dict[str, bool]) -> bool:
+    """Whether a directory on the way to name (relative to source) is a skipped one; seen caches each directory."""
+    parts = name.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        directory = "/".join(parts[:depth])
+        if directory not in seen:
+            seen[directory] = _identity(source / directory) in skipped
+        if seen[directory]:
+            return True
+    return False
 
 
 def _is_junk(relative_name: str) -> bool:
@@ -349,17 +384,19 @@ def _is_junk(relative_name: str) -> bool:
 
 def build_inputs(source: Path, skip: Sequence[Path] = ()) -> list[str]:
     """The project's build inputs (relative POSIX names): what git keeps, or every file, minus junk such
-    as caches, build output, virtual environments and test or coverage reports. Links are followed only inside
+    as caches, build output, virtual environments and test or coverage reports, and the directories in skip (the
+    run's outputs, known by device and inode, so by any name or link). Links are followed only inside
     the project: one that resolves outside it is refused, a dangling one (or a loop) is no input."""
     source = source.resolve()
-    skipped = [path.resolve() for path in skip]
+    skipped = _identities(skip)
     names = _git_files(source)
     if names is None:
-        names = _walked_files(source)
+        names = _walked_files(source, skipped)
     kept = []
+    seen: dict[str, bool] = {}
     for name in names:
         path = source / name
-        if _is_junk(name) or any(path.is_relative_to(other) for other in skipped):
+        if _is_junk(name) or _in_skipped(source, name, skipped, seen):
             continue
         if not os.path.exists(path):  # a dangling link, or a loop
             continue
@@ -419,7 +456,7 @@ def install_key(
     """sha256 over exactly what decides an install: the requirement files and everything they name (local
     wheels, directories, find-links), the project's build inputs, target platform, tools and index settings."""
     inputs = inputs if inputs is not None else _read_inputs(request, platform)
-    skip = [request.target]
+    skip = request.outputs
     digest = hashlib.sha256()
     settings = {
         "format": KEY_FORMAT,
@@ -464,7 +501,7 @@ def locked_set(request: InstallRequest, platform: TargetPlatform, env: Mapping[s
             return None
         with tempfile.TemporaryDirectory(prefix=".drover-key-") as scratch:
             # read from a clean copy, as the install does: uv then sees no workspace around the user's tree
-            project = _clean_copy(request.source, Path(scratch) / "project", [request.target])
+            project = _clean_copy(request.source, Path(scratch) / "project", request.outputs)
             requirements.add(
                 _locked_requirements(request.source, project, lock, platform, Path(scratch), env, verbose=False)
             )
@@ -874,7 +911,7 @@ def _plan(
 ) -> _Plan:
     plan = _Plan()
     locks: list[str] = []
-    skip = [request.target]
+    skip = request.outputs
     project = _clean_copy(request.source, scratch / "project", skip) if request.source is not None else None
     lock = _project_lock(project) if project is not None else None
     if request.source is not None and project is not None and lock is not None:
@@ -1366,7 +1403,7 @@ def _install_project_only(
         scratch.mkdir()
         if request.source is not None:
             logger.info("Installing project %s without its dependencies (%s)", request.source, DEPENDENCY_KEY_SKIP)
-            project = _clean_copy(request.source, scratch / "project", [request.target])
+            project = _clean_copy(request.source, scratch / "project", request.outputs)
             wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
             plan = _Plan(no_deps=True, project_wheel=wheel)
             _run_install(plan, installer, platform, staging, scratch, env, verbose=request.verbose)

@@ -1303,3 +1303,23 @@ def test_the_project_copy_never_follows_a_link_out_of_the_project(tmp_path: Path
     assert {"pyproject.toml", "backend.py", "app/__init__.py", "app/data/table.txt"} <= set(copied)
     for link, content in graph.inside_file_links.items():
         assert copied[link].read_bytes() == content
+
+
+@pytest.mark.parametrize("tracked", ["git", "walk"])
+def test_the_runs_outputs_inside_the_project_are_skipped_by_identity(
+    offline: Path, tmp_path: Path, tracked: str
+) -> None:
+    """An archive dir inside the project, given by another name (a link to it): the key and the copy skip it."""
+    project = write_project(tmp_path / "app")
+    if tracked == "git":
+        subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "artifacts").mkdir()
+    (tmp_path / "out").symlink_to(project / "artifacts")
+    request = request_for(tmp_path / "install", source=project, skip=(tmp_path / "out",))
+    first = install(request, installer="uv")
+    (project / "artifacts" / "function-0123456789abcdef.zip").write_bytes(b"PK last run's archive")
+
+    second = install(request, installer="uv")
+
+    assert second.skipped and second.key == first.key
+    assert not any("artifacts" in name for name in relative_files(tmp_path / "install"))

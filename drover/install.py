@@ -67,11 +67,13 @@ from drover.locks import (
     marker_environment,
     pinned_packages,
     poetry_lock_requirements,
+    project_name,
     project_references,
     pylock_requirements,
     read_requirement_lines,
     read_requirements,
     uv_lock_problem,
+    uv_workspace_root,
 )
 from drover.packaging import INSTALL_MARKER
 
@@ -747,15 +749,42 @@ def _read_inputs(request: InstallRequest, platform: TargetPlatform) -> Requireme
     return read_requirements(requirements, _environment(platform))
 
 
-def _export_uv_lock(project: Path, out: Path, env: Mapping[str, str], *, verbose: bool) -> list[str]:
+def _uv() -> str:
     uv = find_uv()
     if uv is None:
-        raise InstallError(f"{project / 'uv.lock'} needs uv to export the locked set; install uv (pip install uv)")
+        raise InstallError("uv.lock needs uv to export the locked set; install uv (pip install uv)")
+    return uv
+
+
+_UV_EXPORT_OPTIONS = ("--frozen", "--no-dev", "--no-emit-project", "--no-editable", "--no-header", "--color", "never")
+
+
+def _export_uv_lock(project: Path, out: Path, env: Mapping[str, str], *, verbose: bool) -> list[str]:
     problem = uv_lock_problem(project)
     if problem is not None:
         raise InstallError(f"uv.lock does not match pyproject.toml: {problem} — run `uv lock` and commit uv.lock")
-    options = ["--frozen", "--no-dev", "--no-emit-project", "--no-editable", "--no-header", "--color", "never"]
-    command = [uv, "export", *options, "--project", str(project), "--output-file", str(out)]
+    command = [_uv(), "export", *_UV_EXPORT_OPTIONS, "--project", str(project), "--output-file", str(out)]
+    return _exported(command, out, env, verbose=verbose)
+
+
+def _export_uv_workspace_lock(
+    member: Path, root: Path, out: Path, env: Mapping[str, str], *, verbose: bool
+) -> list[str]:
+    """A workspace member's locked set, exported from the workspace root's uv.lock (read only: --frozen)."""
+    lock_path, pyproject = root / "uv.lock", member / "pyproject.toml"
+    problem = uv_lock_problem(member, lock_path)
+    if problem is not None:
+        raise InstallError(
+            f"{lock_path} does not match {pyproject}: {problem} — run `uv lock` in the workspace root and commit uv.lock"
+        )
+    name = project_name(member)
+    if name is None:
+        raise InstallError(f"{pyproject} has no [project] name, so {lock_path} cannot say what it needs — add one")
+    command = [_uv(), "export", *_UV_EXPORT_OPTIONS, "--project", str(root), "--package", name]
+    return _exported([*command, "--output-file", str(out)], out, env, verbose=verbose)
+
+
+def _exported(command: Sequence[str], out: Path, env: Mapping[str, str], *, verbose: bool) -> list[str]:
     run = _run(command, env, verbose=verbose)
     if run.returncode != 0:
         raise InstallError(f"cannot export the locked set from uv.lock: {failure_reason(run.output)}")
@@ -763,8 +792,14 @@ def _export_uv_lock(project: Path, out: Path, env: Mapping[str, str], *, verbose
 
 
 def _project_lock(project: Path) -> str | None:
-    """The lock a project is installed from: pylock.toml (the standard) first, then uv.lock, then poetry.lock."""
-    for name in ("pylock.toml", "uv.lock", "poetry.lock"):
+    """The lock a project is installed from, relative to it: pylock.toml (the standard) first, then uv.lock (a
+    workspace member's is its workspace root's, e.g. ../../uv.lock, as for uv), then poetry.lock."""
+    if (project / "pylock.toml").is_file():
+        return "pylock.toml"
+    root = uv_workspace_root(project)
+    if root is not None and (root / "uv.lock").is_file():
+        return os.path.relpath(root / "uv.lock", project.resolve())
+    for name in ("uv.lock", "poetry.lock"):
         if (project / name).is_file():
             return name
     return None
@@ -781,15 +816,20 @@ def _locked_requirements(
     verbose: bool,
 ) -> RequirementSet:
     """The project's lock read for the target: locks are read from the user's tree (errors name its files), uv
-    exports from the clean copy (project)."""
+    exports from the clean copy (project), or for a workspace member from the workspace root (read only)."""
     source = source.resolve()
-    if lock == "uv.lock":
+    base = source
+    if Path(lock).name == "uv.lock" and lock != "uv.lock":
+        base = (source / lock).resolve().parent
+        lines = _export_uv_workspace_lock(source, base, scratch / "uv-export.txt", env, verbose=verbose)
+    elif lock == "uv.lock":
         lines = _export_uv_lock(project, scratch / "uv-export.txt", env, verbose=verbose)
     elif lock == "poetry.lock":
         lines = poetry_lock_requirements(source)
     else:
         lines = pylock_requirements(source / lock, _environment(platform), platform.wheel_tags())
-    return read_requirement_lines(lines, _environment(platform), base=source, origin=str(source / lock))
+    origin = os.path.normpath(source / lock)
+    return read_requirement_lines(lines, _environment(platform), base=base, origin=origin)
 
 
 def _clean_copy(source: Path, destination: Path, skip: Sequence[Path]) -> Path:
@@ -913,7 +953,7 @@ def _plan(
     locks: list[str] = []
     skip = request.outputs
     project = _clean_copy(request.source, scratch / "project", skip) if request.source is not None else None
-    lock = _project_lock(project) if project is not None else None
+    lock = _project_lock(request.source) if request.source is not None else None
     if request.source is not None and project is not None and lock is not None:
         locked = _locked_requirements(request.source, project, lock, platform, scratch, env, verbose=request.verbose)
         plan.requirements.add(locked)

@@ -37,7 +37,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from drover.errors import InstallError, one_line
-from drover.lockfiles import PoetryLock, PoetryPackage, UvLock, load_toml, read_input_text, validated
+from drover.lockfiles import PoetryLock, PoetryPackage, UvLock, load_toml, read_input_text, readable_here, validated
 
 _INCLUDE = {"-r", "--requirement"}
 _CONSTRAINT = {"-c", "--constraint"}
@@ -308,8 +308,24 @@ def project_references(project: Path) -> list[Path]:
     ]
     found += [project / entry["path"] for entry in _dicts(sources) if isinstance(entry.get("path"), str)]
     found += _lock_paths(project)
+    found += _workspace_references(project)
     root = project.resolve()
     return sorted({path.resolve() for path in found} - {root})
+
+
+def _workspace_references(project: Path) -> list[Path]:
+    """A uv workspace member's install is decided by the root's uv.lock and pyproject.toml, and by the members the
+    lock names (every one of them: which the member needs, only the lock can tell)."""
+    root = uv_workspace_root(project)
+    if root is None:
+        return []
+    found = [path for path in (root / "uv.lock", root / "pyproject.toml") if path.is_file()]
+    lock = _toml_or_empty(root / "uv.lock")
+    for item in _dicts(lock.get("package")):
+        source = item.get("source")
+        if isinstance(source, dict) and isinstance(source.get("editable"), str):
+            found.append(root / source["editable"])
+    return found + _lock_paths(root)
 
 
 def _lock_paths(project: Path) -> list[Path]:
@@ -606,6 +622,39 @@ def _requirement_keys(texts: Iterable[str], path: Path) -> set[tuple[str, str]]:
         requirement = _project_requirement(text, path)
         keys.add((str(canonicalize_name(requirement.name)), str(SpecifierSet(str(requirement.specifier)))))
     return keys
+
+
+def uv_workspace_root(project: Path) -> Path | None:
+    """The root of the uv workspace the project is a member of, found as uv finds it: the nearest directory above
+    the project whose pyproject.toml has [tool.uv.workspace], when its `members` globs take the project and its
+    `exclude` globs do not; None for a stand-alone project (or one that is its own workspace's root)."""
+    project = project.resolve()
+    for directory in project.parents:
+        if not readable_here(directory):
+            return None  # the Action reads nothing above its workspace
+        uv = _table(_table(_toml_or_empty(directory / "pyproject.toml"), "tool"), "uv")
+        if "workspace" not in uv:
+            continue
+        workspace = _table(uv, "workspace")
+        members = _globbed(directory, workspace.get("members"))
+        return directory if project in members - _globbed(directory, workspace.get("exclude")) else None
+    return None
+
+
+def _globbed(root: Path, patterns: object) -> set[Path]:
+    """The directories a workspace's globs name (a malformed glob names none, as it matches nothing for uv)."""
+    found: set[Path] = set()
+    for pattern in _strings(patterns):
+        try:
+            found.update(path.resolve() for path in root.glob(pattern) if path.is_dir())
+        except (ValueError, NotImplementedError):
+            continue
+    return found
+
+
+def project_name(project: Path) -> str | None:
+    name = _table(_toml_or_empty(project / "pyproject.toml"), "project").get("name")
+    return name if isinstance(name, str) else None
 
 
 # --- the exactly pinned set (for the dependency key) --------------------------------------------

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import tarfile
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from drover.install import (
     check_no_local_links,
     failure_reason,
     find_installer,
+    find_uv,
     install,
     installer_env,
     is_pure_wheel,
@@ -1323,3 +1325,55 @@ def test_the_runs_outputs_inside_the_project_are_skipped_by_identity(
 
     assert second.skipped and second.key == first.key
     assert not any("artifacts" in name for name in relative_files(tmp_path / "install"))
+
+
+# --- uv workspaces (issue 23 item 4) -------------------------------------------------------------------------
+
+
+def write_uv_workspace(root: Path, wheelhouse: Path) -> Path:
+    """A virtual workspace root (members packages/*) whose member svc needs purelib and the member lib, locked by
+    `uv lock` against a wheelhouse holding only purelib 1.0 (the full one has 2.0): returns svc's directory."""
+    (root / "pyproject.toml").parent.mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[tool.uv.workspace]\nmembers = ["packages/*"]\n')
+    write_project(root / "packages" / "lib", "lib")
+    service = write_project(root / "packages" / "svc", "svc", dependencies=["purelib", "lib"])
+    with (service / "pyproject.toml").open("a") as stream:
+        stream.write("\n[tool.uv.sources]\nlib = { workspace = true }\n")
+    old = root.parent / "old-wheels"
+    old.mkdir()
+    shutil.copy(wheelhouse / "purelib-1.0-py3-none-any.whl", old)
+    config = root.parent / "lock-uv.toml"
+    config.write_text(f'no-index = true\nfind-links = ["{old}"]\n')
+    uv = find_uv()
+    assert uv is not None
+    environment = {**os.environ, "UV_CONFIG_FILE": str(config)}
+    subprocess.run([uv, "lock", "--project", str(root)], check=True, env=environment, capture_output=True)
+    return service
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_uv_workspace_member_installs_the_workspace_lock(offline: Path, tmp_path: Path, installer: str) -> None:
+    service = write_uv_workspace(tmp_path / "repo", offline)
+    assert not (service / "uv.lock").exists()
+    target = tmp_path / "install"
+
+    result = install(request_for(target, source=service), installer=installer)
+
+    assert result.lock is not None and "uv.lock" in result.lock
+    assert distributions(target) == {"svc-0.1", "lib-0.1", "purelib-1.0"}  # not purelib 2.0, the newest
+    assert install(request_for(target, source=service), installer=installer).skipped
+
+
+def test_a_stale_uv_workspace_lock_is_refused_for_the_member(offline: Path, tmp_path: Path) -> None:
+    service = write_uv_workspace(tmp_path / "repo", offline)
+    pyproject = service / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"purelib", "lib"', '"purelib", "lib", "newdep>=1"'))
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", source=service), installer="uv")
+
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == (
+        f"{tmp_path / 'repo' / 'uv.lock'} does not match {pyproject}: pyproject.toml asks for newdep>=1 — run "
+        "`uv lock` in the workspace root and commit uv.lock"
+    )

@@ -66,6 +66,7 @@ from drover.locks import (
     marker_applies,
     marker_environment,
     pinned_packages,
+    pinned_requirement,
     poetry_lock_requirements,
     project_name,
     project_references,
@@ -1032,6 +1033,12 @@ def _run_install(
         name = _canonical(missing.name)
         if not missing.exists:
             raise InstallError(f"{missing.requirement} was not found in the package index ({reason})")
+        locked = _locked_line(plan, name) if plan.lock is not None else None
+        if locked is not None and name not in built and len(built) < MAX_SOURCE_BUILDS:
+            built.add(name)
+            wheel = _build_locked_sdist(locked, platform, scratch / "sources", env, installer, verbose=verbose)
+            plan.requirements.lines = [_built_line(line, locked, wheel) for line in plan.requirements.lines]
+            continue
         if plan.lock is not None or name in built or len(built) >= MAX_SOURCE_BUILDS:
             raise InstallError(
                 f"no wheel of {missing.requirement} for {platform.label} ({reason}) — pin a version that ships "
@@ -1041,6 +1048,65 @@ def _run_install(
         plan.wheels.append(
             _build_pure_wheel(missing, platform, scratch / "sources", env, installer, verbose=verbose, reason=reason)
         )
+
+
+def _locked_line(plan: _Plan, name: str) -> str | None:
+    """The plan's hash-pinned `name==version --hash=…` line for a package, if the lock pins it so."""
+    for line in plan.requirements.lines:
+        package = pinned_requirement(line)
+        if package is not None and package.name == name:
+            return line
+    return None
+
+
+def _build_locked_sdist(
+    line: str, platform: TargetPlatform, out_dir: Path, env: Mapping[str, str], installer: Installer, *, verbose: bool
+) -> Path:
+    """Build a locked package that has no wheel for the target from its locked sdist (pip checks the sdist's bytes
+    against the lock's hashes; the backend's build requirements go into an isolated environment); only a pure-Python
+    wheel is accepted."""
+    package = pinned_requirement(line)
+    assert package is not None  # _locked_line found it
+    pinned = f"{package.name}=={package.version}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    requirement = out_dir / f"{package.name}.txt"
+    requirement.write_text(line + "\n", encoding="utf-8")
+    before = set(out_dir.glob("*.whl"))
+    options = ["--no-deps", f"--no-binary={package.name}", "--require-hashes", "--ignore-requires-python"]
+    command = [sys.executable, "-m", "pip", "wheel", *options, "--disable-pip-version-check"]
+    run = _run(
+        [*command, "--wheel-dir", str(out_dir), "-r", str(requirement)], _pip_env(env, installer), verbose=verbose
+    )
+    built = sorted(set(out_dir.glob("*.whl")) - before)
+    if run.returncode != 0 or not built:
+        why = "its bytes do not match the lock's hashes" if "DO NOT MATCH THE HASHES" in run.output else None
+        raise InstallError(
+            f"no wheel of {pinned} for {platform.label}, and its locked source distribution does not build "
+            f"({why or backend_reason(run.output) or failure_reason(run.output)}) — lock a version that ships "
+            f"{platform.newest_tag} wheels"
+        )
+    if not is_pure_wheel(built[0].name):
+        raise InstallError(
+            f"no wheel of {pinned} for {platform.label}, and its locked source distribution builds {built[0].name}, "
+            f"native code for this machine that does not run on Lambda — lock a version that ships "
+            f"{platform.newest_tag} wheels"
+        )
+    logger.info("Built %s from its locked source distribution (no wheel for %s)", built[0].name, platform.label)
+    return built[0]
+
+
+def _pip_env(env: Mapping[str, str], installer: Installer) -> Mapping[str, str]:
+    return _pip_env_for_uv_settings(env) if installer.name == "uv" else env
+
+
+def _built_line(line: str, locked: str, wheel: Path) -> str:
+    """The locked line replaced by the wheel built from its sdist, pinned by that wheel's own hash."""
+    if line != locked:
+        return line
+    package = pinned_requirement(locked)
+    assert package is not None
+    extras = f"[{','.join(package.extras)}]" if package.extras else ""
+    return f"{package.name}{extras} @ {wheel.as_uri()} --hash=sha256:{_file_digest(wheel)}"
 
 
 # --- the installed tree --------------------------------------------------------------------------

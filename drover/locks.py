@@ -689,7 +689,7 @@ def pinned_packages(requirements: RequirementSet) -> list[PinnedPackage] | None:
             if shlex.split(line)[0].split("=", 1)[0] not in _INDEX_OPTIONS:
                 return None
             continue
-        package = _pinned(line) or _local_wheel(line)
+        package = pinned_requirement(line) or _local_wheel(line)
         if package is None:
             return None
         pinned.append(package)
@@ -710,7 +710,8 @@ def _local_wheel(line: str) -> PinnedPackage | None:
     return PinnedPackage(str(name), str(version), (f"sha256:{_file_digest(path, 'sha256')}",))
 
 
-def _pinned(line: str) -> PinnedPackage | None:
+def pinned_requirement(line: str) -> PinnedPackage | None:
+    """A `name==version --hash=…` line as the package it pins exactly, or None for any other line."""
     spec, _, options = line.partition(" --")
     options = f"--{options}" if options else ""
     hashes = tuple(sorted(set(_HASH_OPTION.findall(options))))

@@ -1377,3 +1377,56 @@ def test_a_stale_uv_workspace_lock_is_refused_for_the_member(offline: Path, tmp_
         f"{tmp_path / 'repo' / 'uv.lock'} does not match {pyproject}: pyproject.toml asks for newdep>=1 — run "
         "`uv lock` in the workspace root and commit uv.lock"
     )
+
+
+# --- locked sdists (issue 23 item 1) ---------------------------------------------------------------------------
+
+
+def _locked_line(house: Path, name: str, version: str, artifact: str) -> str:
+    return f"{name}=={version} --hash=sha256:{_sha256(house / artifact)}"
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_hash_pinned_pure_sdist_is_built_in_isolation_and_installed(
+    offline: Path, tmp_path: Path, installer: str
+) -> None:
+    """emoji==1.7.0-like: a locked package published only as a pure-Python sdist used to be "no wheel of …"."""
+    lock = requirements_file(
+        tmp_path,
+        _locked_line(offline, "puresrc", "1.0", "puresrc-1.0.tar.gz"),
+        _locked_line(offline, "purelib", "1.0", "purelib-1.0-py3-none-any.whl"),
+    )
+    target = tmp_path / "install"
+
+    result = install(request_for(target, requirements=lock), installer=installer)
+
+    assert result.lock == "requirements.txt (hashes)"
+    assert distributions(target) == {"puresrc-1.0", "purelib-1.0"}
+    assert wheel_tag(target, "puresrc-1.0") == "py3-none-any"
+
+
+def test_a_hash_pinned_sdist_with_the_wrong_hash_is_not_built(offline: Path, tmp_path: Path) -> None:
+    lock = requirements_file(tmp_path, f"puresrc==1.0 --hash=sha256:{'0' * 64}")
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", requirements=lock), installer="uv")
+
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(
+        "no wheel of puresrc==1.0 for python3.12 x86_64 (manylinux_2_34_x86_64 or older), and its locked source "
+        "distribution does not build (its bytes do not match the lock's hashes)"
+    )
+    assert not (tmp_path / "install").exists()
+
+
+def test_a_hash_pinned_sdist_that_builds_native_code_is_refused_by_name(offline: Path, tmp_path: Path) -> None:
+    lock = requirements_file(tmp_path, _locked_line(offline, "csrc", "1.0", "csrc-1.0.tar.gz"))
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", requirements=lock), installer="uv")
+
+    assert caught.value.exit_code == 2
+    assert str(caught.value).startswith(
+        "no wheel of csrc==1.0 for python3.12 x86_64 (manylinux_2_34_x86_64 or older), and its locked source "
+        "distribution builds csrc-1.0-cp312-cp312-linux_x86_64.whl, native code for this machine"
+    )

@@ -102,6 +102,7 @@ JUNK_FILE = re.compile(
     r"|function\.zip|requirements\.zip)$"
 )
 MAX_SOURCE_BUILDS = 10
+LOCK_NAMES = ("pylock.toml", "uv.lock", "poetry.lock")
 _RUNTIME = re.compile(r"^python3\.(\d{1,2})$")
 _ARCHITECTURES = {"x86_64": "x86_64", "arm64": "aarch64"}
 _MIN_GLIBC_MINOR = {"x86_64": 5, "aarch64": 17}
@@ -839,6 +840,11 @@ def _clean_copy(source: Path, destination: Path, skip: Sequence[Path]) -> Path:
     for name in build_inputs(source, skip):
         (destination / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / name, destination / name)
+    for name in LOCK_NAMES:  # a lock git ignores is still the lock drover installs from
+        if (source / name).is_file() and not (destination / name).exists():
+            check_inside(source, name)
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, destination / name)
     pyproject = source / "pyproject.toml"
     needs_vcs = pyproject.is_file() and re.search(r"scm|vcs", pyproject.read_text(encoding="utf-8", errors="replace"))
     if needs_vcs and (source / ".git").is_dir():  # a version from git tags (setuptools-scm, hatch-vcs)

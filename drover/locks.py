@@ -309,6 +309,7 @@ def project_references(project: Path) -> list[Path]:
     found += [project / entry["path"] for entry in _dicts(sources) if isinstance(entry.get("path"), str)]
     found += _lock_paths(project)
     found += _workspace_references(project)
+    found += [project / name for name in ("pylock.toml", "uv.lock", "poetry.lock") if (project / name).is_file()]
     root = project.resolve()
     return sorted({path.resolve() for path in found} - {root})
 

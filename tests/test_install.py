@@ -1430,3 +1430,17 @@ def test_a_hash_pinned_sdist_that_builds_native_code_is_refused_by_name(offline:
         "no wheel of csrc==1.0 for python3.12 x86_64 (manylinux_2_34_x86_64 or older), and its locked source "
         "distribution builds csrc-1.0-cp312-cp312-linux_x86_64.whl, native code for this machine"
     )
+
+
+def test_a_git_ignored_uv_lock_is_still_the_lock_and_part_of_the_key(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app", dependencies=["purelib"])
+    write_uv_lock(project, offline / "purelib-1.0-py3-none-any.whl")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / ".gitignore").write_text("uv.lock\n")
+    request = request_for(tmp_path / "install", source=project)
+
+    assert install(request, installer="uv").lock == "uv.lock"
+    assert distributions(tmp_path / "install") == {"app-0.1", "purelib-1.0"}
+    write_uv_lock(project, offline / "purelib-2.0-py3-none-any.whl")
+    assert not install(request, installer="uv").skipped
+    assert distributions(tmp_path / "install") == {"app-0.1", "purelib-2.0"}

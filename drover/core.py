@@ -248,18 +248,25 @@ class Drover:
     def installs(self) -> bool:
         return self.install_inputs != (None, None)
 
-    def install(self, install_path: Path, architecture: str, attached: Sequence[AttachedLayer] = ()) -> InstallOutcome:
+    def install(
+        self,
+        install_path: Path,
+        architecture: str,
+        attached: Sequence[AttachedLayer] = (),
+        outputs: Sequence[Path] = (),
+    ) -> InstallOutcome:
         """pip/uv install the install source and requirements into install_path, when either is given.
 
         attached: the functions this install is for (a deploy). When an exact lock's dependency key is what
         every one of their attached requirements layers records, the dependencies are not installed: only the
         project is, each function keeps its layer, and the install path records which layer holds them.
+        outputs: the run's other outputs (other installs), never read as the project's files.
         """
         if not self.installs:
             return NO_INSTALL
         from drover.install import DEPENDENCY_KEY_SKIP, install
 
-        request = self.install_request(install_path, architecture)
+        request = self.install_request(install_path, architecture, outputs)
         with self.timings.phase("install"):
             key, layers = self._layers_with_same_key(request, attached)
             skip = bool(layers) and all(layers) and not self.options.verify_dependencies
@@ -289,10 +296,13 @@ class Drover:
             audited_layers=tuple(layers) if self.options.verify_dependencies else (),
         )
 
-    def install_request(self, install_path: Path, architecture: str) -> InstallRequest:
+    def install_request(self, install_path: Path, architecture: str, outputs: Sequence[Path] = ()) -> InstallRequest:
+        """outputs: the run's other outputs (the default install path, other stages' installs); the archive dir is
+        added: the install's walk of the project skips them all."""
         from drover.install import InstallRequest
 
         source, requirements = self.install_inputs
+        outputs = [*outputs, *([self.options.archive_dir] if self.options.archive_dir is not None else [])]
         return InstallRequest(
             target=install_path,
             source=source,
@@ -302,6 +312,7 @@ class Drover:
             exclude_runtime_packages=self.stage.exclude_runtime_packages,
             verbose=self.options.verbose,
             package_exclude_patterns=tuple(pattern.pattern for pattern in self.stage.package_exclude_patterns),
+            skip=tuple(outputs),
         )
 
     def _layers_with_same_key(

@@ -66,12 +66,15 @@ from drover.locks import (
     marker_applies,
     marker_environment,
     pinned_packages,
+    pinned_requirement,
     poetry_lock_requirements,
+    project_name,
     project_references,
     pylock_requirements,
     read_requirement_lines,
     read_requirements,
     uv_lock_problem,
+    uv_workspace_root,
 )
 from drover.packaging import INSTALL_MARKER
 
@@ -99,6 +102,7 @@ JUNK_FILE = re.compile(
     r"|function\.zip|requirements\.zip)$"
 )
 MAX_SOURCE_BUILDS = 10
+LOCK_NAMES = ("pylock.toml", "uv.lock", "poetry.lock")
 _RUNTIME = re.compile(r"^python3\.(\d{1,2})$")
 _ARCHITECTURES = {"x86_64": "x86_64", "arm64": "aarch64"}
 _MIN_GLIBC_MINOR = {"x86_64": 5, "aarch64": 17}
@@ -126,6 +130,12 @@ class InstallRequest:
     exclude_runtime_packages: bool = False
     verbose: bool = False
     package_exclude_patterns: tuple[str, ...] = ()  # they decide which installed files reach the layer
+    skip: tuple[Path, ...] = ()  # the run's outputs (archive dir, other installs): never read as the project's inputs
+
+    @property
+    def outputs(self) -> list[Path]:
+        """Directories no walk of a project or local requirement reads: the target and the run's other outputs."""
+        return [self.target, *self.skip]
 
 
 @dataclass(frozen=True)
@@ -326,15 +336,45 @@ def _git_files(source: Path) -> list[str] | None:
     return sorted({name for name in completed.stdout.decode("utf-8", "replace").split("\0") if name})
 
 
-def _walked_files(source: Path) -> list[str]:
+def _walked_files(source: Path, skipped: Identities) -> list[str]:
+    """Every file under source, and every link to a directory (never followed: it is checked like a file); the
+    skipped directories (by device and inode) are not entered."""
     names = []
     for directory, dir_names, file_names in os.walk(source):
         here = Path(directory)
-        dir_names[:] = sorted(
-            name for name in dir_names if not _is_junk(f"{name}/x") and not (here / name / "pyvenv.cfg").exists()
-        )
-        names += [(here / name).relative_to(source).as_posix() for name in file_names]
+        kept = [name for name in dir_names if not _is_junk(f"{name}/x") and not (here / name / "pyvenv.cfg").exists()]
+        links = [name for name in kept if (here / name).is_symlink()]
+        dir_names[:] = sorted(name for name in kept if name not in links and _identity(here / name) not in skipped)
+        names += [(here / name).relative_to(source).as_posix() for name in [*file_names, *links]]
     return sorted(names)
+
+
+Identities = frozenset[tuple[int, int]]
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _identities(directories: Sequence[Path]) -> Identities:
+    """(device, inode) of each existing directory: skipped wherever a walk meets it, by whatever name or link."""
+    return frozenset(found for path in directories if path.is_dir() and (found := _identity(path)) is not None)
+
+
+def _in_skipped(source: Path, name: str, skipped: Identities, seen: dict[str, bool]) -> bool:
+    """Whether a directory on the way to name (relative to source) is a skipped one; seen caches each directory."""
+    parts = name.split("/")[:-1]
+    for depth in range(1, len(parts) + 1):
+        directory = "/".join(parts[:depth])
+        if directory not in seen:
+            seen[directory] = _identity(source / directory) in skipped
+        if seen[directory]:
+            return True
+    return False
 
 
 def _is_junk(relative_name: str) -> bool:
@@ -348,20 +388,38 @@ def _is_junk(relative_name: str) -> bool:
 
 def build_inputs(source: Path, skip: Sequence[Path] = ()) -> list[str]:
     """The project's build inputs (relative POSIX names): what git keeps, or every file, minus junk such
-    as caches, build output, virtual environments and test or coverage reports."""
+    as caches, build output, virtual environments and test or coverage reports, and the directories in skip (the
+    run's outputs, known by device and inode, so by any name or link). Links are followed only inside
+    the project: one that resolves outside it is refused, a dangling one (or a loop) is no input."""
     source = source.resolve()
-    skipped = [path.resolve() for path in skip]
+    skipped = _identities(skip)
     names = _git_files(source)
     if names is None:
-        names = _walked_files(source)
+        names = _walked_files(source, skipped)
     kept = []
+    seen: dict[str, bool] = {}
     for name in names:
         path = source / name
-        if _is_junk(name) or any(path.is_relative_to(other) for other in skipped):
+        if _is_junk(name) or _in_skipped(source, name, skipped, seen):
             continue
+        if not os.path.exists(path):  # a dangling link, or a loop
+            continue
+        if path.is_dir() and _is_junk(f"{name}/x"):
+            continue
+        check_inside(source, name)
         if path.is_file():
             kept.append(name)
     return kept
+
+
+def check_inside(source: Path, name: str) -> None:
+    """A build input must resolve inside the project: a link out of it would copy (and deploy) another tree's files."""
+    real = Path(os.path.realpath(source / name))
+    if not real.is_relative_to(source):
+        raise InstallError(
+            f"{source / name} is a link to {real}, outside the project {source} — drover builds from a copy of the "
+            "project's own files: copy what it needs into the project, or name that directory as a requirement"
+        )
 
 
 def _file_digest(path: Path) -> str:
@@ -402,7 +460,7 @@ def install_key(
     """sha256 over exactly what decides an install: the requirement files and everything they name (local
     wheels, directories, find-links), the project's build inputs, target platform, tools and index settings."""
     inputs = inputs if inputs is not None else _read_inputs(request, platform)
-    skip = [request.target]
+    skip = request.outputs
     digest = hashlib.sha256()
     settings = {
         "format": KEY_FORMAT,
@@ -447,7 +505,7 @@ def locked_set(request: InstallRequest, platform: TargetPlatform, env: Mapping[s
             return None
         with tempfile.TemporaryDirectory(prefix=".drover-key-") as scratch:
             # read from a clean copy, as the install does: uv then sees no workspace around the user's tree
-            project = _clean_copy(request.source, Path(scratch) / "project", [request.target])
+            project = _clean_copy(request.source, Path(scratch) / "project", request.outputs)
             requirements.add(
                 _locked_requirements(request.source, project, lock, platform, Path(scratch), env, verbose=False)
             )
@@ -693,15 +751,42 @@ def _read_inputs(request: InstallRequest, platform: TargetPlatform) -> Requireme
     return read_requirements(requirements, _environment(platform))
 
 
-def _export_uv_lock(project: Path, out: Path, env: Mapping[str, str], *, verbose: bool) -> list[str]:
+def _uv() -> str:
     uv = find_uv()
     if uv is None:
-        raise InstallError(f"{project / 'uv.lock'} needs uv to export the locked set; install uv (pip install uv)")
+        raise InstallError("uv.lock needs uv to export the locked set; install uv (pip install uv)")
+    return uv
+
+
+_UV_EXPORT_OPTIONS = ("--frozen", "--no-dev", "--no-emit-project", "--no-editable", "--no-header", "--color", "never")
+
+
+def _export_uv_lock(project: Path, out: Path, env: Mapping[str, str], *, verbose: bool) -> list[str]:
     problem = uv_lock_problem(project)
     if problem is not None:
         raise InstallError(f"uv.lock does not match pyproject.toml: {problem} — run `uv lock` and commit uv.lock")
-    options = ["--frozen", "--no-dev", "--no-emit-project", "--no-editable", "--no-header", "--color", "never"]
-    command = [uv, "export", *options, "--project", str(project), "--output-file", str(out)]
+    command = [_uv(), "export", *_UV_EXPORT_OPTIONS, "--project", str(project), "--output-file", str(out)]
+    return _exported(command, out, env, verbose=verbose)
+
+
+def _export_uv_workspace_lock(
+    member: Path, root: Path, out: Path, env: Mapping[str, str], *, verbose: bool
+) -> list[str]:
+    """A workspace member's locked set, exported from the workspace root's uv.lock (read only: --frozen)."""
+    lock_path, pyproject = root / "uv.lock", member / "pyproject.toml"
+    problem = uv_lock_problem(member, lock_path)
+    if problem is not None:
+        raise InstallError(
+            f"{lock_path} does not match {pyproject}: {problem} — run `uv lock` in the workspace root and commit uv.lock"
+        )
+    name = project_name(member)
+    if name is None:
+        raise InstallError(f"{pyproject} has no [project] name, so {lock_path} cannot say what it needs — add one")
+    command = [_uv(), "export", *_UV_EXPORT_OPTIONS, "--project", str(root), "--package", name]
+    return _exported([*command, "--output-file", str(out)], out, env, verbose=verbose)
+
+
+def _exported(command: Sequence[str], out: Path, env: Mapping[str, str], *, verbose: bool) -> list[str]:
     run = _run(command, env, verbose=verbose)
     if run.returncode != 0:
         raise InstallError(f"cannot export the locked set from uv.lock: {failure_reason(run.output)}")
@@ -709,8 +794,14 @@ def _export_uv_lock(project: Path, out: Path, env: Mapping[str, str], *, verbose
 
 
 def _project_lock(project: Path) -> str | None:
-    """The lock a project is installed from: pylock.toml (the standard) first, then uv.lock, then poetry.lock."""
-    for name in ("pylock.toml", "uv.lock", "poetry.lock"):
+    """The lock a project is installed from, relative to it: pylock.toml (the standard) first, then uv.lock (a
+    workspace member's is its workspace root's, e.g. ../../uv.lock, as for uv), then poetry.lock."""
+    if (project / "pylock.toml").is_file():
+        return "pylock.toml"
+    root = uv_workspace_root(project)
+    if root is not None and (root / "uv.lock").is_file():
+        return os.path.relpath(root / "uv.lock", project.resolve())
+    for name in ("uv.lock", "poetry.lock"):
         if (project / name).is_file():
             return name
     return None
@@ -727,15 +818,20 @@ def _locked_requirements(
     verbose: bool,
 ) -> RequirementSet:
     """The project's lock read for the target: locks are read from the user's tree (errors name its files), uv
-    exports from the clean copy (project)."""
+    exports from the clean copy (project), or for a workspace member from the workspace root (read only)."""
     source = source.resolve()
-    if lock == "uv.lock":
+    base = source
+    if Path(lock).name == "uv.lock" and lock != "uv.lock":
+        base = (source / lock).resolve().parent
+        lines = _export_uv_workspace_lock(source, base, scratch / "uv-export.txt", env, verbose=verbose)
+    elif lock == "uv.lock":
         lines = _export_uv_lock(project, scratch / "uv-export.txt", env, verbose=verbose)
     elif lock == "poetry.lock":
         lines = poetry_lock_requirements(source)
     else:
         lines = pylock_requirements(source / lock, _environment(platform), platform.wheel_tags())
-    return read_requirement_lines(lines, _environment(platform), base=source, origin=str(source / lock))
+    origin = os.path.normpath(source / lock)
+    return read_requirement_lines(lines, _environment(platform), base=base, origin=origin)
 
 
 def _clean_copy(source: Path, destination: Path, skip: Sequence[Path]) -> Path:
@@ -744,6 +840,11 @@ def _clean_copy(source: Path, destination: Path, skip: Sequence[Path]) -> Path:
     for name in build_inputs(source, skip):
         (destination / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / name, destination / name)
+    for name in LOCK_NAMES:  # a lock git ignores is still the lock drover installs from
+        if (source / name).is_file() and not (destination / name).exists():
+            check_inside(source, name)
+            destination.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / name, destination / name)
     pyproject = source / "pyproject.toml"
     needs_vcs = pyproject.is_file() and re.search(r"scm|vcs", pyproject.read_text(encoding="utf-8", errors="replace"))
     if needs_vcs and (source / ".git").is_dir():  # a version from git tags (setuptools-scm, hatch-vcs)
@@ -757,34 +858,94 @@ def backend_reason(output: str) -> str | None:
     return f"{matches[-1]['kind']}: {matches[-1]['message']}" if matches else None
 
 
-def _build_project(source: Path, installer: Installer, out_dir: Path, env: Mapping[str, str], *, verbose: bool) -> Path:
+def _build_wheel(source: Path, installer: Installer, out_dir: Path, env: Mapping[str, str], *, verbose: bool) -> Path:
+    """Build one wheel of a (clean copy of a) project; the failure is the backend's own reason in one line."""
     run = _run(installer.build_command(source, out_dir), env, verbose=verbose)
     wheels = sorted(out_dir.glob("*.whl"))
     if run.returncode != 0 or not wheels:
         summary = failure_reason(run.output)
         reason = backend_reason(run.output)
         detail = f"{reason} ({summary})" if reason and reason not in summary else summary
-        raise InstallError(f"building the project failed: {detail} — run with -v for the build output")
-    if not is_pure_wheel(wheels[0].name):
-        raise InstallError(
-            f"the project builds {wheels[0].name}, a platform-specific wheel; drover installs the "
-            f"project as pure Python, so build compiled code for Lambda's platform as a separate dependency"
-        )
+        raise InstallError(f"{detail} — run with -v for the build output")
     return wheels[0]
 
 
-def _copy_local_projects(requirements: RequirementSet, scratch: Path, skip: Sequence[Path]) -> None:
-    """Local project directories named by requirement lines are built from clean copies too."""
-    for index, directory in enumerate(dict.fromkeys(requirements.directories)):
+def _build_project(source: Path, installer: Installer, out_dir: Path, env: Mapping[str, str], *, verbose: bool) -> Path:
+    try:
+        wheel = _build_wheel(source, installer, out_dir, env, verbose=verbose)
+    except InstallError as error:
+        raise InstallError(f"building the project failed: {error}") from None
+    if not is_pure_wheel(wheel.name):
+        raise InstallError(
+            f"the project builds {wheel.name}, a platform-specific wheel; drover installs the "
+            f"project as pure Python, so build compiled code for Lambda's platform as a separate dependency"
+        )
+    return wheel
+
+
+def runs_on(wheel_name: str, platform: TargetPlatform) -> bool:
+    """Whether a wheel file name's tags include one Lambda's interpreter accepts (pure wheels always do)."""
+    try:
+        _, _, _, tags = parse_wheel_filename(wheel_name)
+    except InvalidWheelFilename:
+        return False
+    return is_pure_wheel(wheel_name) or not tags.isdisjoint(platform.wheel_tags())
+
+
+def _build_local_projects(
+    plan: _Plan,
+    installer: Installer,
+    platform: TargetPlatform,
+    scratch: Path,
+    env: Mapping[str, str],
+    skip: Sequence[Path],
+    *,
+    verbose: bool,
+) -> None:
+    """Local project directories named by requirement lines are built (from clean copies) into wheels, and the lines
+    name those wheels: uv installs wheels only, and pip then installs exactly what uv would."""
+    for index, (directory, where) in enumerate(plan.requirements.directories.items()):
         copy = _clean_copy(directory, scratch / "local" / f"{index}-{directory.name}", skip)
-        requirements.lines = [_point_at(line, directory, copy) for line in requirements.lines]
+        wheel = _build_local_project(
+            copy, directory, where, installer, platform, scratch / "local-built" / str(index), env, verbose=verbose
+        )
+        hash_option = f" --hash=sha256:{_file_digest(wheel)}" if plan.require_hashes else ""
+        plan.requirements.lines = [_point_at(line, directory, wheel, hash_option) for line in plan.requirements.lines]
 
 
-def _point_at(line: str, directory: Path, copy: Path) -> str:
-    """A requirement line naming directory (by path, or as a `name @ file:` URL) made to name its copy."""
+def _build_local_project(
+    copy: Path,
+    directory: Path,
+    where: str,
+    installer: Installer,
+    platform: TargetPlatform,
+    out_dir: Path,
+    env: Mapping[str, str],
+    *,
+    verbose: bool,
+) -> Path:
+    try:
+        wheel = _build_wheel(copy, installer, out_dir, env, verbose=verbose)
+    except InstallError as error:
+        raise InstallError(f"{where}: building {directory} failed: {error}") from None
+    if not runs_on(wheel.name, platform):
+        raise InstallError(
+            f"{where}: {directory} builds {wheel.name}, native code for this machine that does not run on "
+            f"{platform.label} — build its wheel for Lambda's platform and name the wheel instead"
+        )
+    logger.info("Built %s from %s", wheel.name, directory)
+    return wheel
+
+
+def _point_at(line: str, directory: Path, wheel: Path, hash_option: str) -> str:
+    """A requirement line naming directory (by path, or as a `name @ file:` URL) made to name its built wheel."""
     if line.split(" ")[0] == str(directory):
-        return str(copy) + line[len(str(directory)) :]
-    return line.replace(f"@ {directory.as_uri()}", f"@ {copy.as_uri()}", 1)
+        line = str(wheel) + line[len(str(directory)) :]
+    elif f"@ {directory.as_uri()}" in line:
+        line = line.replace(f"@ {directory.as_uri()}", f"@ {wheel.as_uri()}", 1)
+    else:
+        return line
+    return line if "--hash" in line else line + hash_option
 
 
 def _plan(
@@ -797,9 +958,9 @@ def _plan(
 ) -> _Plan:
     plan = _Plan()
     locks: list[str] = []
-    skip = [request.target]
+    skip = request.outputs
     project = _clean_copy(request.source, scratch / "project", skip) if request.source is not None else None
-    lock = _project_lock(project) if project is not None else None
+    lock = _project_lock(request.source) if request.source is not None else None
     if request.source is not None and project is not None and lock is not None:
         locked = _locked_requirements(request.source, project, lock, platform, scratch, env, verbose=request.verbose)
         plan.requirements.add(locked)
@@ -814,7 +975,7 @@ def _plan(
         locks.append(
             f"{request.requirements.name}" + ("" if PYLOCK_NAME.match(request.requirements.name) else " (hashes)")
         )
-    _copy_local_projects(plan.requirements, scratch, skip)
+    _build_local_projects(plan, installer, platform, scratch, env, skip, verbose=request.verbose)
     if project is not None:
         plan.project_wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
     plan.lock = " + ".join(locks) or None
@@ -878,6 +1039,12 @@ def _run_install(
         name = _canonical(missing.name)
         if not missing.exists:
             raise InstallError(f"{missing.requirement} was not found in the package index ({reason})")
+        locked = _locked_line(plan, name) if plan.lock is not None else None
+        if locked is not None and name not in built and len(built) < MAX_SOURCE_BUILDS:
+            built.add(name)
+            wheel = _build_locked_sdist(locked, platform, scratch / "sources", env, installer, verbose=verbose)
+            plan.requirements.lines = [_built_line(line, locked, wheel) for line in plan.requirements.lines]
+            continue
         if plan.lock is not None or name in built or len(built) >= MAX_SOURCE_BUILDS:
             raise InstallError(
                 f"no wheel of {missing.requirement} for {platform.label} ({reason}) — pin a version that ships "
@@ -887,6 +1054,65 @@ def _run_install(
         plan.wheels.append(
             _build_pure_wheel(missing, platform, scratch / "sources", env, installer, verbose=verbose, reason=reason)
         )
+
+
+def _locked_line(plan: _Plan, name: str) -> str | None:
+    """The plan's hash-pinned `name==version --hash=…` line for a package, if the lock pins it so."""
+    for line in plan.requirements.lines:
+        package = pinned_requirement(line)
+        if package is not None and package.name == name:
+            return line
+    return None
+
+
+def _build_locked_sdist(
+    line: str, platform: TargetPlatform, out_dir: Path, env: Mapping[str, str], installer: Installer, *, verbose: bool
+) -> Path:
+    """Build a locked package that has no wheel for the target from its locked sdist (pip checks the sdist's bytes
+    against the lock's hashes; the backend's build requirements go into an isolated environment); only a pure-Python
+    wheel is accepted."""
+    package = pinned_requirement(line)
+    assert package is not None  # _locked_line found it
+    pinned = f"{package.name}=={package.version}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    requirement = out_dir / f"{package.name}.txt"
+    requirement.write_text(line + "\n", encoding="utf-8")
+    before = set(out_dir.glob("*.whl"))
+    options = ["--no-deps", f"--no-binary={package.name}", "--require-hashes", "--ignore-requires-python"]
+    command = [sys.executable, "-m", "pip", "wheel", *options, "--disable-pip-version-check"]
+    run = _run(
+        [*command, "--wheel-dir", str(out_dir), "-r", str(requirement)], _pip_env(env, installer), verbose=verbose
+    )
+    built = sorted(set(out_dir.glob("*.whl")) - before)
+    if run.returncode != 0 or not built:
+        why = "its bytes do not match the lock's hashes" if "DO NOT MATCH THE HASHES" in run.output else None
+        raise InstallError(
+            f"no wheel of {pinned} for {platform.label}, and its locked source distribution does not build "
+            f"({why or backend_reason(run.output) or failure_reason(run.output)}) — lock a version that ships "
+            f"{platform.newest_tag} wheels"
+        )
+    if not is_pure_wheel(built[0].name):
+        raise InstallError(
+            f"no wheel of {pinned} for {platform.label}, and its locked source distribution builds {built[0].name}, "
+            f"native code for this machine that does not run on Lambda — lock a version that ships "
+            f"{platform.newest_tag} wheels"
+        )
+    logger.info("Built %s from its locked source distribution (no wheel for %s)", built[0].name, platform.label)
+    return built[0]
+
+
+def _pip_env(env: Mapping[str, str], installer: Installer) -> Mapping[str, str]:
+    return _pip_env_for_uv_settings(env) if installer.name == "uv" else env
+
+
+def _built_line(line: str, locked: str, wheel: Path) -> str:
+    """The locked line replaced by the wheel built from its sdist, pinned by that wheel's own hash."""
+    if line != locked:
+        return line
+    package = pinned_requirement(locked)
+    assert package is not None
+    extras = f"[{','.join(package.extras)}]" if package.extras else ""
+    return f"{package.name}{extras} @ {wheel.as_uri()} --hash=sha256:{_file_digest(wheel)}"
 
 
 # --- the installed tree --------------------------------------------------------------------------
@@ -1309,7 +1535,7 @@ def _install_project_only(
         scratch.mkdir()
         if request.source is not None:
             logger.info("Installing project %s without its dependencies (%s)", request.source, DEPENDENCY_KEY_SKIP)
-            project = _clean_copy(request.source, scratch / "project", [request.target])
+            project = _clean_copy(request.source, scratch / "project", request.outputs)
             wheel = _build_project(project, installer, scratch / "built", env, verbose=request.verbose)
             plan = _Plan(no_deps=True, project_wheel=wheel)
             _run_install(plan, installer, platform, staging, scratch, env, verbose=request.verbose)

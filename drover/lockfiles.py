@@ -49,6 +49,14 @@ def check_confined(path: Path | str, what: str, shown: Path | None = None) -> No
         )
 
 
+def readable_here(path: Path) -> bool:
+    """Whether the confinement (the Action's workspace) lets the run read path at all (always, outside the Action)."""
+    if _confined_to is None:
+        return True
+    real = Path(os.path.realpath(path))
+    return real == _confined_to or _confined_to in real.parents
+
+
 def read_input_text(path: Path, what: str = "file") -> str:
     """A requirements or lock file's text: a regular UTF-8 file of at most MAX_INPUT_BYTES, read without blocking;
     in the Action, only from inside the workspace (checked before opening, and on the opened file)."""

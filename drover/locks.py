@@ -37,7 +37,7 @@ from packaging.tags import Tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 
 from drover.errors import InstallError, one_line
-from drover.lockfiles import PoetryLock, PoetryPackage, UvLock, load_toml, read_input_text, validated
+from drover.lockfiles import PoetryLock, PoetryPackage, UvLock, load_toml, read_input_text, readable_here, validated
 
 _INCLUDE = {"-r", "--requirement"}
 _CONSTRAINT = {"-c", "--constraint"}
@@ -84,7 +84,8 @@ class RequirementSet:
     kept: int = 0  # requirements whose markers hold on the target
     files: list[Path] = field(default_factory=list)  # every requirements file read
     references: list[Path] = field(default_factory=list)  # local wheels, directories, find-links
-    directories: list[Path] = field(default_factory=list)  # local projects, built from a clean copy
+    # local projects (built from a clean copy into a wheel), with where each was first named ("file:line")
+    directories: dict[Path, str] = field(default_factory=dict)
     hashed: bool = False
     extras: dict[str, set[str]] = field(default_factory=dict)  # extras asked for, by canonical name
 
@@ -95,7 +96,8 @@ class RequirementSet:
         self.kept += other.kept
         self.files += other.files
         self.references += other.references
-        self.directories += other.directories
+        for directory, where in other.directories.items():
+            self.directories.setdefault(directory, where)
         self.hashed = self.hashed or other.hashed
         for name, extras in other.extras.items():
             self.extras.setdefault(name, set()).update(extras)
@@ -239,7 +241,7 @@ def _read_requirement(
             raise InstallError(f"{where}: {requirement_text} does not exist (looked for {local})")
         result.references.append(local)
         if local.is_dir():
-            result.directories.append(local)
+            result.directories.setdefault(local, where)
         result.lines.append(f"{local}{options}")
         return
     try:
@@ -261,7 +263,7 @@ def _local_url_requirement(requirement: Requirement, where: str, base: Path, res
         raise InstallError(f"{where}: {requirement.url} does not exist (looked for {local})")
     result.references.append(local)
     if local.is_dir():
-        result.directories.append(local)
+        result.directories.setdefault(local, where)
     extras = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
     return f"{requirement.name}{extras} @ {local.as_uri()}"
 
@@ -306,8 +308,25 @@ def project_references(project: Path) -> list[Path]:
     ]
     found += [project / entry["path"] for entry in _dicts(sources) if isinstance(entry.get("path"), str)]
     found += _lock_paths(project)
+    found += _workspace_references(project)
+    found += [project / name for name in ("pylock.toml", "uv.lock", "poetry.lock") if (project / name).is_file()]
     root = project.resolve()
     return sorted({path.resolve() for path in found} - {root})
+
+
+def _workspace_references(project: Path) -> list[Path]:
+    """A uv workspace member's install is decided by the root's uv.lock and pyproject.toml, and by the members the
+    lock names (every one of them: which the member needs, only the lock can tell)."""
+    root = uv_workspace_root(project)
+    if root is None:
+        return []
+    found = [path for path in (root / "uv.lock", root / "pyproject.toml") if path.is_file()]
+    lock = _toml_or_empty(root / "uv.lock")
+    for item in _dicts(lock.get("package")):
+        source = item.get("source")
+        if isinstance(source, dict) and isinstance(source.get("editable"), str):
+            found.append(root / source["editable"])
+    return found + _lock_paths(root)
 
 
 def _lock_paths(project: Path) -> list[Path]:
@@ -606,6 +625,39 @@ def _requirement_keys(texts: Iterable[str], path: Path) -> set[tuple[str, str]]:
     return keys
 
 
+def uv_workspace_root(project: Path) -> Path | None:
+    """The root of the uv workspace the project is a member of, found as uv finds it: the nearest directory above
+    the project whose pyproject.toml has [tool.uv.workspace], when its `members` globs take the project and its
+    `exclude` globs do not; None for a stand-alone project (or one that is its own workspace's root)."""
+    project = project.resolve()
+    for directory in project.parents:
+        if not readable_here(directory):
+            return None  # the Action reads nothing above its workspace
+        uv = _table(_table(_toml_or_empty(directory / "pyproject.toml"), "tool"), "uv")
+        if "workspace" not in uv:
+            continue
+        workspace = _table(uv, "workspace")
+        members = _globbed(directory, workspace.get("members"))
+        return directory if project in members - _globbed(directory, workspace.get("exclude")) else None
+    return None
+
+
+def _globbed(root: Path, patterns: object) -> set[Path]:
+    """The directories a workspace's globs name (a malformed glob names none, as it matches nothing for uv)."""
+    found: set[Path] = set()
+    for pattern in _strings(patterns):
+        try:
+            found.update(path.resolve() for path in root.glob(pattern) if path.is_dir())
+        except (ValueError, NotImplementedError):
+            continue
+    return found
+
+
+def project_name(project: Path) -> str | None:
+    name = _table(_toml_or_empty(project / "pyproject.toml"), "project").get("name")
+    return name if isinstance(name, str) else None
+
+
 # --- the exactly pinned set (for the dependency key) --------------------------------------------
 
 # Options that only say where to download from: with every artifact pinned by hash they cannot change what installs.
@@ -638,7 +690,7 @@ def pinned_packages(requirements: RequirementSet) -> list[PinnedPackage] | None:
             if shlex.split(line)[0].split("=", 1)[0] not in _INDEX_OPTIONS:
                 return None
             continue
-        package = _pinned(line) or _local_wheel(line)
+        package = pinned_requirement(line) or _local_wheel(line)
         if package is None:
             return None
         pinned.append(package)
@@ -659,7 +711,8 @@ def _local_wheel(line: str) -> PinnedPackage | None:
     return PinnedPackage(str(name), str(version), (f"sha256:{_file_digest(path, 'sha256')}",))
 
 
-def _pinned(line: str) -> PinnedPackage | None:
+def pinned_requirement(line: str) -> PinnedPackage | None:
+    """A `name==version --hash=…` line as the package it pins exactly, or None for any other line."""
     spec, _, options = line.partition(" --")
     options = f"--{options}" if options else ""
     hashes = tuple(sorted(set(_HASH_OPTION.findall(options))))

@@ -86,9 +86,15 @@ class StageWork(Protocol):
     def located(self, error: BaseException) -> BaseException: ...
     def clients_for(self, region_name: str) -> AwsClients: ...
     def install(
-        self, install_path: Path, architecture: str, attached: Sequence[AttachedLayer] = ()
+        self,
+        install_path: Path,
+        architecture: str,
+        attached: Sequence[AttachedLayer] = (),
+        outputs: Sequence[Path] = (),
     ) -> InstallOutcome: ...
-    def install_request(self, install_path: Path, architecture: str) -> InstallRequest: ...
+    def install_request(
+        self, install_path: Path, architecture: str, outputs: Sequence[Path] = ()
+    ) -> InstallRequest: ...
     def layout(self, install_path: Path, skip: Sequence[Path] = ()) -> PackageLayout: ...
     def checked_layout(
         self, install_path: Path, skip: Sequence[Path] = (), *, dependencies_in_layer: bool = False
@@ -415,7 +421,9 @@ class Pipeline:
         with self._stage(first):
             try:
                 directory = self._install_target(first, directory)
-                outcome = _install_with_permission(first.drover, directory, self._architecture(first), attached)
+                outcome = _install_with_permission(
+                    first.drover, directory, self._architecture(first), attached, self._outputs()
+                )
             except Exception as error:  # every stage that shares this install fails, before any write
                 for run in runs:
                     run.error = error
@@ -538,6 +546,10 @@ class Pipeline:
     def _skip(self) -> list[Path]:
         """What no stage's walk may read: every output of this run (archives, other stages' installs)."""
         return [stage_installs(self.install_path)]
+
+    def _outputs(self) -> list[Path]:
+        """What no install's walk of a project may read: every install of this run (the archive dir is the stage's)."""
+        return [self.install_path, stage_installs(self.install_path)]
 
     # -- plan: every AWS read, layers first ------------------------------------------------------------------
 
@@ -749,11 +761,15 @@ class Pipeline:
 
 
 def _install_with_permission(
-    drover: StageWork, directory: Path, architecture: str, attached: Sequence[AttachedLayer]
+    drover: StageWork,
+    directory: Path,
+    architecture: str,
+    attached: Sequence[AttachedLayer],
+    outputs: Sequence[Path],
 ) -> InstallOutcome:
     """The install, its permission failures an input problem (exit 2) that names the path and the fix."""
     try:
-        return drover.install(directory, architecture, attached)
+        return drover.install(directory, architecture, attached, outputs)
     except PermissionError as error:
         path = error.filename or directory
         raise InstallError(

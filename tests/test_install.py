@@ -12,6 +12,9 @@ import io
 import json
 import logging
 import os
+import random
+import shutil
+import subprocess
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +31,7 @@ from drover.install import (
     check_no_local_links,
     failure_reason,
     find_installer,
+    find_uv,
     install,
     installer_env,
     is_pure_wheel,
@@ -1169,3 +1173,274 @@ def test_a_hashed_lock_with_unhashed_extra_requirements_is_one_line_naming_the_f
         "install checks hashes for all or none — add hashes to it (uv pip compile --generate-hashes, or pip-compile "
         "--generate-hashes), or move these requirements into the project's dependencies and lock again"
     )
+
+
+# --- local project directories named by requirement lines (issue 23, round two b) ----------------------------
+
+
+def _setuptools_like_project(root: Path, name: str, *, tag: str | None = None) -> Path:
+    """A project built the way setuptools builds (into build/ and an egg-info in its own directory)."""
+    for relative, text in project_files(name, "0.3", dependencies=["purelib"], tag=tag).items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text, encoding="utf-8")
+    (root / "setuptools_like.py").write_text(SETUPTOOLS_LIKE_BACKEND.replace('"app', f'"{name}'))
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(
+        pyproject.read_text().replace('build-backend = "backend"', 'build-backend = "setuptools_like"')
+    )
+    return root
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+@pytest.mark.parametrize("line", ["./mylib/", "../shared/src/ecom/", "mylib @ file:./mylib"])
+def test_a_local_project_directory_requirement_is_built_to_a_wheel_and_installed(
+    offline: Path, tmp_path: Path, installer: str, line: str
+) -> None:
+    """aws-serverless-ecommerce-platform: uv refused every local directory ("Building source distributions is
+    disabled"), since drover gives it --only-binary :all:."""
+    service = tmp_path / "service"
+    service.mkdir()
+    name = "ecom" if "ecom" in line else "mylib"
+    directory = tmp_path / "shared" / "src" / "ecom" if name == "ecom" else service / "mylib"
+    _setuptools_like_project(directory, name)
+    before = tree_digest(directory)
+    requirements = requirements_file(service, line.replace("file:./mylib", (service / "mylib").as_uri()))
+    target = tmp_path / "install"
+
+    result = install(request_for(target, requirements=requirements), installer=installer)
+
+    assert not result.skipped
+    assert distributions(target) == {f"{name}-0.3", "purelib-2.0"}
+    assert wheel_tag(target, f"{name}-0.3") == "py3-none-any"
+    assert tree_digest(directory) == before  # built from a clean copy: no build/ or egg-info in the user's tree
+    assert install(request_for(target, requirements=requirements), installer=installer).skipped
+
+
+def test_a_local_project_directory_that_builds_platform_code_is_refused_by_name(offline: Path, tmp_path: Path) -> None:
+    directory = _setuptools_like_project(tmp_path / "native", "native", tag="cp312-cp312-manylinux_2_17_aarch64")
+    requirements = requirements_file(tmp_path, "./native")
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", requirements=requirements), installer="uv")
+
+    assert caught.value.exit_code == 2
+    assert str(caught.value).startswith(f"{requirements}:1: {directory.resolve()} builds native-0.3-cp312-cp312-")
+    assert "\n" not in str(caught.value)
+
+
+# --- the project copy never follows links out of the project (issue 24.2) ------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class LinkGraph:
+    """A project and a directory beside it, with random links inside the project: what each link resolves to."""
+
+    project: Path
+    outside_links: frozenset[str]  # links (relative to the project) that resolve to an existing path outside it
+    inside_file_links: dict[str, bytes]  # links that resolve to a file inside the project: the content they copy
+
+
+def _random_link_graph(root: Path, chooser: random.Random) -> LinkGraph:
+    project, outside = root / "project", root / "outside"
+    write_project(project)
+    (project / "app" / "data").mkdir()
+    (project / "app" / "data" / "table.txt").write_text("inside table\n")
+    (outside / "secrets").mkdir(parents=True)
+    (outside / "secrets" / "key.txt").write_text("OUTSIDE key\n")
+    (outside / "notes.txt").write_text("OUTSIDE notes\n")
+    links = [f"app/link{index}" if chooser.random() < 0.5 else f"link{index}" for index in range(chooser.randint(1, 6))]
+    targets = [
+        project / "app" / "__init__.py",
+        project / "app" / "data",
+        project / "app" / "data" / "table.txt",
+        outside / "notes.txt",
+        outside / "secrets",
+        outside / "secrets" / "key.txt",
+        project / "missing.txt",
+        root / "gone",
+        *(project / other for other in links),  # chains, and loops when a link is its own target's target
+    ]
+    for link in links:
+        target = chooser.choice(targets)
+        text = os.path.relpath(target, (project / link).parent) if chooser.random() < 0.5 else str(target)
+        (project / link).symlink_to(text)
+    outside_links, inside_files = set(), {}
+    for link in links:
+        path = project / link
+        if not path.exists():
+            continue  # dangling, or a loop
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(project):
+            outside_links.add(link)
+        elif real.is_file():
+            inside_files[link] = real.read_bytes()
+    return LinkGraph(project, frozenset(outside_links), inside_files)
+
+
+@pytest.mark.parametrize("tracked", ["git", "walk"])
+@pytest.mark.parametrize("seed", range(30))
+def test_the_project_copy_never_follows_a_link_out_of_the_project(tmp_path: Path, seed: int, tracked: str) -> None:
+    """Random links (inside, outside, dangling, chains and loops): a link resolving outside the project is refused
+    by name; otherwise the copy holds the project's files, a link to a file inside copies that file, and nothing
+    of the outside directory reaches it."""
+    from drover.install import _clean_copy
+
+    graph = _random_link_graph(tmp_path, random.Random(seed))
+    if tracked == "git":
+        subprocess.run(["git", "init", "-q", str(graph.project)], check=True)
+    copy = tmp_path / "copy"
+
+    if graph.outside_links:
+        with pytest.raises(InstallError) as caught:
+            _clean_copy(graph.project, copy, [])
+        message = str(caught.value)
+        assert caught.value.exit_code == 2 and "\n" not in message
+        named = message.removeprefix(f"{graph.project.resolve()}/").split(" ", 1)[0]
+        assert named in graph.outside_links, message
+        return
+    _clean_copy(graph.project, copy, [])
+    copied = {path.relative_to(copy).as_posix(): path for path in copy.rglob("*") if path.is_file()}
+    assert not any(path.is_symlink() for path in copy.rglob("*"))
+    assert not any(b"OUTSIDE" in path.read_bytes() for path in copied.values())
+    assert {"pyproject.toml", "backend.py", "app/__init__.py", "app/data/table.txt"} <= set(copied)
+    for link, content in graph.inside_file_links.items():
+        assert copied[link].read_bytes() == content
+
+
+@pytest.mark.parametrize("tracked", ["git", "walk"])
+def test_the_runs_outputs_inside_the_project_are_skipped_by_identity(
+    offline: Path, tmp_path: Path, tracked: str
+) -> None:
+    """An archive dir inside the project, given by another name (a link to it): the key and the copy skip it."""
+    project = write_project(tmp_path / "app")
+    if tracked == "git":
+        subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / "artifacts").mkdir()
+    (tmp_path / "out").symlink_to(project / "artifacts")
+    request = request_for(tmp_path / "install", source=project, skip=(tmp_path / "out",))
+    first = install(request, installer="uv")
+    (project / "artifacts" / "function-0123456789abcdef.zip").write_bytes(b"PK last run's archive")
+
+    second = install(request, installer="uv")
+
+    assert second.skipped and second.key == first.key
+    assert not any("artifacts" in name for name in relative_files(tmp_path / "install"))
+
+
+# --- uv workspaces (issue 23 item 4) -------------------------------------------------------------------------
+
+
+def write_uv_workspace(root: Path, wheelhouse: Path) -> Path:
+    """A virtual workspace root (members packages/*) whose member svc needs purelib and the member lib, locked by
+    `uv lock` against a wheelhouse holding only purelib 1.0 (the full one has 2.0): returns svc's directory."""
+    (root / "pyproject.toml").parent.mkdir(parents=True)
+    (root / "pyproject.toml").write_text('[tool.uv.workspace]\nmembers = ["packages/*"]\n')
+    write_project(root / "packages" / "lib", "lib")
+    service = write_project(root / "packages" / "svc", "svc", dependencies=["purelib", "lib"])
+    with (service / "pyproject.toml").open("a") as stream:
+        stream.write("\n[tool.uv.sources]\nlib = { workspace = true }\n")
+    old = root.parent / "old-wheels"
+    old.mkdir()
+    shutil.copy(wheelhouse / "purelib-1.0-py3-none-any.whl", old)
+    config = root.parent / "lock-uv.toml"
+    config.write_text(f'no-index = true\nfind-links = ["{old}"]\n')
+    uv = find_uv()
+    assert uv is not None
+    environment = {**os.environ, "UV_CONFIG_FILE": str(config)}
+    subprocess.run([uv, "lock", "--project", str(root)], check=True, env=environment, capture_output=True)
+    return service
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_uv_workspace_member_installs_the_workspace_lock(offline: Path, tmp_path: Path, installer: str) -> None:
+    service = write_uv_workspace(tmp_path / "repo", offline)
+    assert not (service / "uv.lock").exists()
+    target = tmp_path / "install"
+
+    result = install(request_for(target, source=service), installer=installer)
+
+    assert result.lock is not None and "uv.lock" in result.lock
+    assert distributions(target) == {"svc-0.1", "lib-0.1", "purelib-1.0"}  # not purelib 2.0, the newest
+    assert install(request_for(target, source=service), installer=installer).skipped
+
+
+def test_a_stale_uv_workspace_lock_is_refused_for_the_member(offline: Path, tmp_path: Path) -> None:
+    service = write_uv_workspace(tmp_path / "repo", offline)
+    pyproject = service / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"purelib", "lib"', '"purelib", "lib", "newdep>=1"'))
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", source=service), installer="uv")
+
+    assert caught.value.exit_code == 2
+    assert str(caught.value) == (
+        f"{tmp_path / 'repo' / 'uv.lock'} does not match {pyproject}: pyproject.toml asks for newdep>=1 — run "
+        "`uv lock` in the workspace root and commit uv.lock"
+    )
+
+
+# --- locked sdists (issue 23 item 1) ---------------------------------------------------------------------------
+
+
+def _locked_line(house: Path, name: str, version: str, artifact: str) -> str:
+    return f"{name}=={version} --hash=sha256:{_sha256(house / artifact)}"
+
+
+@pytest.mark.parametrize("installer", INSTALLERS)
+def test_a_hash_pinned_pure_sdist_is_built_in_isolation_and_installed(
+    offline: Path, tmp_path: Path, installer: str
+) -> None:
+    """emoji==1.7.0-like: a locked package published only as a pure-Python sdist used to be "no wheel of …"."""
+    lock = requirements_file(
+        tmp_path,
+        _locked_line(offline, "puresrc", "1.0", "puresrc-1.0.tar.gz"),
+        _locked_line(offline, "purelib", "1.0", "purelib-1.0-py3-none-any.whl"),
+    )
+    target = tmp_path / "install"
+
+    result = install(request_for(target, requirements=lock), installer=installer)
+
+    assert result.lock == "requirements.txt (hashes)"
+    assert distributions(target) == {"puresrc-1.0", "purelib-1.0"}
+    assert wheel_tag(target, "puresrc-1.0") == "py3-none-any"
+
+
+def test_a_hash_pinned_sdist_with_the_wrong_hash_is_not_built(offline: Path, tmp_path: Path) -> None:
+    lock = requirements_file(tmp_path, f"puresrc==1.0 --hash=sha256:{'0' * 64}")
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", requirements=lock), installer="uv")
+
+    assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(
+        "no wheel of puresrc==1.0 for python3.12 x86_64 (manylinux_2_34_x86_64 or older), and its locked source "
+        "distribution does not build (its bytes do not match the lock's hashes)"
+    )
+    assert not (tmp_path / "install").exists()
+
+
+def test_a_hash_pinned_sdist_that_builds_native_code_is_refused_by_name(offline: Path, tmp_path: Path) -> None:
+    lock = requirements_file(tmp_path, _locked_line(offline, "csrc", "1.0", "csrc-1.0.tar.gz"))
+
+    with pytest.raises(InstallError) as caught:
+        install(request_for(tmp_path / "install", requirements=lock), installer="uv")
+
+    assert caught.value.exit_code == 2
+    assert str(caught.value).startswith(
+        "no wheel of csrc==1.0 for python3.12 x86_64 (manylinux_2_34_x86_64 or older), and its locked source "
+        "distribution builds csrc-1.0-cp312-cp312-linux_x86_64.whl, native code for this machine"
+    )
+
+
+def test_a_git_ignored_uv_lock_is_still_the_lock_and_part_of_the_key(offline: Path, tmp_path: Path) -> None:
+    project = write_project(tmp_path / "app", dependencies=["purelib"])
+    write_uv_lock(project, offline / "purelib-1.0-py3-none-any.whl")
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    (project / ".gitignore").write_text("uv.lock\n")
+    request = request_for(tmp_path / "install", source=project)
+
+    assert install(request, installer="uv").lock == "uv.lock"
+    assert distributions(tmp_path / "install") == {"app-0.1", "purelib-1.0"}
+    write_uv_lock(project, offline / "purelib-2.0-py3-none-any.whl")
+    assert not install(request, installer="uv").skipped
+    assert distributions(tmp_path / "install") == {"app-0.1", "purelib-2.0"}

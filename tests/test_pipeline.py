@@ -692,3 +692,43 @@ def test_a_dry_run_with_nothing_to_do_ends_with_no_changes(pipeline: Pipeline, o
     assert one.stdout.splitlines()[-1] == "no changes"
     assert several.stdout.splitlines()[-1] == "no changes"
     assert "no changes" not in changed.stdout
+
+
+# -- the install's project walk never reads this run's outputs --------------------------------------------
+
+
+def test_a_project_at_the_root_rebuilt_with_its_archives_and_stage_installs_inside_is_an_unchanged_install(
+    pipeline: Pipeline, offline: Path
+) -> None:
+    """`--install-source . --install-path lambda --archive-dir artifacts` over two stages (b with its own
+    requirements, installed beside lambda): the archives (named by digest) and the installs lie inside the
+    project. The walk that keys and copies the project skips them by identity, so a rerun installs nothing."""
+    write_project(pipeline.root, dependencies=["purelib"])
+    pipeline.write("extra.txt", "extra\n")
+    stage = {**BASE, "function_file_patterns": ["^app"]}
+    pipeline.settings(
+        {
+            "a": {**stage, "function_name": "fa"},
+            "b": {**stage, "function_name": "fb", "install_source": ".", "requirements": "extra.txt"},
+        }
+    )
+    command = (
+        "--json",
+        "--package-only",
+        "--install-source",
+        ".",
+        "--install-path",
+        "lambda",
+        "--archive-dir",
+        "artifacts",
+        "a",
+        "b",
+    )
+    first = pipeline.drover(*command)
+    assert first.code == 0, first.stderr
+    assert [path.name for path in (pipeline.root / "artifacts").glob("function-*.zip")], "archives named by digest"
+
+    second = pipeline.drover(*command)
+
+    assert second.code == 0, second.stderr
+    assert [second.entry(name)["install"]["skipped"] for name in ("a", "b")] == [True, True], second.stderr

@@ -9,6 +9,7 @@ The rules:
 5. a permission failure on a path the run must replace is an input problem naming the path and the fix;
 6. in the Action every input check that needs no network runs before the OIDC token and STS requests;
 7. --archive-dir below a regular file is refused before any work.
+8. the project copy never follows a link out of the project.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def read_only_install_path(project: Path) -> None:
     (project / "build").chmod(0o555)
 
 
+def project_linking_out(project: Path) -> None:
+    """An --install-source project whose module is a link to a file beside the project (issue 24.2)."""
+    (project / "src" / "svc").mkdir(parents=True)
+    (project / "src" / "pyproject.toml").write_text('[project]\nname = "svc"\nversion = "1"\n')
+    (project / "shared.py").write_text("SECRET = 1\n")
+    (project / "src" / "svc" / "shared.py").symlink_to("../../shared.py")
+
+
 EMPTY = "the value is empty ('')"
 CLI_CASES = [
     # rule 3: given but empty is an error, for every option and STAGE
@@ -103,6 +112,15 @@ CLI_CASES = [
         "or give another --install-path",
         setup=read_only_install_path,
         unprivileged=True,
+    ),
+    # issue 24.2: the project is built from a copy of its own files, never of a link's target outside it
+    case(
+        "install-source-links-out-of-the-project",
+        ("--install-source", "src", "--package-only"),
+        "src/svc/shared.py is a link to",
+        "outside the project",
+        "copy what it needs into the project, or name that directory as a requirement",
+        setup=project_linking_out,
     ),
 ]
 

@@ -99,7 +99,8 @@ def _read_document(settings_file: Path, other_file_hint: str) -> _Document:
         root = loader.get_single_node()
         if root is None:
             raise SettingsError(
-                f"{settings_file}: file is empty — it needs a 'stages' mapping (see the README)", file=settings_file
+                f"{settings_file}: file is empty — it needs a 'stages' mapping (see docs/settings.md)",
+                file=settings_file,
             )
         _check_node_graph(settings_file, root)
         data = loader.construct_document(root)

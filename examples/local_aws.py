@@ -237,6 +237,7 @@ def up(port: int, state: State, function: FunctionSpec | None = None) -> int:
         say(f"local AWS API (moto server, PID {state.pid()}) at {endpoint}; stop it with: make local-down")
     else:
         say(f"local AWS API already running at {endpoint} (PID {state.pid()})")
+    invoke_without_docker(endpoint)
     created = create_example_infrastructure(endpoint)
     say(f"created {', '.join(created)}" if created else "the example's role, bucket and function exist")
     if function is not None:
@@ -272,6 +273,16 @@ def _start_background(port: int, state: State) -> str | None:
     else:
         say(f"error: the local AWS API did not start: {' / '.join(log_tail)} (log: {state.log_file})")
     return None
+
+
+def invoke_without_docker(endpoint: str) -> None:
+    """Lambda Invoke answers without a container runtime (moto echoes the event): a rollout's smoke test runs."""
+    body = json.dumps({"lambda": {"use_docker": False}}).encode()
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/config", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
 
 
 def _answers(endpoint: str) -> bool:

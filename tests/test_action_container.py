@@ -130,6 +130,13 @@ def write_project(directory: Path, settings: str = SETTINGS) -> None:
         path.write_text(text, encoding="utf-8")
 
 
+def with_handler_beside_the_config(container: ContainerRunner) -> None:
+    """A run whose install path holds only dependencies takes its handler from an extra path: a function
+    archive without a Python file is refused."""
+    (container.workspace / "config" / "handler.py").write_text("def handler(event, context):\n    return 'ok'\n")
+    container.give_to_owner()
+
+
 @pytest.fixture
 def runner(tmp_path: Path) -> Runner:
     runner = Runner(tmp_path)
@@ -565,6 +572,7 @@ def test_container_deploys_with_oidc_then_a_second_run_changes_nothing(
     container: ContainerRunner, infra: Infrastructure, aws: MotoServer, oidc: FakeOidcServer
 ) -> None:
     infra.function("fn")
+    with_handler_beside_the_config(container)  # the install path holds only the dependency
     inputs = {"stage": "staging", "install-path": "build", "requirements": "requirements.txt", "role-to-assume": ROLE}
     with fake_sts(aws.endpoint) as sts, counting_server(aws.endpoint) as counted:
         environment = {
@@ -681,6 +689,7 @@ def test_container_the_docs_docker_run_recipe(
 ) -> None:
     """docs/action.md's `docker run` outside GitHub: no GITHUB_* files (outputs on stdout), HOME=/root."""
     infra.function("fn")
+    with_handler_beside_the_config(container)
     environment = {"INPUT_STAGE": "staging", "INPUT_INSTALL-PATH": "build", "INPUT_REQUIREMENTS": "requirements.txt"}
     environment |= {"AWS_ENDPOINT_URL": aws.endpoint, **STATIC_KEYS, **OFFLINE_INSTALL}
     ran = images.podman(

@@ -9,7 +9,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # make local: the loopback port of the local AWS API (0: any free port)
 LOCAL_AWS_PORT ?= 5055
 
-.PHONY: help venv test test-fast test-container ci-deps lint demo local local-down bench bench-record bench-multi bench-multi-record clean
+.PHONY: help venv test test-fast test-container ci-deps lint demo local local-down bench bench-record bench-multi bench-multi-record bench-zip clean
 
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
@@ -79,6 +79,10 @@ bench: $(STAMP)
 
 bench-record: $(STAMP)
 	$(BIN)/python bench/run.py --record
+
+# requirements-zip size against zip -r9: the standard workload and a 178 MB native library (polars)
+bench-zip: $(STAMP)
+	$(BIN)/python bench/zip_size.py
 
 bench-multi: $(STAMP)
 	$(BIN)/python bench/multi_bench.py

@@ -164,29 +164,65 @@ def test_non_ascii_name_is_stored_as_utf8(tmp_path, make_tree, hashed_files):
     assert entry.flag_bits & 0x800  # the UTF-8 name flag
 
 
+LARGE_TIERS = [
+    pytest.param({"WHOLE_BUFFER_LIMIT": 1 << 20}, "_compress_large", id="large-one-at-a-time"),
+    pytest.param({"WHOLE_BUFFER_LIMIT": 1 << 19, "LARGE_BUFFER_LIMIT": 1 << 20}, "_compress_streaming", id="streamed"),
+]
+
+
 @pytest.mark.parametrize("kind", ["compressible", "incompressible"])
-def test_files_over_the_whole_buffer_limit_are_streamed_and_round_trip(
-    tmp_path, make_tree, hashed_files, valid_zip, monkeypatch, kind
+@pytest.mark.parametrize(("limits", "compressor"), LARGE_TIERS)
+def test_files_over_the_whole_buffer_limit_are_compressed_by_their_tier_and_round_trip(
+    tmp_path, make_tree, hashed_files, valid_zip, monkeypatch, kind, limits, compressor
 ):
-    monkeypatch.setattr(archive, "WHOLE_BUFFER_LIMIT", 1 << 20)
-    streamed: list[str] = []
-    real_streaming = archive._compress_streaming
+    """Over 32 MB: libdeflate whole, one file at a time, spooled; over Lambda's 256 MB: zlib-ng streaming."""
+    for name, value in limits.items():
+        monkeypatch.setattr(archive, name, value)
+    used: list[str] = []
+    real = getattr(archive, compressor)
 
     def spy(package_file, spool_dir):
-        streamed.append(package_file.archive_name)
-        return real_streaming(package_file, spool_dir)
+        used.append(package_file.archive_name)
+        return real(package_file, spool_dir)
 
-    monkeypatch.setattr(archive, "_compress_streaming", spy)
+    monkeypatch.setattr(archive, compressor, spy)
     big = os.urandom(3 << 20) if kind == "incompressible" else (b"0123456789abcdef" * 4096 + os.urandom(4096)) * 48
     root = make_tree(tmp_path / "src", {"big.bin": big, "small.py": b"small"})
 
     info = write_zip(tmp_path / "out" / "out.zip", hashed_files(root))
 
-    assert streamed == ["big.bin"]
+    assert used == ["big.bin"]
     with valid_zip(info.path) as opened:
         assert opened.read("big.bin") == big
         assert opened.read("small.py") == b"small"
     assert [path.name for path in (tmp_path / "out").iterdir()] == ["out.zip"]  # spool files removed
+
+
+def test_large_files_are_compressed_one_at_a_time(tmp_path, make_tree, hashed_files, monkeypatch):
+    """Each large file's buffers are the size of the file: two at once would double the peak."""
+    import threading
+
+    monkeypatch.setattr(archive, "WHOLE_BUFFER_LIMIT", 1 << 16)
+    inside, most = [0], [0]
+    lock = threading.Lock()
+    real = archive.deflate.deflate_compress
+
+    def counting(data, level):
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            return real(data, level)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(archive.deflate, "deflate_compress", counting)
+    root = make_tree(tmp_path / "src", {f"big{index}.so": os.urandom(1 << 18) for index in range(6)})
+
+    write_zip(tmp_path / "out.zip", hashed_files(root), workers=4)
+
+    assert most[0] == 1
 
 
 def test_streamed_builds_are_reproducible(tmp_path, make_tree, hashed_files, monkeypatch):

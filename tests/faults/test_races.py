@@ -41,7 +41,7 @@ STAGE = {
     "compatible_runtime": "python3.12",
     "function_file_patterns": ["^app/"],
 }
-LARGE = archive.WHOLE_BUFFER_LIMIT + 1  # streamed through zlib-ng, not read whole
+LARGE = archive.WHOLE_BUFFER_LIMIT + 1  # compressed whole one at a time, spooled (not in the thread buffer)
 
 
 @pytest.fixture
@@ -218,14 +218,14 @@ def test_archive_writing_interrupted_leaves_no_partial(
 ) -> None:
     """SIGINT raises KeyboardInterrupt, a SIGTERM handler SystemExit: the writer removes its .partial and
     spool directory on any exception, and --archive-dir gets nothing."""
-    original = archive._compress_streaming
+    original = archive._compress_large
 
     def interrupted(package_file: packaging.PackageFile, spool_dir: Path) -> Any:
         original(package_file, spool_dir)  # a spool file exists now
         assert list(spool_dir.iterdir())
         raise raised()
 
-    monkeypatch.setattr(archive, "_compress_streaming", interrupted)
+    monkeypatch.setattr(archive, "_compress_large", interrupted)
     if raised is SystemExit:
         with pytest.raises(SystemExit):
             package(project, monkeypatch)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -99,12 +100,36 @@ STREAM_ERRORS = (
 UPDATE_TIMEOUT_SECONDS = 900.0
 NO_CREDENTIALS = "no AWS credentials found — set role-to-assume (GitHub Action), AWS_PROFILE or AWS_ACCESS_KEY_ID"
 NOT_FOUND_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+RETRIES = 6  # botocore's max_attempts in a Config: retries after the first attempt
 RETRY_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 6},
+    retries={"mode": "standard", "max_attempts": RETRIES},
     connect_timeout=10,
     read_timeout=300,
     user_agent_extra="drover-action",
 )
+RETRY_MODES = ("standard", "adaptive", "legacy")
+
+
+def client_config(environ: Mapping[str, str] = os.environ) -> Config:
+    """RETRY_CONFIG, except what the user chose with botocore's own AWS_RETRY_MODE and AWS_MAX_ATTEMPTS.
+
+    botocore reads those variables only for what a client's Config leaves unset, so drover leaves
+    the mode (or the attempts) out when the variable is set: AWS_RETRY_MODE=adaptive turns on
+    botocore's client-side rate limiter, which a deploy of many functions against Lambda's
+    control-plane rate limit may want. AWS_MAX_ATTEMPTS counts every attempt, the first included.
+    """
+    mode, attempts = environ.get("AWS_RETRY_MODE", "").strip(), environ.get("AWS_MAX_ATTEMPTS", "").strip()
+    if mode and mode not in RETRY_MODES:
+        raise PreflightError(f"AWS_RETRY_MODE={mode[:40]!r} is not one of {', '.join(RETRY_MODES)}")
+    if attempts and (not attempts.isdigit() or int(attempts) < 1):
+        raise PreflightError(f"AWS_MAX_ATTEMPTS={attempts[:40]!r} is not a whole number of attempts (1 or more)")
+    if mode and attempts:
+        return RETRY_CONFIG.merge(Config(retries={}))
+    if mode:
+        return RETRY_CONFIG.merge(Config(retries={"max_attempts": RETRIES}))
+    if attempts:
+        return RETRY_CONFIG.merge(Config(retries={"mode": "standard"}))
+    return RETRY_CONFIG
 
 
 class AwsError(UpdateError):
@@ -224,7 +249,7 @@ class CodeLocation:
 
 @dataclass
 class AwsClients:
-    """One session per run and its typed clients for one region, with botocore's standard retries.
+    """One session per run and its typed clients for one region, with botocore's standard retries (client_config).
 
     Given a boto3 session (tests hook its events), its clients are used. Otherwise drover makes a
     botocore session: a boto3 client is a botocore client, and importing boto3 (which imports
@@ -257,10 +282,11 @@ class AwsClients:
         return self._client("s3")  # type: ignore[no-any-return]
 
     def _client(self, service: str) -> Any:
+        config = client_config()
         if self.session is not None:
-            return self.session.client(service, region_name=self.region_name, config=RETRY_CONFIG)  # type: ignore[call-overload]
+            return self.session.client(service, region_name=self.region_name, config=config)  # type: ignore[call-overload]
         assert self.core is not None
-        return self.core.create_client(service, region_name=self.region_name, config=RETRY_CONFIG)
+        return self.core.create_client(service, region_name=self.region_name, config=config)
 
     def call(
         self,

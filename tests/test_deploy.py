@@ -10,6 +10,7 @@ import pytest
 
 from drover import UpdateError
 from drover.deploy import (
+    LAMBDA_RETRY_CONFIG,
     RETRY_CONFIG,
     TAG_CODE_SHA256,
     TAG_FUNCTION_DIGEST,
@@ -482,19 +483,24 @@ def test_clients_without_a_boto3_session_read_and_download_through_botocore(infr
 
 
 def test_retries_are_drovers_unless_botocores_own_variables_choose(monkeypatch: pytest.MonkeyPatch) -> None:
-    def retries(**variables: str) -> dict[str, Any]:
+    def retries(service: str = "lambda", **variables: str) -> dict[str, Any]:
         for name in ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS"):
             monkeypatch.delenv(name, raising=False)
         for name, value in variables.items():
             monkeypatch.setenv(name, value)
-        return dict(AwsClients(REGION).lambda_.meta.config.retries)
+        clients = AwsClients(REGION)
+        return dict((clients.lambda_ if service == "lambda" else clients.s3).meta.config.retries)
 
-    assert client_config({}) is RETRY_CONFIG
-    assert retries() == {"mode": "standard", "total_max_attempts": 7}
-    assert retries(AWS_RETRY_MODE="adaptive") == {"mode": "adaptive", "total_max_attempts": 7}
-    assert retries(AWS_MAX_ATTEMPTS="3") == {"mode": "standard", "total_max_attempts": 3}
-    assert retries(AWS_RETRY_MODE="adaptive", AWS_MAX_ATTEMPTS="10") == {"mode": "adaptive", "total_max_attempts": 10}
+    assert client_config("lambda", {}) is LAMBDA_RETRY_CONFIG
+    assert client_config("s3", {}) is RETRY_CONFIG
+    assert retries() == {"mode": "adaptive", "total_max_attempts": 7}  # Lambda's rate limit: bench/scale_bench.py
+    assert retries("s3") == {"mode": "standard", "total_max_attempts": 7}
+    assert retries(AWS_RETRY_MODE="standard") == {"mode": "standard", "total_max_attempts": 7}
+    assert retries("s3", AWS_RETRY_MODE="adaptive") == {"mode": "adaptive", "total_max_attempts": 7}
+    assert retries(AWS_MAX_ATTEMPTS="3") == {"mode": "adaptive", "total_max_attempts": 3}
+    assert retries("s3", AWS_MAX_ATTEMPTS="3") == {"mode": "standard", "total_max_attempts": 3}
+    assert retries(AWS_RETRY_MODE="legacy", AWS_MAX_ATTEMPTS="10") == {"mode": "legacy", "total_max_attempts": 10}
     with pytest.raises(PreflightError, match="AWS_RETRY_MODE='fast' is not one of standard, adaptive, legacy"):
-        client_config({"AWS_RETRY_MODE": "fast"})
+        client_config("lambda", {"AWS_RETRY_MODE": "fast"})
     with pytest.raises(PreflightError, match="AWS_MAX_ATTEMPTS='0' is not a whole number"):
-        client_config({"AWS_MAX_ATTEMPTS": "0"})
+        client_config("lambda", {"AWS_MAX_ATTEMPTS": "0"})

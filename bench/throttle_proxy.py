@@ -125,6 +125,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
+    def finish(self) -> None:  # the client closed its connection: close ours upstream too
+        try:
+            super().finish()
+        finally:
+            if self.upstream is not None:
+                self.upstream.close()
+
     def do_GET(self) -> None:
         if self.path == STATS_PATH:
             self._reply(200, {"Content-Type": "application/json"}, json.dumps(self.server.proxy.stats()).encode())

@@ -15,7 +15,8 @@ proxy. Measured, never asserted:
   layer the layer version drover reported, whose CodeSha256 must be the requirements archive's;
 - wall time / (Lambda requests the proxy accepted / rate): how close the run came to the fastest
   the throttle allows (target <= 1.3), and the 429s the proxy sent;
-- the drover process's peak RSS (os.wait4), at 100 and N functions, and their ratio.
+- the drover process's peak RSS (its ru_maxrss, through a small launcher), at 100 and N functions,
+  and their ratio.
 
 Retry configurations (--modes; botocore's own variables, which drover honours): `standard`
 (AWS_RETRY_MODE=standard: each thread backs off alone, throttles draw on the retry quota; drover's
@@ -234,29 +235,43 @@ class DroverRun:
     timed_out: bool
 
 
+# Linux carries the pre-exec peak RSS of a process into its ru_maxrss: a child forked from this
+# process (which holds moto and its thousand functions) would report at least this process's RSS.
+# So a small launcher (python -I -S, ~10 MB) forks drover and reports drover's own ru_maxrss.
+LAUNCHER = r"""
+import os, signal, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[2], sys.argv[2:])
+for number in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(number, lambda received, frame: os.kill(pid, received))
+_, status, usage = os.wait4(pid, 0)
+with open(sys.argv[1], "w") as out:
+    out.write(str(usage.ru_maxrss))
+code = os.waitstatus_to_exitcode(status)
+sys.exit(code if code >= 0 else 128 - code)
+"""
+
+
 def run_drover(command: list[str], *, cwd: Path, env: dict[str, str], timeout: float, log: Path) -> DroverRun:
-    """One drover process; its own peak RSS from wait4 (no polling, no other process's maximum)."""
-    out_path = log.with_suffix(".stdout")
+    """One drover process, through LAUNCHER: its exit code, wall time and its own peak RSS."""
+    out_path, rss_path = log.with_suffix(".stdout"), log.with_suffix(".maxrss")
+    launched = [sys.executable, "-I", "-S", "-c", LAUNCHER, str(rss_path), *command]
     with out_path.open("w") as stdout, log.open("w") as stderr:
         start = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
+        process = subprocess.Popen(launched, cwd=cwd, env=env, stdout=stdout, stderr=stderr)
         timed_out = False
-        while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() - start > timeout:
-                timed_out = True
-                process.send_signal(signal.SIGINT)  # drover reports what it did, then exits
-                pid, status, usage = os.wait4(process.pid, 0)
-                break
-            time.sleep(0.05)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            process.send_signal(signal.SIGINT)  # drover reports what it did, then exits
+            process.wait()
         seconds = time.perf_counter() - start
-        process.returncode = os.waitstatus_to_exitcode(status)
     return DroverRun(
         exit_code=process.returncode,
         seconds=seconds,
-        peak_rss_mb=usage.ru_maxrss / 1024,
+        peak_rss_mb=int(rss_path.read_text()) / 1024 if rss_path.exists() else 0.0,
         stdout=out_path.read_text(),
         stderr_tail=log.read_text()[-3000:],
         timed_out=timed_out,
@@ -401,12 +416,12 @@ def ratio(cell: dict[str, Any]) -> str:
 def render(cells: list[dict[str, Any]], summary_: dict[str, Any], rate: int, output: Path) -> str:
     lines = [
         f"one drover run of N stages, Lambda throttled at {rate} req/s (429 TooManyRequestsException beyond it):",
-        f"{'mode':<9} {'N':>5} {'exit':>4} {'converged':>10} {'wall s':>8} {'min s':>7} {'ratio':>6} "
+        f"{'mode':<11} {'N':>5} {'exit':>4} {'converged':>10} {'wall s':>8} {'min s':>7} {'ratio':>6} "
         f"{'429s':>6} {'lambda':>6} {'RSS MB':>7}",
     ]
     for cell in cells:
         lines.append(
-            f"{cell['mode']:<9} {cell['functions']:>5} {cell['exit_code']:>4} "
+            f"{cell['mode']:<11} {cell['functions']:>5} {cell['exit_code']:>4} "
             f"{cell['converged']:>5}/{cell['functions']:<4} {cell['wall_seconds']:>8.1f} "
             f"{cell['minimum_seconds_at_rate']:>7.1f} {ratio(cell):>6} "
             f"{cell['throttled_429']:>6} {cell['lambda_requests_accepted']:>6} {cell['peak_rss_mb']:>7.1f}"

@@ -8,8 +8,10 @@ STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # make local: the loopback port of the local AWS API (0: any free port)
 LOCAL_AWS_PORT ?= 5055
+# make bench-scale: stages deployed in one run (QUICK=1: 100 only); make bench-multi SCALE=1 runs it too
+SCALE_FUNCTIONS ?= 1000
 
-.PHONY: help venv test test-fast test-container ci-deps lint demo local local-down bench bench-record bench-multi bench-multi-record bench-zip clean
+.PHONY: help venv test test-fast test-container ci-deps lint demo local local-down bench bench-record bench-multi bench-multi-record bench-scale bench-zip clean
 
 help:
 	@echo "make demo   - deploy examples/basic_lambda twice to a local AWS API (moto); the 2nd run skips"
@@ -25,6 +27,8 @@ help:
 	@echo "make bench-record - the same, updating the committed bench/results.json"
 	@echo "make bench-multi - ten functions sharing one requirements set: one run vs ten drover 0.7.1 runs"
 	@echo "make bench-multi-record - the same, updating the committed bench/multi_results.json"
+	@echo "               SCALE=1: then make bench-scale too"
+	@echo "make bench-scale - $(SCALE_FUNCTIONS) stages in one run against Lambda throttled at 10 req/s (QUICK=1: 100)"
 
 venv: $(STAMP)
 
@@ -86,6 +90,11 @@ bench-zip: $(STAMP)
 
 bench-multi: $(STAMP)
 	$(BIN)/python bench/multi_bench.py
+	$(if $(SCALE),$(MAKE) --no-print-directory bench-scale)
+
+# results: bench/scale_results.json (untracked)
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale_bench.py --functions $(SCALE_FUNCTIONS) $(if $(QUICK),--quick)
 
 bench-multi-record: $(STAMP)
 	$(BIN)/python bench/multi_bench.py --record

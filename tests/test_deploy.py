@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from drover import UpdateError
-from drover.deploy import TAG_CODE_SHA256, TAG_FUNCTION_DIGEST, parse_live_function
+from drover.deploy import (
+    LAMBDA_RETRY_CONFIG,
+    RETRY_CONFIG,
+    TAG_CODE_SHA256,
+    TAG_FUNCTION_DIGEST,
+    AwsClients,
+    client_config,
+    parse_live_function,
+)
 from drover.errors import PreflightError
 from tests.aws import REGION, Infrastructure, inject_error, zip_bytes
 from tests.deploy_support import Project, assert_truthful
@@ -474,3 +482,27 @@ def test_clients_without_a_boto3_session_read_and_download_through_botocore(infr
     assert (tmp_path / "a").read_bytes() == body
     assert (tmp_path / "b").read_bytes() == b"a later version"
     assert clients.for_region("eu-west-1").core is clients.core
+
+
+def test_retries_are_drovers_unless_botocores_own_variables_choose(monkeypatch: pytest.MonkeyPatch) -> None:
+    def retries(service: str = "lambda", **variables: str) -> dict[str, Any]:
+        for name in ("AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS"):
+            monkeypatch.delenv(name, raising=False)
+        for name, value in variables.items():
+            monkeypatch.setenv(name, value)
+        clients = AwsClients(REGION)
+        return dict((clients.lambda_ if service == "lambda" else clients.s3).meta.config.retries)
+
+    assert client_config("lambda", {}) is LAMBDA_RETRY_CONFIG
+    assert client_config("s3", {}) is RETRY_CONFIG
+    assert retries() == {"mode": "adaptive", "total_max_attempts": 7}  # Lambda's rate limit: bench/scale_bench.py
+    assert retries("s3") == {"mode": "standard", "total_max_attempts": 7}
+    assert retries(AWS_RETRY_MODE="standard") == {"mode": "standard", "total_max_attempts": 7}
+    assert retries("s3", AWS_RETRY_MODE="adaptive") == {"mode": "adaptive", "total_max_attempts": 7}
+    assert retries(AWS_MAX_ATTEMPTS="3") == {"mode": "adaptive", "total_max_attempts": 3}
+    assert retries("s3", AWS_MAX_ATTEMPTS="3") == {"mode": "standard", "total_max_attempts": 3}
+    assert retries(AWS_RETRY_MODE="legacy", AWS_MAX_ATTEMPTS="10") == {"mode": "legacy", "total_max_attempts": 10}
+    with pytest.raises(PreflightError, match="AWS_RETRY_MODE='fast' is not one of standard, adaptive, legacy"):
+        client_config("lambda", {"AWS_RETRY_MODE": "fast"})
+    with pytest.raises(PreflightError, match="AWS_MAX_ATTEMPTS='0' is not a whole number"):
+        client_config("lambda", {"AWS_MAX_ATTEMPTS": "0"})

@@ -1,9 +1,10 @@
 """Fault matrix of the deploy engine: every fault drover must survive, against the real moto server.
 
 Each fault is injected into drover's own boto3 clients (tests/faults/injectors.py); the rest of
-every call is real. Faults go on `before-send`, per attempt, so botocore's standard retry mode
-(RETRY_CONFIG: max_attempts 6, i.e. 7 attempts) sees them as it would see AWS's answers; its
-backoff sleeps are patched to 0 and drover's own waits use a no-op sleep, so the suite stays fast.
+every call is real. Faults go on `before-send`, per attempt, so botocore's retry modes (adaptive
+for Lambda, standard for S3: max_attempts 6, i.e. 7 attempts) see them as they would see AWS's
+answers; their backoff sleeps and rate-limiter waits are patched to 0 and drover's own waits use a
+no-op sleep, so the suite stays fast.
 What moto does not do is emulated on the answers: `LastUpdateStatus` InProgress/Failed
 (GetFunction's answer rewritten on `after-call`) and the `RevisionId` precondition (moto neither
 returns nor checks one; `RevisionCheck` derives a RevisionId from the live function and refuses a
@@ -102,6 +103,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+from botocore.retries.bucket import TokenBucket
 from botocore.retries.standard import ExponentialBackoff
 
 from drover import UpdateError
@@ -130,7 +132,7 @@ from tests.faults.injectors import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-ATTEMPTS = 7  # drover.deploy.RETRY_CONFIG: standard mode, max_attempts 6 (botocore counts retries there: 1 + 6)
+ATTEMPTS = 7  # drover.deploy.RETRY_CONFIG / LAMBDA_RETRY_CONFIG: max_attempts 6 (botocore counts retries there: 1 + 6)
 FIRST_DEPLOY = ["PublishLayerVersion", "UpdateFunctionCode", "UpdateFunctionConfiguration", "TagResource"]
 ENVIRONMENT = {"OWNED_BY": "infrastructure"}
 FAILED_REASON = (
@@ -246,8 +248,10 @@ class Deployment:
 
 @pytest.fixture(autouse=True)
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """botocore's standard retry mode sleeps up to seconds between attempts; the attempts stay, the sleeps go."""
+    """botocore sleeps up to seconds between attempts, and adaptive mode (Lambda's client) waits for its
+    rate limiter's tokens once throttled; the attempts stay, the sleeps and waits go."""
     monkeypatch.setattr(ExponentialBackoff, "delay_amount", lambda self, context: 0.0)
+    monkeypatch.setattr(TokenBucket, "acquire", lambda self, amount=1, block=True: True)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from drover import install as install_module
 from drover.deploy import layer_description, parse_layer_description
 from drover.errors import UpdateError
 from drover.install import (
@@ -30,6 +29,7 @@ from drover.install import (
     locked_set,
     target_platform,
 )
+from drover.install import key as install_key_module
 from tests.aws import MotoServer
 from tests.deploy_support import Project
 from tests.test_install import (  # noqa: F401  (fixtures: an offline wheelhouse)
@@ -110,7 +110,7 @@ def test_platform_tags_installer_and_layout_version_are_in_the_key(
     assert dependency_key_of(packages, request, dataclasses.replace(platform, glibc_minor=28), installer) != key
     assert dependency_key_of(packages, request, platform, dataclasses.replace(installer, version="0.0.1")) != key
     assert dependency_key_of(packages, request, platform, dataclasses.replace(installer, name="pip")) != key
-    monkeypatch.setattr(install_module, "LAYOUT_VERSION", install_module.LAYOUT_VERSION + 1)
+    monkeypatch.setattr(install_key_module, "LAYOUT_VERSION", install_key_module.LAYOUT_VERSION + 1)
     assert dependency_key_of(packages, request, platform, installer) != key
 
 

@@ -215,7 +215,7 @@ CLAIM_READERS = {
 def claim_readers() -> set[tuple[str, str]]:
     """Every function of drover that reads a layer description's claims or a function's tags."""
     found: set[tuple[str, str]] = set()
-    for path in sorted((ROOT / "drover").glob("*.py")):
+    for path in sorted((ROOT / "drover").rglob("*.py")):
         tree = ast.parse(path.read_text())
         for function in ast.walk(tree):
             if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):

@@ -117,16 +117,18 @@ def sha256_b64(path: Path) -> str:
 
 
 def expected_archives(tree: Path, settings: Path, install: Path) -> dict[str, tuple[str, str]]:
-    """Per pattern, the CodeSha256 of the function and requirements archives drover builds (package-only run)."""
+    """Per pattern, the CodeSha256 of the function and requirements archives drover builds (package-only run;
+    each stage's archives are where its JSON result says: several stages name them by digest)."""
     out = tree / "expected"
     stages = [stage_name(index) for index in range(len(PATTERNS))]
     command = [sys.executable, "-m", "drover", "--settings-file", str(settings), "--install-path", str(install)]
-    command += ["--package-only", "--archive-dir", str(out), "--quiet", *stages]
-    subprocess.run(command, cwd=tree, env={**os.environ, **CREDENTIALS}, check=True, capture_output=True)
+    command += ["--package-only", "--archive-dir", str(out), "--quiet", "--json", *stages]
+    done = subprocess.run(command, cwd=tree, env={**os.environ, **CREDENTIALS}, check=True, capture_output=True)
+    results = {entry["stage"]: entry for entry in json.loads(done.stdout)["results"]}
     return {
         PATTERNS[index]: (
-            sha256_b64(out / stage / "function.zip"),
-            sha256_b64(out / stage / "requirements.zip"),
+            sha256_b64(Path(results[stage]["function_archive"])),
+            sha256_b64(Path(results[stage]["requirements_archive"])),
         )
         for index, stage in enumerate(stages)
     }

@@ -331,7 +331,9 @@ class Drover:
         check_request(request)  # bad paths fail as they would in the install, before any key is read
         key = dependency_key(request)
         if key is None:
-            logger.info("No exact lock: no dependency key, the install runs")
+            logger.info(
+                "No exact lock (hash-pinned requirements, uv.lock, poetry.lock or pylock.toml): no dependency key"
+            )
             return None, []
         layers = [_layer_recording(key, function) for function in attached]
         if all(layers):

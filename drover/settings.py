@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from drover.errors import SettingsError, did_you_mean
-from drover.models import S3BucketPath, Settings, Stage, short_repr
+from drover.models import Rollout, S3BucketPath, Settings, SmokeTest, Stage, short_repr
 
 MAX_SETTINGS_BYTES = 1 << 20  # a drover.yml of 1,000 stages is ~200 KB
 MAX_ALIAS_EXPANSION = 10_000  # nodes that aliases add beyond the nodes written out
@@ -350,9 +350,9 @@ def _suggestion(path: NodePath) -> str:
 def _valid_keys(parent: NodePath) -> Sequence[str]:
     if not parent:
         return list(Settings.model_fields)
-    if parent[-1] == "upload_bucket":
-        return list(S3BucketPath.model_fields)
-    return list(Stage.model_fields)
+    nested: dict[str, type[BaseModel]] = {"upload_bucket": S3BucketPath, "rollout": Rollout, "smoke_test": SmokeTest}
+    model = nested.get(str(parent[-1]), Stage)
+    return list(model.model_fields)
 
 
 def _describe_type(value: Any) -> str:

@@ -660,11 +660,11 @@ def _plan_rollout(
 
 
 def _smoke_test(deployment: Deployment, smoke: SmokeTest) -> Step:
-    target = deployment.version or "the new version"
+    target = f"version {deployment.version}" if deployment.version else "the new version"
     expect = f", expect {smoke.expect!r} in the answer" if smoke.expect else ""
     return SmokeTestStep(
         deployment.live.name,
-        f"invoke version {target} (not the alias) with {smoke.payload}{expect}, before any traffic reaches it",
+        f"invoke {target} (not the alias) with {smoke.payload}{expect}, before any traffic reaches it",
         smoke,
     )
 
@@ -826,6 +826,7 @@ def plan_rollback(deployment: Deployment) -> list[Step]:
     deployment.version = previous
     deployment.result.previous_version = current.version if current else None
     if current is not None and current.version == previous and not current.extra_weights:
+        logger.info("Alias %s already serves version %s, the one recorded before the last rollout", alias, previous)
         return []
     where = f"version {current.version}" if current else "nothing (the alias is missing)"
     return [PointAlias(alias, f"alias {alias} serves {where}; put it back on version {previous} (weights cleared)")]

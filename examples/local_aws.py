@@ -142,11 +142,17 @@ def create_user_function(endpoint: str, function: FunctionSpec) -> list[str]:
     return created
 
 
+def package_name(function_name: str) -> str:
+    """The Python package the user's code goes in: the function's name as an identifier (my-fn: my_fn)."""
+    return re.sub(r"\W", "_", function_name)
+
+
 def deploy_instructions(function: FunctionSpec) -> str:
     """How to deploy a project to the user's function: a drover.yml to copy, then the command."""
-    package = re.sub(r"\W", "_", function.name)
+    package = package_name(function.name)
     return (
-        f"to deploy your project to {function.name}: with the exports below in your shell, this drover.yml\n"
+        f"to deploy your project to {function.name} (its handler is {function.handler}: {package}/__init__.py\n"
+        f"defines handler(event, context)): with the exports below in your shell, this drover.yml\n"
         f"  stages:\n"
         f"    local:\n"
         f"      region_name: {REGION}\n"
@@ -160,7 +166,7 @@ def deploy_instructions(function: FunctionSpec) -> str:
         f"        bucket_name: {BUCKET}\n"
         f"then: drover --install-path build/lambda --requirements requirements.txt local\n"
         f"(your dependencies go into a layer; a project with pyproject.toml: leave out function_extra_paths and\n"
-        f"use --install-source . instead of --requirements; README 'Project shapes' shows each layout)"
+        f"use --install-source . instead of --requirements; docs/dependency-install.md 'Project shapes' shows each layout)"
     )
 
 
@@ -340,7 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     state = State(args.state_dir.resolve())
     if args.command == "serve":
         return serve(args.port, state)
-    function = FunctionSpec(args.function, args.runtime, args.arch) if args.function else None
+    function = (
+        FunctionSpec(args.function, args.runtime, args.arch, handler=f"{package_name(args.function)}.handler")
+        if args.function
+        else None
+    )
     return {"up": lambda: up(args.port, state, function), "down": lambda: down(state), "env": lambda: env(state)}[
         args.command
     ]()

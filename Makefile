@@ -8,7 +8,7 @@ STAMP := $(VENV)/.synced
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 # make local: the loopback port of the local AWS API (0: any free port)
 LOCAL_AWS_PORT ?= 5055
-# make bench-scale: stages deployed in one run (QUICK=1: 100 only); make bench-multi SCALE=1 runs it too
+# make bench-scale: stages deployed in one run (QUICK=1: 100 only)
 SCALE_FUNCTIONS ?= 1000
 
 .PHONY: help venv test test-fast test-container ci-deps lint demo local local-down bench bench-record bench-multi bench-multi-record bench-scale bench-zip clean
@@ -27,7 +27,6 @@ help:
 	@echo "make bench-record - the same, updating the committed bench/results.json"
 	@echo "make bench-multi - ten functions sharing one requirements set: one run vs ten drover 0.7.1 runs"
 	@echo "make bench-multi-record - the same, updating the committed bench/multi_results.json"
-	@echo "               SCALE=1: then make bench-scale too"
 	@echo "make bench-scale - $(SCALE_FUNCTIONS) stages in one run against Lambda throttled at 10 req/s (QUICK=1: 100)"
 
 venv: $(STAMP)
@@ -90,7 +89,6 @@ bench-zip: $(STAMP)
 
 bench-multi: $(STAMP)
 	$(BIN)/python bench/multi_bench.py
-	$(if $(SCALE),$(MAKE) --no-print-directory bench-scale)
 
 # results: bench/scale_results.json (untracked)
 bench-scale: $(STAMP)

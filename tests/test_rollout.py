@@ -37,18 +37,7 @@ def moto_invokes(aws: MotoServer) -> Iterator[None]:
 def live(tmp_path: Path, infra: Infrastructure, moto_invokes: None) -> Project:
     """fn deployed once with alias live at version 1; a CloudWatch alarm in OK; code changed since."""
     infra.function("fn")
-    cloudwatch = infra.client("cloudwatch")
-    cloudwatch.put_metric_alarm(
-        AlarmName=ALARM,
-        MetricName="Errors",
-        Namespace="AWS/Lambda",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="quiet")
+    quiet_alarm(infra, ALARM)
     project = Project(tmp_path)
     project.write("app/__init__.py", "def handler(event, context):\n    return 'v1'\n")
     project.stage.update(alias="live")
@@ -63,6 +52,22 @@ def live(tmp_path: Path, infra: Infrastructure, moto_invokes: None) -> Project:
         "smoke_test": {"payload": '{"ping": "pong"}', "expect": "pong"},
     }
     return project
+
+
+def quiet_alarm(infra: Infrastructure, name: str) -> None:
+    """A CloudWatch alarm on the function's errors, in OK (what the user's infrastructure code creates)."""
+    cloudwatch = infra.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName=name,
+        MetricName="Errors",
+        Namespace="AWS/Lambda",
+        Statistic="Sum",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=1,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    cloudwatch.set_alarm_state(AlarmName=name, StateValue="OK", StateReason="quiet")
 
 
 def alias_state(infra: Infrastructure) -> tuple[str, dict[str, float]]:
@@ -302,17 +307,7 @@ def test_stages_roll_out_concurrently_and_one_stages_rollback_leaves_the_other_a
     stages: dict[str, Any] = {}
     for name in ("a", "b"):
         infra.function(f"fn-{name}")
-        cloudwatch.put_metric_alarm(
-            AlarmName=f"{name}-errors",
-            MetricName="Errors",
-            Namespace="AWS/Lambda",
-            Statistic="Sum",
-            Period=60,
-            EvaluationPeriods=1,
-            Threshold=1,
-            ComparisonOperator="GreaterThanThreshold",
-        )
-        cloudwatch.set_alarm_state(AlarmName=f"{name}-errors", StateValue="OK", StateReason="quiet")
+        quiet_alarm(infra, f"{name}-errors")
         stages[name] = {
             "region_name": "us-east-1",
             "function_name": f"fn-{name}",
